@@ -1,0 +1,55 @@
+"""Builds the plugin's object graph from Settings: stores, driver, backup service.
+
+The one place that knows which concrete class serves which kind of store. Everything
+is passed in, so tests assemble the same graph with their own collaborators.
+"""
+
+import logging
+import os
+
+from .driver import VolumeDriver
+from .errors import ConfigError
+from .mounts import Mounter
+from .mountstate import MountTable
+from .storespec import DATASTORE, FILE, NFS
+from .stores.base import VolumeStore
+from .stores.directory import DirectoryStore
+
+log = logging.getLogger(__name__)
+
+
+class UnavailableStore(VolumeStore):
+    """A declared store that cannot be served; every call says why."""
+
+    def __init__(self, spec, reason):
+        super().__init__(spec)
+        self.reason = reason
+
+    def _fail(self, *_):
+        raise ConfigError(self.reason)
+
+    open = discover = create = remove = attach = detach = _fail
+
+
+def build_store(spec, settings, mounter, vsphere=None):
+    if spec.kind == FILE:
+        return DirectoryStore(spec, spec.path)
+    if spec.kind == NFS:
+        return DirectoryStore(spec, os.path.join(settings.state_dir, "nfs", spec.label), mounter)
+    if spec.kind == DATASTORE:
+        if vsphere is None:
+            return UnavailableStore(spec, (
+                f"volume store {spec.label} ({spec.spec}) is on a vSphere datastore, but no vCenter "
+                "is configured: set VSPHERE_URL, VSPHERE_USER and VSPHERE_PASSWORD"))
+        return vsphere(spec)
+    raise ConfigError(f"volume store {spec.spec}: unknown kind {spec.kind}")
+
+
+def build_driver(settings, mounter=None, vsphere=None, backups=None):
+    """The VolumeDriver for ``settings``. ``vsphere(spec)`` builds datastore stores."""
+    mounter = mounter or Mounter()
+    stores = {spec.label: build_store(spec, settings, mounter, vsphere) for spec in settings.volume_stores}
+    default = "default" if "default" in stores else next(iter(stores))
+    mounts = MountTable(os.path.join(settings.state_dir, "mounts.json"))
+    return VolumeDriver(stores, mounts, mounter, settings.mount_root, default_store=default,
+                        backups=backups)

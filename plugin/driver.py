@@ -1,0 +1,328 @@
+"""The volume driver: what Docker's volume calls mean, independent of HTTP and storage.
+
+The protocol layer (``plugin.protocol``) calls these methods; stores
+(``plugin.stores``) do the storage work. Here live the semantics users rely on:
+
+- Create validates every name and option before any side effect, is idempotent for
+  the same name and options, and refuses the same name with other options.
+- Mount and Unmount are counted per caller ID; the first Mount attaches the volume and
+  bind-mounts it at ``<mount root>/<name>``, the last Unmount undoes both. The counts
+  survive restarts (``MountTable``) and are reconciled at start with what is mounted.
+- Remove is refused while any mount is active.
+- Get, List and Path answer from memory: they never wait for a store or vCenter.
+- Calls for one name are serialized by a per-name lock; different names run in parallel.
+"""
+
+import datetime
+import logging
+import os
+import threading
+from dataclasses import dataclass
+
+from .errors import BackendError, Conflict, InUse, InvalidOption, NotFound, VolumeError
+from .locks import NameLocks
+from .options import VOLUME_STORE, parse_options, validate_name
+from .stores.base import docker_metadata
+
+log = logging.getLogger(__name__)
+
+READY_WAIT = 10.0  # seconds a call waits for start-up discovery before answering anyway
+
+
+@dataclass
+class Volume:
+    """A volume the plugin knows: where it lives and its validated options."""
+
+    name: str
+    store: str
+    options: object      # options.VolumeOptions
+    created_at: str = ""
+    problem: str = ""    # why its recorded options could not be used, if so
+
+
+class NoBackups:
+    """The backup seam when no backup service is wired: every hook does nothing."""
+
+    def volume_added(self, volume):
+        pass
+
+    def before_remove(self, volume):
+        pass
+
+    def volume_removed(self, volume):
+        pass
+
+    def last_unmount(self, volume):
+        pass
+
+    def check_restorable(self, ref):
+        raise BackendError("restoring from a backup is not available in this plugin build")
+
+    def restore_into(self, volume, ref):
+        self.check_restorable(ref)
+
+    def status(self, name):
+        return {}
+
+
+class VolumeDriver:
+    """Docker's volume operations over a set of stores.
+
+    stores: {label: VolumeStore}; mounts: MountTable; mounter: mounts.Mounter;
+    mount_root: the plugin's propagated mount; backups: the backup seam (NoBackups).
+    """
+
+    def __init__(self, stores, mounts, mounter, mount_root, default_store="default",
+                 backups=None, clock=None):
+        self.stores = stores
+        self.default_store = default_store
+        self.mounts = mounts
+        self.mounter = mounter
+        self.mount_root = mount_root
+        self.backups = backups or NoBackups()
+        self._clock = clock or (lambda: datetime.datetime.now(datetime.timezone.utc))
+        self._locks = NameLocks()
+        self._volumes = {}              # name -> Volume; replaced, never mutated in place
+        self._registry_lock = threading.Lock()
+        self.store_errors = {}          # label -> why the store is unavailable
+        self.ready = threading.Event()
+
+    # --- start-up ------------------------------------------------------------------------
+    def start(self):
+        """Open every store, discover its volumes, reconcile mounts. Sets ``ready``."""
+        try:
+            self.mounts.load()
+            for label, store in self.stores.items():
+                try:
+                    store.open()
+                    found = store.discover()
+                except VolumeError as err:
+                    self.store_errors[label] = str(err)
+                    log.error("volume store %s is unavailable: %s", label, err)
+                    continue
+                for stored in found:
+                    self._register_discovered(store, stored)
+                log.info("volume store %s (%s): %d volume(s)", label, store.spec.spec, len(found))
+            self._reconcile_mounts()
+        finally:
+            self.ready.set()
+
+    def _register_discovered(self, store, stored):
+        if stored.name in self._volumes:
+            log.warning("volume %s exists in stores %s and %s; using the one in %s",
+                        stored.name, self._volumes[stored.name].store, store.label,
+                        self._volumes[stored.name].store)
+            return
+        given = dict((stored.metadata or {}).get("DriverOpts") or {})
+        problem = stored.problem
+        try:
+            options = self._options_found_in(store.label, given)
+        except InvalidOption as err:
+            problem = problem or f"recorded options not usable ({err}); using defaults"
+            options = parse_options({}, self.stores, default_store=store.label)
+        volume = Volume(stored.name, store.label, options, stored.created_at, problem)
+        self._volumes[stored.name] = volume
+        self.backups.volume_added(volume)
+
+    def _options_found_in(self, label, given):
+        # The store the volume was found in is where it lives, whatever was recorded.
+        given = {k: v for k, v in given.items() if k.lower() != VOLUME_STORE.lower()}
+        options = parse_options(given, self.stores, default_store=label)
+        return options
+
+    def _reconcile_mounts(self):
+        for name in self.mounts.names():
+            volume = self._volumes.get(name)
+            if volume is None:
+                log.warning("mount state names volume %s, which no store has; forgetting it", name)
+                self.mounts.forget(name)
+                continue
+            try:
+                source = self.stores[volume.store].attach(name)
+                self.mounter.bind(source, self.mountpoint(name))
+                log.info("volume %s: %d mount(s) restored", name, self.mounts.count(name))
+            except VolumeError as err:
+                log.error("volume %s: could not restore its mount: %s", name, err)
+        if os.path.isdir(self.mount_root):
+            for entry in os.listdir(self.mount_root):
+                target = self.mountpoint(entry)
+                if self.mounts.count(entry) == 0 and self.mounter.is_mounted(target):
+                    log.info("volume %s: mounted but used by no container; unmounting", entry)
+                    self._release(entry)
+
+    def _wait_ready(self):
+        if not self.ready.wait(READY_WAIT):
+            log.warning("answering before start-up discovery finished")
+
+    # --- lookups (memory only) ---------------------------------------------------------------
+    def mountpoint(self, name):
+        return os.path.join(self.mount_root, name)
+
+    def _volume(self, name):
+        volume = self._volumes.get(name)
+        if volume is None:
+            raise NotFound(f"no volume named {name}")
+        return volume
+
+    def _store_for(self, label):
+        if label in self.store_errors:
+            raise BackendError(f"volume store {label} is unavailable: {self.store_errors[label]}")
+        return self.stores[label]
+
+    def get(self, name):
+        """Docker's Get: the volume with its Status, from memory."""
+        self._wait_ready()
+        volume = self._volume(name)
+        mounted = self.mounts.count(name)
+        status = {
+            "VolumeStore": volume.store,
+            "Capacity": f"{volume.options.capacity_mb}MB",
+            "Options": volume.options.describe(),
+            "Mounts": mounted,
+        }
+        status.update(self.stores[volume.store].status(name))
+        backup = self.backups.status(name)
+        if backup:
+            status["Backup"] = backup
+        if volume.problem:
+            status["Problem"] = volume.problem
+        return {
+            "Name": name,
+            "Mountpoint": self.mountpoint(name) if mounted else "",
+            "CreatedAt": volume.created_at,
+            "Status": status,
+        }
+
+    def list(self):
+        """Docker's List: every volume, from memory."""
+        self._wait_ready()
+        volumes = list(self._volumes.values())
+        return [{"Name": v.name, "Mountpoint": self.mountpoint(v.name) if self.mounts.count(v.name) else ""}
+                for v in volumes]
+
+    def path(self, name):
+        self._wait_ready()
+        self._volume(name)
+        return self.mountpoint(name) if self.mounts.count(name) else ""
+
+    def capabilities(self):
+        scope = "global" if self.stores and all(s.shared for s in self.stores.values()) else "local"
+        return {"Scope": scope}
+
+    def volumes(self):
+        """A snapshot of every known Volume (for the CLI and the backup service)."""
+        return list(self._volumes.values())
+
+    def lookup(self, name):
+        """The Volume called ``name``; raises NotFound."""
+        return self._volume(name)
+
+    def lock(self, name):
+        """The per-name lock, for collaborators (backups) that must exclude attach and remove."""
+        return self._locks.hold(name)
+
+    # --- changes -----------------------------------------------------------------------------
+    def create(self, name, given):
+        """Docker's Create. Everything is validated before anything is changed."""
+        validate_name(name)
+        options = parse_options(given, self.stores, self.default_store)
+        self._wait_ready()
+        with self._locks.hold(name):
+            existing = self._volumes.get(name)
+            if existing is not None:
+                self._check_same(existing, options)
+                return
+            store = self._store_for(options.store)
+            self._store_for(options.backup_store)
+            if options.restore_from:
+                self.backups.check_restorable(options.restore_from)
+            store.create(name, options, docker_metadata(name, options.given))
+            now = self._clock().isoformat(timespec="seconds")
+            volume = Volume(name, store.label, options, now)
+            if options.restore_from:
+                try:
+                    self.backups.restore_into(volume, options.restore_from)
+                except BaseException:
+                    store.remove(name)  # the volume was empty: nothing of the user's is lost
+                    raise
+            with self._registry_lock:
+                self._volumes[name] = volume
+            self.backups.volume_added(volume)
+            log.info("volume %s created in store %s with options %s", name, store.label, options.describe())
+
+    @staticmethod
+    def _check_same(existing, options):
+        old, new = existing.options.identity(), options.identity()
+        if old != new:
+            differences = ", ".join(f"{k}={old[k]} (asked {new[k]})" for k in old if old[k] != new[k])
+            raise Conflict(f"volume {existing.name} already exists with other options: {differences}")
+
+    def remove(self, name):
+        """Docker's Remove: refused while mounted; deletes the volume's data and metadata."""
+        validate_name(name)
+        self._wait_ready()
+        with self._locks.hold(name):
+            volume = self._volume(name)
+            count = self.mounts.count(name)
+            if count:
+                callers = len(self.mounts.callers(name))
+                raise InUse(f"volume {name} is in use: mounted {count} time(s) by {callers} "
+                            "container(s); stop and remove them first")
+            store = self._store_for(volume.store)
+            self.backups.before_remove(volume)
+            store.remove(name)
+            with self._registry_lock:
+                self._volumes.pop(name, None)
+            self.backups.volume_removed(volume)
+            log.info("volume %s removed", name)
+
+    def mount(self, name, caller):
+        """Docker's Mount: attach and bind on the first mount; count every mount."""
+        self._wait_ready()
+        with self._locks.hold(name):
+            volume = self._volume(name)
+            target = self.mountpoint(name)
+            if self.mounts.count(name) == 0 or not self.mounter.is_mounted(target):
+                store = self._store_for(volume.store)
+                source = store.attach(name)
+                try:
+                    self.mounter.bind(source, target)
+                except BaseException:
+                    if self.mounts.count(name) == 0:
+                        store.detach(name)
+                    raise
+            self.mounts.add(name, caller or "")
+            return target
+
+    def unmount(self, name, caller):
+        """Docker's Unmount: release one mount of ``caller``; the last one detaches."""
+        self._wait_ready()
+        with self._locks.hold(name):
+            volume = self._volume(name)
+            if not self.mounts.release(name, caller or ""):
+                log.warning("volume %s: unmount by %s, which has no mount recorded", name, caller)
+            if self.mounts.count(name) == 0:
+                self._release(name)
+                self.backups.last_unmount(volume)
+
+    def _release(self, name):
+        self.mounter.unmount(self.mountpoint(name))
+        volume = self._volumes.get(name)
+        if volume is not None:
+            self.stores[volume.store].detach(name)
+
+    # --- description ---------------------------------------------------------------------
+    def describe(self):
+        """Stores and volumes, for ``vsphere-volume status``."""
+        stores = []
+        for label, store in self.stores.items():
+            entry = store.describe()
+            entry["Default"] = label == self.default_store
+            entry["Error"] = self.store_errors.get(label, "")
+            entry["Volumes"] = sum(1 for v in self._volumes.values() if v.store == label)
+            stores.append(entry)
+        volumes = [{"Name": v.name, "VolumeStore": v.store, "Mounts": self.mounts.count(v.name),
+                    "Capacity": f"{v.options.capacity_mb}MB", "Backup": v.options.backup.text}
+                   for v in sorted(self._volumes.values(), key=lambda v: v.name)]
+        return {"Stores": stores, "Volumes": volumes, "Scope": self.capabilities()["Scope"],
+                "Ready": self.ready.is_set()}

@@ -1,0 +1,41 @@
+"""Small filesystem helpers with crash-safe semantics."""
+
+import json
+import os
+import tempfile
+
+
+def atomic_write(path, data):
+    """Replace ``path`` with ``data`` (bytes) so a crash leaves the old or the new file.
+
+    Temp file in the same folder, fsync, rename over the target, fsync the folder.
+    """
+    folder = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def atomic_write_json(path, obj):
+    atomic_write(path, json.dumps(obj, indent=2, sort_keys=True).encode() + b"\n")
+
+
+def read_json(path):
+    """Parse a JSON file; raise OSError or ValueError as they come."""
+    with open(path, "rb") as handle:
+        return json.load(handle)

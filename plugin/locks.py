@@ -1,0 +1,26 @@
+"""Per-name locks: calls for one volume are serialized, different volumes run in parallel."""
+
+import threading
+from contextlib import contextmanager
+
+
+class NameLocks:
+    """A lock per name, created on first use and dropped when nobody holds or waits for it."""
+
+    def __init__(self):
+        self._guard = threading.Lock()
+        self._locks = {}  # name -> [lock, users]
+
+    @contextmanager
+    def hold(self, name):
+        with self._guard:
+            entry = self._locks.setdefault(name, [threading.Lock(), 0])
+            entry[1] += 1
+        try:
+            with entry[0]:
+                yield
+        finally:
+            with self._guard:
+                entry[1] -= 1
+                if entry[1] == 0:
+                    del self._locks[name]

@@ -1,0 +1,144 @@
+"""Docker's volume plugin protocol over HTTP: JSON in, JSON out, nothing of storage.
+
+``create_app(driver)`` builds the Flask app. Every endpoint is a POST whose body is
+JSON (possibly empty, with Docker's ``application/vnd.docker.plugins.v1+json`` type or
+none). A ``VolumeError`` becomes ``{"Err": message}`` with status 500, which Docker shows
+to the user; any other exception is logged with its traceback and reported as an
+internal error without details.
+"""
+
+import json
+import logging
+
+from flask import Flask, request
+
+from .errors import InvalidRequest, VolumeError
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE = "application/vnd.docker.plugins.v1+json"
+
+
+def _body():
+    """The request's JSON object; {} for an empty body. Raises InvalidRequest otherwise."""
+    raw = request.get_data()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise InvalidRequest("the request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("the request body must be a JSON object")
+    return body
+
+
+def _field(body, key, kind=str, required=True):
+    value = body.get(key)
+    if value is None:
+        if required:
+            raise InvalidRequest(f"the request has no {key}")
+        return kind()
+    if not isinstance(value, kind):
+        raise InvalidRequest(f"{key} must be a {kind.__name__}")
+    return value
+
+
+def _reply(payload, status=200):
+    return payload, status, {"Content-Type": CONTENT_TYPE}
+
+
+def create_app(driver, backup_api=None):
+    """The plugin's WSGI app over ``driver`` (a driver.VolumeDriver or a stand-in).
+
+    ``backup_api``, when given, serves the ``/Backup.*`` endpoints: an object with
+    create(name), list(name), restore(name, backup, target, force), delete(name, backup).
+    """
+    app = Flask("vsphere-volume")
+
+    def endpoint(path):
+        def register(handler):
+            def view():
+                try:
+                    return _reply(handler(_body()))
+                except VolumeError as err:
+                    log.info("%s refused: %s", path, err)
+                    return _reply({"Err": str(err)}, 500)
+                except Exception:
+                    log.exception("%s failed", path)
+                    return _reply({"Err": f"internal error in {path}; see the plugin log"}, 500)
+            app.add_url_rule(path, path, view, methods=["POST"])
+            return handler
+        return register
+
+    @endpoint("/Plugin.Activate")
+    def activate(_):
+        return {"Implements": ["VolumeDriver"]}
+
+    @endpoint("/VolumeDriver.Create")
+    def create(body):
+        driver.create(_field(body, "Name"), _field(body, "Opts", dict, required=False))
+        return {"Err": ""}
+
+    @endpoint("/VolumeDriver.Remove")
+    def remove(body):
+        driver.remove(_field(body, "Name"))
+        return {"Err": ""}
+
+    @endpoint("/VolumeDriver.Mount")
+    def mount(body):
+        return {"Mountpoint": driver.mount(_field(body, "Name"), _field(body, "ID", required=False)),
+                "Err": ""}
+
+    @endpoint("/VolumeDriver.Unmount")
+    def unmount(body):
+        driver.unmount(_field(body, "Name"), _field(body, "ID", required=False))
+        return {"Err": ""}
+
+    @endpoint("/VolumeDriver.Path")
+    def path(body):
+        return {"Mountpoint": driver.path(_field(body, "Name")), "Err": ""}
+
+    @endpoint("/VolumeDriver.Get")
+    def get(body):
+        return {"Volume": driver.get(_field(body, "Name")), "Err": ""}
+
+    @endpoint("/VolumeDriver.List")
+    def list_volumes(_):
+        return {"Volumes": driver.list(), "Err": ""}
+
+    @endpoint("/VolumeDriver.Capabilities")
+    def capabilities(_):
+        return {"Capabilities": driver.capabilities()}
+
+    @endpoint("/Plugin.Status")
+    def plugin_status(_):
+        """Not part of Docker's protocol: what `vsphere-volume status` prints."""
+        return driver.describe()
+
+    if backup_api is not None:
+        @endpoint("/Backup.Create")
+        def backup_create(body):
+            return {"Backup": backup_api.create(_field(body, "Name")), "Err": ""}
+
+        @endpoint("/Backup.List")
+        def backup_list(body):
+            return {"Backups": backup_api.list(_field(body, "Name")), "Err": ""}
+
+        @endpoint("/Backup.Restore")
+        def backup_restore(body):
+            result = backup_api.restore(
+                _field(body, "Name"), _field(body, "Backup", required=False) or "latest",
+                _field(body, "Target", required=False), _field(body, "Force", bool, required=False))
+            return {"Restore": result, "Err": ""}
+
+        @endpoint("/Backup.Delete")
+        def backup_delete(body):
+            backup_api.delete(_field(body, "Name"), _field(body, "Backup"))
+            return {"Err": ""}
+
+        @endpoint("/Backup.Prune")
+        def backup_prune(body):
+            return {"Deleted": backup_api.prune(_field(body, "Name")), "Err": ""}
+
+    return app

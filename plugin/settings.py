@@ -1,0 +1,83 @@
+"""Plugin settings, read once at start from the environment (``docker plugin set``).
+
+Every setting is declared in config.json with a description; this module gives each a
+typed value and a default. Secrets (VSPHERE_PASSWORD, ...) are read here but never
+logged: ``Settings.public()`` is what may be shown.
+"""
+
+import os
+from dataclasses import dataclass, field
+
+from .errors import ConfigError
+from .storespec import parse_store_specs
+
+DATA_DIR = "/var/lib/vsphere-volume"       # a host folder mounted into the plugin
+MOUNT_ROOT = "/mnt/volumes"                # config.json's propagatedMount
+SOCKET = "/run/docker/plugins/vsphere.sock"
+SECRET_KEYS = ("VSPHERE_PASSWORD",)
+
+
+@dataclass
+class Settings:
+    volume_stores: list
+    data_dir: str = DATA_DIR
+    mount_root: str = MOUNT_ROOT
+    socket: str = SOCKET
+    log_level: str = "INFO"
+    tz: str = "UTC"
+    backup_concurrency: int = 2
+    env: dict = field(default_factory=dict)   # the raw environment, for the vSphere settings
+
+    @property
+    def state_dir(self):
+        return os.path.join(self.data_dir, "state")
+
+    @property
+    def default_store_root(self):
+        return os.path.join(self.data_dir, "default")
+
+    def public(self):
+        """The settings safe to print: no secrets."""
+        return {"VOLUME_STORES": [s.spec for s in self.volume_stores], "DATA_DIR": self.data_dir,
+                "MOUNT_ROOT": self.mount_root, "TZ": self.tz,
+                "BACKUP_CONCURRENCY": self.backup_concurrency}
+
+
+def _int_setting(env, key, default, low, high):
+    raw = env.get(key, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise ConfigError(f"{key}={raw!r} is not valid: use a whole number from {low} to {high}")
+    return int(raw)
+
+
+def from_env(env=None):
+    """Read Settings from ``env`` (default os.environ); raise ConfigError on bad values."""
+    env = dict(os.environ if env is None else env)
+    data_dir = env.get("DATA_DIR", "").strip() or DATA_DIR
+    stores_text = env.get("VOLUME_STORES", "").strip()
+    if not stores_text:
+        stores_text = f"file://{os.path.join(data_dir, 'default')}:default"
+    specs = parse_store_specs(stores_text)
+    if not specs:
+        raise ConfigError("VOLUME_STORES declares no volume store")
+    level = (env.get("LOG_LEVEL", "").strip() or "INFO").upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(f"LOG_LEVEL={level!r} is not valid: use DEBUG, INFO, WARNING or ERROR")
+    tz = env.get("TZ", "").strip() or "UTC"
+    try:
+        import zoneinfo
+        zoneinfo.ZoneInfo(tz)
+    except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+        raise ConfigError(f"TZ={tz!r} is not a known time zone: use a name such as UTC or Europe/Paris") from None
+    return Settings(
+        volume_stores=specs,
+        data_dir=data_dir,
+        mount_root=env.get("MOUNT_ROOT", "").strip() or MOUNT_ROOT,
+        socket=env.get("SOCKET", "").strip() or SOCKET,
+        log_level=level,
+        tz=tz,
+        backup_concurrency=_int_setting(env, "BACKUP_CONCURRENCY", 2, 1, 64),
+        env=env,
+    )

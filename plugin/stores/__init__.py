@@ -1,0 +1,1 @@
+"""Volume stores: where volumes live (host folders, NFS exports, vSphere datastores)."""

@@ -1,0 +1,112 @@
+"""The contract every volume store implements.
+
+A store knows where one declared ``VOLUME_STORES`` entry keeps its volumes and how to
+create, find, attach and delete them. It knows nothing of HTTP or of Docker's mount
+bookkeeping: the driver (``plugin.driver``) counts mounts, takes locks and decides when
+to attach and detach.
+
+Concurrency contract: the driver calls a store method for a volume only while holding
+that volume's lock, so a store need not serialize calls for one name; calls for
+different names may run at the same time.
+
+Failure contract: ``create`` either completes or leaves nothing behind (no half-made
+folder a later ``discover`` would list). ``remove`` deletes only the volume's own data
+and metadata. ``attach`` and ``detach`` are idempotent, so the driver can repeat them
+after a crash or restart.
+"""
+
+import abc
+from dataclasses import dataclass, field
+
+METADATA_FILE = "DockerMetaData"
+
+
+def docker_metadata(name, driver_opts, driver="vsphere"):
+    """The DockerMetaData JSON object as VIC writes it (keys and shapes as VIC's)."""
+    return {
+        "Driver": driver,
+        "DriverOpts": dict(driver_opts),
+        "Name": name,
+        "Labels": {},
+        "AttachHistory": [""],
+        "Image": "",
+    }
+
+
+@dataclass
+class StoredVolume:
+    """A volume as found in a store by ``discover``.
+
+    ``metadata`` is the parsed DockerMetaData (``{}`` when missing or unreadable, with
+    the reason in ``problem``); ``created_at`` an RFC 3339 time or "".
+    """
+
+    name: str
+    metadata: dict = field(default_factory=dict)
+    created_at: str = ""
+    problem: str = ""
+
+
+class VolumeStore(abc.ABC):
+    """One declared volume store. ``spec`` is its ``storespec.StoreSpec``."""
+
+    def __init__(self, spec):
+        self.spec = spec
+
+    @property
+    def label(self):
+        return self.spec.label
+
+    @property
+    def shared(self):
+        """True when other Docker hosts see the same volumes (``global`` scope)."""
+        return self.spec.shared
+
+    @abc.abstractmethod
+    def open(self):
+        """Prepare the store at plugin start (create its top folders if missing).
+
+        Raises ConfigError or BackendError with a message for the log; the plugin
+        then serves the other stores and answers this one's calls with that error.
+        """
+
+    @abc.abstractmethod
+    def discover(self):
+        """Return a list of StoredVolume: every volume in the store, however created."""
+
+    @abc.abstractmethod
+    def create(self, name, options, metadata):
+        """Create volume ``name`` with validated ``options`` (options.VolumeOptions).
+
+        ``metadata`` is the DockerMetaData object to write. Raises Conflict when the
+        volume exists in the store already; leaves nothing behind on failure.
+        """
+
+    @abc.abstractmethod
+    def remove(self, name):
+        """Delete the volume's data and metadata. Raises InUse if attached elsewhere."""
+
+    @abc.abstractmethod
+    def attach(self, name):
+        """Make the volume usable on this host; return the folder to bind into containers.
+
+        Idempotent: when the volume is already attached (for example after a plugin
+        restart) it returns the same folder without doing the work again.
+        """
+
+    @abc.abstractmethod
+    def detach(self, name):
+        """Undo ``attach``. Idempotent."""
+
+    def status(self, name):
+        """Extra ``docker volume inspect`` Status fields, from memory only (no I/O)."""
+        return {}
+
+    def describe(self):
+        """This store for ``vsphere-volume status``: label, kind, spec, scope."""
+        return {
+            "Label": self.label,
+            "Kind": self.spec.kind,
+            "Spec": self.spec.spec,
+            "Scope": "global" if self.shared else "local",
+        }

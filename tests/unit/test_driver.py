@@ -1,0 +1,174 @@
+"""Semantics users rely on, on real directory stores (mounts faked)."""
+
+import json
+import os
+import threading
+
+import pytest
+
+from plugin.errors import Conflict, InUse, InvalidName, InvalidOption, MountError, NotFound
+
+
+def metadata(env, store_dir, name):
+    with open(os.path.join(store_dir, "volumes_metadata", name, "DockerMetaData")) as handle:
+        return json.load(handle)
+
+
+def test_create_writes_vic_layout(driver, tmp_path, env):
+    driver.create("mydata", {"capacity": "10G", "Backup": "daily"})
+    assert os.path.isdir(tmp_path / "fast" / "volumes" / "mydata")
+    assert metadata(env, tmp_path / "fast", "mydata") == {
+        "Driver": "vsphere", "DriverOpts": {"capacity": "10G", "Backup": "daily"}, "Name": "mydata",
+        "Labels": {}, "AttachHistory": [""], "Image": ""}
+
+
+def test_new_volume_owned_by_store_ids(driver, tmp_path):
+    driver.create("owned", {"VolumeStore": "slow"})
+    st = os.stat(tmp_path / "slow" / "volumes" / "owned")
+    assert (st.st_uid, st.st_gid) == (1234, 4321)
+
+
+def test_create_is_idempotent_for_same_options(driver):
+    driver.create("v", {"Capacity": "10G"})
+    driver.create("v", {"capacity": "10000"})
+    assert [v["Name"] for v in driver.list()] == ["v"]
+
+
+def test_create_refuses_other_options(driver):
+    driver.create("v", {"Capacity": "10G"})
+    with pytest.raises(Conflict, match=r"already exists with other options: Capacity=10000 \(asked 5000\)"):
+        driver.create("v", {"Capacity": "5G"})
+
+
+@pytest.mark.parametrize("name, opts, error", [
+    ("bad name", {}, InvalidName), ("ok", {"Size": "1"}, InvalidOption),
+    ("ok", {"Capacity": "1GiB"}, InvalidOption), ("ok", {"VolumeStore": "nope"}, InvalidOption),
+])
+def test_bad_input_changes_nothing(driver, tmp_path, name, opts, error):
+    before = sorted(os.listdir(tmp_path / "fast" / "volumes"))
+    with pytest.raises(error):
+        driver.create(name, opts)
+    assert sorted(os.listdir(tmp_path / "fast" / "volumes")) == before
+    assert driver.list() == []
+
+
+def test_get_unknown_says_so(driver):
+    with pytest.raises(NotFound, match="no volume named ghost"):
+        driver.get("ghost")
+
+
+def test_get_status(driver):
+    driver.create("v", {"Capacity": "2G", "Backup": "daily@02:30", "BackupKeep": "3"})
+    status = driver.get("v")["Status"]
+    assert status["VolumeStore"] == "default" and status["Capacity"] == "2000MB"
+    assert status["Options"]["Backup"] == "daily@02:30" and status["Options"]["BackupKeep"] == "3"
+    assert status["Mounts"] == 0
+
+
+def test_mounts_are_counted_per_caller(driver, mounter):
+    driver.create("v", {})
+    target = driver.mount("v", "c1")
+    assert driver.mount("v", "c1") == target
+    driver.mount("v", "c2")
+    assert driver.get("v")["Status"]["Mounts"] == 3 and driver.path("v") == target
+    driver.unmount("v", "c1")
+    driver.unmount("v", "c2")
+    assert mounter.is_mounted(target)
+    driver.unmount("v", "c1")
+    assert not mounter.is_mounted(target) and driver.path("v") == ""
+
+
+def test_remove_refused_while_mounted(driver, tmp_path):
+    driver.create("v", {})
+    driver.mount("v", "c1")
+    driver.mount("v", "c2")
+    with pytest.raises(InUse, match="mounted 2 time\\(s\\) by 2 container"):
+        driver.remove("v")
+    assert os.path.isdir(tmp_path / "fast" / "volumes" / "v")
+
+
+def test_remove_deletes_data_and_metadata_only(driver, tmp_path):
+    driver.create("v", {})
+    driver.create("keep", {})
+    (tmp_path / "fast" / "volumes" / "v" / "file").write_text("x")
+    driver.remove("v")
+    assert sorted(os.listdir(tmp_path / "fast" / "volumes")) == ["keep"]
+    assert sorted(os.listdir(tmp_path / "fast" / "volumes_metadata")) == ["keep"]
+    with pytest.raises(NotFound):
+        driver.get("v")
+
+
+def test_mount_state_survives_restart(driver, make_driver, mounter):
+    driver.create("v", {})
+    target = driver.mount("v", "c1")
+    mounter.mounted.clear()          # the restart lost the plugin's mounts
+    again = make_driver()
+    assert mounter.is_mounted(target)  # restored at start
+    assert again.get("v")["Status"]["Mounts"] == 1
+    with pytest.raises(InUse):
+        again.remove("v")
+    again.unmount("v", "c1")
+    again.remove("v")
+
+
+def test_unrecorded_mount_is_released_at_start(driver, make_driver, mounter):
+    driver.create("v", {})
+    target = driver.mountpoint("v")
+    mounter.bind("/somewhere", target)   # mounted, but no container recorded
+    make_driver()
+    assert not mounter.is_mounted(target)
+
+
+def test_failed_bind_leaves_no_mount_recorded(driver, mounter):
+    driver.create("v", {})
+    mounter.fail_next_bind = MountError("bind failed: boom")
+    with pytest.raises(MountError):
+        driver.mount("v", "c1")
+    assert driver.get("v")["Status"]["Mounts"] == 0
+
+
+def test_volumes_found_at_start(driver, make_driver, tmp_path):
+    driver.create("a", {"Backup": "weekly"})
+    (tmp_path / "fast" / "volumes" / "by-vch").mkdir()   # created by a VCH, metadata lost
+    again = make_driver()
+    assert sorted(v["Name"] for v in again.list()) == ["a", "by-vch"]
+    assert again.get("a")["Status"]["Options"]["Backup"] == "weekly"
+    assert (tmp_path / "fast" / "volumes_metadata" / "by-vch" / "DockerMetaData").exists()
+
+
+def test_interrupted_remove_is_finished_at_start(driver, make_driver, tmp_path):
+    trash = tmp_path / "fast" / ".vsphere-volume-trash" / "gone-1234"
+    trash.mkdir(parents=True)
+    (trash / "f").write_text("x")
+    make_driver()
+    assert not trash.exists()
+
+
+def test_capabilities_scope(driver):
+    assert driver.capabilities() == {"Scope": "local"}
+
+
+def test_same_name_is_serialized_other_names_run_in_parallel(driver):
+    inside, release = threading.Event(), threading.Event()
+    store = driver.stores["default"]
+    real_create = store.create
+
+    def slow_create(name, options, meta):
+        if name == "slow":
+            inside.set()
+            release.wait(5)
+        real_create(name, options, meta)
+
+    store.create = slow_create
+    worker = threading.Thread(target=driver.create, args=("slow", {}))
+    worker.start()
+    assert inside.wait(5)
+    driver.create("fast", {})                      # another name is not blocked
+    blocked = threading.Thread(target=driver.create, args=("slow", {}))
+    blocked.start()
+    blocked.join(0.2)
+    assert blocked.is_alive()                      # the same name waits
+    release.set()
+    worker.join(5)
+    blocked.join(5)
+    assert sorted(v["Name"] for v in driver.list()) == ["fast", "slow"]
