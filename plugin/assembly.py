@@ -17,6 +17,10 @@ from .stores.directory import DirectoryStore
 
 log = logging.getLogger(__name__)
 
+# Where datastore stores mount their filesystems, inside the propagated mount. Volume
+# names cannot start with a dot, so this never clashes with a volume's bind mount.
+DISKS_DIR = ".disks"
+
 
 class UnavailableStore(VolumeStore):
     """A declared store that cannot be served; every call says why."""
@@ -45,9 +49,28 @@ def build_store(spec, settings, mounter, vsphere=None):
     raise ConfigError(f"volume store {spec.spec}: unknown kind {spec.kind}")
 
 
+def vsphere_factory(settings, mounter):
+    """``factory(spec) -> DatastoreStore`` when vCenter is configured, else None.
+
+    Invalid VSPHERE_* settings make every datastore store unavailable with the reason;
+    folder stores are served all the same.
+    """
+    if not settings.env.get("VSPHERE_URL", "").strip():
+        return None
+    from .stores.vmdk import datastore_store_factory  # pyvmomi is loaded only when needed
+    try:
+        return datastore_store_factory(settings.env, mounter, os.path.join(settings.mount_root, DISKS_DIR))
+    except ConfigError as err:
+        log.error("vCenter settings are invalid: %s", err)
+        return lambda spec: UnavailableStore(spec, f"volume store {spec.label}: {err}")
+
+
 def build_driver(settings, mounter=None, vsphere=None, backups=None):
-    """The VolumeDriver for ``settings``. ``vsphere(spec)`` builds datastore stores."""
+    """The VolumeDriver for ``settings``. ``vsphere(spec)`` builds datastore stores
+    (default: ``vsphere_factory``)."""
     mounter = mounter or Mounter()
+    if vsphere is None:
+        vsphere = vsphere_factory(settings, mounter)
     stores = {spec.label: build_store(spec, settings, mounter, vsphere) for spec in settings.volume_stores}
     default = "default" if "default" in stores else next(iter(stores))
     mounts = MountTable(os.path.join(settings.state_dir, "mounts.json"))

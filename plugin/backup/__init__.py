@@ -1,0 +1,1 @@
+"""Backups: schedules, retention, the catalog on the datastore, and the engines that copy."""

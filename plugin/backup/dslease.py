@@ -1,0 +1,69 @@
+"""Backup leases on a datastore, so that of several Docker hosts on one vCenter only one
+backs a volume up at a time.
+
+``DatastoreLeaseFolder`` implements ``lease.LeaseFolder`` (read its contract there) in
+``[ds] <backup root>/backups/.leases/<volume>/owner.json``, the same layout as
+``LocalLeaseFolder``; ``lease.Leases`` takes, renews, breaks and releases the leases on it.
+What makes it safe across hosts is vSphere's own atomicity:
+
+- ``make``: one ``MakeDirectory`` without parent creation, which fails with
+  FileAlreadyExists when another host made the folder first (``.leases`` itself is made
+  on first use);
+- ``write``: the owner file is uploaded under a temporary name *beside* the lease folder
+  and moved into it with ``MoveDatastoreFile`` (force on): a reader sees the old or the
+  new owner, and a lease folder that was broken or released meanwhile is not made again
+  (the move finds no folder: FileNotFoundError, as the contract says). An upload
+  straight into the folder would recreate it: the HTTP file interface makes missing
+  folders.
+- ``move`` (breaking, releasing) is one ``MoveDatastoreFile``; ``remove`` one
+  ``DeleteDatastoreFile``; ``read`` one HTTP GET; ``made`` one folder listing.
+
+Failures of vCenter itself raise the session's VSphereError subclasses.
+"""
+
+from datetime import timezone
+
+from ..errors import FileNotFoundOnDatastore
+from .dsrepository import DatastoreFolder
+from .lease import LEASES_DIR, OWNER_FILE, LeaseFolder
+from .repository import BACKUPS_DIR
+
+
+class DatastoreLeaseFolder(LeaseFolder):
+    """Leases in ``[datastore] root_path/backups/.leases/``.
+
+    ``root_path`` is the backup store's root on ``datastore``, as for
+    ``DatastoreBackupRepository``; ``inventory`` and ``files`` are shared with it if given.
+    """
+
+    def __init__(self, session, datastore, root_path, inventory=None, files=None):
+        self.folder = DatastoreFolder(session, datastore, f"{root_path.strip('/')}/{BACKUPS_DIR}/{LEASES_DIR}",
+                                      inventory=inventory, files=files)
+
+    def __repr__(self):
+        return f"DatastoreLeaseFolder({self.folder.ds()!r})"
+
+    def make(self, name):
+        return self.folder.make(name)
+
+    def write(self, name, data):
+        try:
+            self.folder.publish(f"{name}/{OWNER_FILE}", data, replace=True, temp_folder="")
+        except FileNotFoundOnDatastore:
+            raise FileNotFoundError(f"the lease folder {self.folder.ds(name)} does not exist") from None
+
+    def read(self, name):
+        return self.folder.read(f"{name}/{OWNER_FILE}")
+
+    def made(self, name):
+        entry = self.folder.tree().get("", {}).get(name)
+        modified = getattr(entry, "modification", None)
+        if modified is None:
+            return None
+        return modified if modified.tzinfo else modified.replace(tzinfo=timezone.utc)
+
+    def move(self, name, new_name):
+        return self.folder.move(name, new_name)
+
+    def remove(self, name):
+        self.folder.delete(name)

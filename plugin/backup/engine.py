@@ -1,0 +1,71 @@
+"""The contract of a backup engine: how one kind of volume is copied into a backup and back.
+
+The backup service (``plugin.backup.service``) owns the catalog (``repository``), the
+leases, retention and the schedule; an engine only moves bytes for one kind of store:
+
+- ``DirectoryEngine`` (``direngine``): folder volumes (file and NFS stores).
+- ``VmdkEngine`` (``vmdkengine``): VMDK volumes on datastores (snapshot, then clone).
+
+Calling contract: the service calls ``backup`` with the volume's backup lease held (no
+other host backs it up) and never twice at once for one volume on this host. ``backup``
+may take the driver's per-volume lock itself (``lock(name)``) when it must keep attach,
+detach and remove out while it reads (a disk attached to no VM is cloned under it).
+``restore_new`` and ``restore_replace`` are called with the volume lock held.
+"""
+
+import abc
+from dataclasses import dataclass, field
+
+
+@dataclass
+class CopyOutcome:
+    """What ``backup`` did; the service turns it into the manifest.
+
+    method: manifest.SNAPSHOT_CLONE / DIRECT_CLONE / DIRECTORY / UNCHANGED.
+    data: where the data is inside the backup folder ("" for UNCHANGED).
+    created: the aware datetime the data is from (snapshot taken, copy started).
+    """
+
+    method: str
+    data: str
+    created: object
+    source: str
+    size: int
+    source_modified: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+class BackupEngine(abc.ABC):
+    # kinds is the tuple of storespec kinds (FILE, NFS, DATASTORE) this engine serves.
+    kinds = ()
+
+    # backup copies the current data of ``volume`` (driver.Volume) living in ``store``
+    # (its VolumeStore) into ``staging`` (repository.Staging of the backup store's
+    # repository). ``previous`` is the newest committed Manifest of the volume or None:
+    # when the data provably did not change since it, return method UNCHANGED and copy
+    # nothing. On failure raise BackupError (or a VolumeError subclass) and leave cleanup
+    # of the staging folder to the service; never leave a snapshot of yours behind.
+    @abc.abstractmethod
+    def backup(self, volume, store, staging, previous, lock):
+        """Copy the volume into staging; return a CopyOutcome."""
+
+    # restore_new creates volume ``target`` (which does not exist) in ``store`` from the
+    # backup at ``location`` (repository.location of the backup holding the data) whose
+    # manifest is ``manifest``, with DockerMetaData ``metadata``. On failure nothing of
+    # ``target`` is left behind.
+    @abc.abstractmethod
+    def restore_new(self, manifest, location, store, target, options, metadata):
+        """Create volume target from a backup."""
+
+    # restore_replace replaces the data of existing, unmounted volume ``name`` with the
+    # backup's. The service has taken a safety backup of the current data first. A crash
+    # part-way leaves either the old data or the new, or a state ``repair`` finishes.
+    @abc.abstractmethod
+    def restore_replace(self, manifest, location, store, name):
+        """Replace a volume's data with a backup's."""
+
+    # cleanup_leftovers is called at start and after a failed backup: it removes what
+    # this engine leaves behind when interrupted (its own snapshots, temporary copies),
+    # and never anything it did not make.
+    def cleanup_leftovers(self, store):
+        """Remove this engine's own leftovers in ``store``."""

@@ -1,0 +1,332 @@
+"""Backup leases: of several Docker hosts sharing storage, one backs a volume up at a time.
+
+A lease is a folder named after the volume, made atomically (it either is made, or
+exists already), holding one small owner file: who holds it, a random token, and until
+when. The holder renews it while it works and removes it when done. A lease whose holder
+died expires; the next taker breaks it: it moves the folder aside under a unique name
+(atomic too), checks that what it moved is the expired lease it read, and deletes it.
+
+The lease times come from each host's clock: hosts sharing storage must keep their
+clocks in step (NTP) to well within the time to live (10 minutes by default).
+
+Holding a lease is checked, not enforced: in the rare race where two hosts break the
+same expired lease at once, one may move aside a lease the other has just taken. The
+loser finds out at its next ``renew``, which raises LeaseLost, so a backup must renew
+(``HeldLease.check``) right before it commits.
+
+``LeaseFolder`` is the storage contract; ``LocalLeaseFolder`` implements it on a host
+folder. On a datastore: MakeDirectory (atomic), an HTTP upload of the owner file,
+MoveDatastoreFile, DeleteDatastoreFile.
+"""
+
+import abc
+import json
+import logging
+import os
+import shutil
+import threading
+import uuid
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from ..errors import BackupError
+from ..fsutil import atomic_write
+from ..options import validate_name
+from .repository import BACKUPS_DIR
+
+log = logging.getLogger(__name__)
+
+LEASES_DIR = ".leases"  # under <backup root>/backups/; no volume name starts with "."
+OWNER_FILE = "owner.json"
+DEFAULT_TTL = timedelta(minutes=10)
+
+
+class LeaseHeld(BackupError):
+    """Another host (or another backup on this one) holds the volume's lease."""
+
+
+class LeaseLost(BackupError):
+    """A lease this host took is no longer its own (expired and taken over)."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    """One lease as stored: the volume, the holder, a random token, and its times (aware)."""
+
+    volume: str
+    owner: str
+    token: str
+    taken: datetime
+    expires: datetime
+
+    def expired(self, now):
+        return now >= self.expires
+
+    def encode(self):
+        obj = asdict(self)
+        obj["taken"], obj["expires"] = self.taken.isoformat(), self.expires.isoformat()
+        return json.dumps(obj, sort_keys=True).encode("utf-8")
+
+    @classmethod
+    def decode(cls, data):
+        """A Lease from an owner file's bytes, or None when they are not one."""
+        try:
+            obj = json.loads(data)
+            return cls(volume=obj["volume"], owner=obj["owner"], token=obj["token"],
+                       taken=datetime.fromisoformat(obj["taken"]),
+                       expires=datetime.fromisoformat(obj["expires"]))
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+class LeaseFolder(abc.ABC):
+    """Where leases are kept: one folder per volume, by name, each with one owner file."""
+
+    # make creates the folder name atomically: True when this call made it, False when
+    # it existed already.
+    @abc.abstractmethod
+    def make(self, name):
+        """Create a lease folder; False when it exists."""
+
+    # write replaces the owner file in folder name with data (bytes) so that a reader
+    # sees the old or the new content; FileNotFoundError when the folder does not exist.
+    @abc.abstractmethod
+    def write(self, name, data):
+        """Replace the owner file of a lease folder."""
+
+    # read returns the owner file of folder name, or None when the folder or the file
+    # does not exist.
+    @abc.abstractmethod
+    def read(self, name):
+        """The owner file's bytes, or None."""
+
+    # made returns when folder name was last changed, as an aware datetime, or None
+    # when it does not exist. Used only for a folder with no owner file.
+    @abc.abstractmethod
+    def made(self, name):
+        """The folder's modification time, or None."""
+
+    # move renames folder name to new_name atomically: True when moved, False when name
+    # did not exist. new_name does not exist.
+    @abc.abstractmethod
+    def move(self, name, new_name):
+        """Rename a lease folder; False when it is gone."""
+
+    # remove deletes folder name and its content; no error when it does not exist.
+    @abc.abstractmethod
+    def remove(self, name):
+        """Delete a lease folder."""
+
+
+class LocalLeaseFolder(LeaseFolder):
+    """Leases in ``<backup root>/backups/.leases/`` on a folder this host sees."""
+
+    def __init__(self, backup_root):
+        self.root = Path(backup_root) / BACKUPS_DIR / LEASES_DIR
+
+    def make(self, name):
+        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            (self.root / name).mkdir()
+        except FileExistsError:
+            return False
+        return True
+
+    def write(self, name, data):
+        atomic_write(str(self.root / name / OWNER_FILE), data)
+
+    def read(self, name):
+        try:
+            return (self.root / name / OWNER_FILE).read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def made(self, name):
+        try:
+            return datetime.fromtimestamp(os.stat(self.root / name).st_mtime, timezone.utc)
+        except FileNotFoundError:
+            return None
+
+    def move(self, name, new_name):
+        try:
+            os.rename(self.root / name, self.root / new_name)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def remove(self, name):
+        shutil.rmtree(self.root / name, ignore_errors=True)
+
+
+def _new_token():
+    return uuid.uuid4().hex
+
+
+class Leases:
+    """Takes, renews, releases and breaks the backup leases of one backup store.
+
+    ``owner`` says who this host is, for messages (``host docker-3, plugin pid 41``);
+    ``clock()`` returns the aware current time; ``ttl`` is how long a lease lasts
+    unless renewed.
+    """
+
+    def __init__(self, folder, owner, clock, ttl=DEFAULT_TTL, new_token=_new_token):
+        self.folder = folder
+        self.owner = owner
+        self.clock = clock
+        self.ttl = ttl
+        self.new_token = new_token
+
+    def holder(self, volume):
+        """The lease on ``volume`` as stored, or None when there is none.
+
+        A lease folder without a readable owner file (being taken right now, or left by
+        a crash between the two steps) counts as held by an unknown owner from the time
+        the folder was made, for ``ttl``.
+        """
+        data = self.folder.read(volume)
+        lease = Lease.decode(data) if data is not None else None
+        if lease is not None:
+            return lease
+        made = self.folder.made(volume)
+        if made is None:
+            return None
+        return Lease(volume, "an unknown owner (a lease being taken, or left unfinished)", "", made, made + self.ttl)
+
+    def take(self, volume):
+        """Take the lease on ``volume``; return the Lease.
+
+        An expired lease is broken first. Raises LeaseHeld naming the holder and when
+        its lease expires.
+        """
+        validate_name(volume)
+        for _ in range(2):
+            now = self.clock()
+            lease = Lease(volume, self.owner, self.new_token(), now, now + self.ttl)
+            if self.folder.make(volume):
+                try:
+                    self.folder.write(volume, lease.encode())
+                except FileNotFoundError:
+                    raise LeaseHeld(f"the backup lease of volume {volume!r} was taken over "
+                                    "while this host was taking it; try again") from None
+                return lease
+            current = self.holder(volume)
+            if current is not None and not current.expired(now):
+                raise LeaseHeld(
+                    f"volume {volume!r} is being backed up by {current.owner}: its lease runs "
+                    f"until {current.expires.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S} UTC; "
+                    "try again later")
+            if current is not None:
+                self._break(volume, current)
+        raise LeaseHeld(f"the backup lease of volume {volume!r} was taken by another host "
+                        "at the same moment; try again")
+
+    def _break(self, volume, expired):
+        aside = f".broken-{self.new_token()}"
+        if not self.folder.move(volume, aside):
+            return  # released or broken by someone else meanwhile
+        moved = self.folder.read(aside)
+        moved_lease = Lease.decode(moved) if moved is not None else None
+        if (moved_lease.token if moved_lease else "") != expired.token:
+            log.warning("breaking the expired backup lease of volume %s moved a newer lease of %s aside; "
+                        "that holder will find its lease lost", volume,
+                        moved_lease.owner if moved_lease else "an unknown owner")
+        log.info("broke the expired backup lease of volume %s held by %s (expired %s)",
+                 volume, expired.owner, expired.expires.isoformat())
+        self.folder.remove(aside)
+
+    def break_expired(self, volume):
+        """Break the lease on ``volume`` if it has expired; True when one was broken."""
+        current = self.holder(volume)
+        if current is None or not current.expired(self.clock()):
+            return False
+        self._break(volume, current)
+        return True
+
+    def _verify(self, lease):
+        data = self.folder.read(lease.volume)
+        current = Lease.decode(data) if data is not None else None
+        if current is None or current.token != lease.token:
+            holder = f"it is now held by {current.owner}" if current else "it is gone"
+            raise LeaseLost(f"the backup lease of volume {lease.volume!r} is no longer this host's: "
+                            f"{holder} (it expired at {lease.expires.isoformat()} or was broken)")
+
+    def renew(self, lease):
+        """Extend ``lease`` by ``ttl`` from now; return the new Lease. Raises LeaseLost."""
+        self._verify(lease)
+        renewed = replace(lease, expires=self.clock() + self.ttl)
+        self.folder.write(lease.volume, renewed.encode())
+        return renewed
+
+    def release(self, lease):
+        """Remove ``lease`` if it is still this one (never another holder's); True when removed."""
+        data = self.folder.read(lease.volume)
+        current = Lease.decode(data) if data is not None else None
+        if current is None or current.token != lease.token:
+            log.warning("the backup lease of volume %s was no longer ours at release", lease.volume)
+            return False
+        aside = f".released-{self.new_token()}"
+        if self.folder.move(lease.volume, aside):
+            self.folder.remove(aside)
+        return True
+
+    @contextmanager
+    def hold(self, volume, renew_every=None, waiter=None):
+        """Take the lease, keep it renewed from a thread, and release it at the end.
+
+        Yields a HeldLease; call its ``check()`` right before committing. ``renew_every``
+        defaults to a third of ``ttl``; ``waiter`` (an object with ``wait(seconds)`` and
+        ``set()``, a ``threading.Event`` by default) paces the renewals.
+        """
+        held = HeldLease(self, self.take(volume), renew_every or self.ttl / 3, waiter or threading.Event())
+        held.start()
+        try:
+            yield held
+        finally:
+            held.stop()
+            self.release(held.lease)
+
+
+class HeldLease:
+    """A lease kept renewed by a background thread while a backup runs."""
+
+    def __init__(self, leases, lease, every, waiter):
+        self.leases = leases
+        self.lease = lease
+        self.every = every
+        self.error = None
+        self._waiter = waiter
+        self._stopped = False
+        self._lock = threading.Lock()  # one renewal at a time: check() runs beside the thread
+        self._thread = threading.Thread(target=self._run, name=f"lease-{lease.volume}", daemon=True)
+
+    def start(self):
+        self._thread.start()
+
+    def _run(self):
+        while True:
+            self._waiter.wait(self.every.total_seconds())
+            if self._stopped:
+                return
+            try:
+                with self._lock:
+                    self.lease = self.leases.renew(self.lease)
+            except (BackupError, OSError) as err:
+                self.error = err if isinstance(err, BackupError) else LeaseLost(
+                    f"cannot renew the backup lease of volume {self.lease.volume!r}: {err}")
+                return
+
+    def stop(self):
+        self._stopped = True
+        self._waiter.set()
+        self._thread.join()
+
+    def check(self):
+        """Renew now; raise LeaseLost (or the renewal thread's error) when the lease is lost."""
+        with self._lock:
+            if self.error is not None:
+                raise self.error
+            self.lease = self.leases.renew(self.lease)
+            return self.lease

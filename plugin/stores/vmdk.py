@@ -1,0 +1,420 @@
+"""Datastore volume stores: VMDK volumes in a VIC virtual container host's layout.
+
+A store with root ``[ds] path`` (``storespec.StoreSpec.datastore_root``) keeps volume
+``NAME`` as::
+
+    [ds] path/volumes/NAME/NAME.vmdk                        thin VMDK, Capacity (default 1024 MB)
+    [ds] path/volumes/NAME/imageMetadata/DockerMetaData     JSON, as VIC writes it
+
+which is what a VCH creates and lists, so both see the same volumes. Metadata is read
+from ``imageMetadata`` or ``ImageMetadata`` (VIC's documentation spells it so) and
+written to ``imageMetadata``. Nothing else is ever placed under ``volumes/``: a VCH
+lists every entry there as a volume.
+
+Create never leaves a half-made volume under ``volumes/``: the folder is built in
+``[ds] path/vsphere-volume-staging/<host tag>-<random>/`` (folder, disk, metadata) and
+then moved to ``volumes/NAME`` in one MoveDatastoreFile, which also detects a volume
+of that name made meanwhile (FileAlreadyExists -> Conflict). A failed create deletes
+its staging folder; one that could not (vCenter gone) is deleted by ``open`` on this
+host's next start.
+
+Attach (first Mount on this host): the disk is added to the Docker host's VM
+(``vsphere.hostvm.HostVM``) on a free paravirtual SCSI unit, the guest block device is
+found by the disk's UUID (``device_resolver``), an ext4 filesystem labelled like VIC's
+(first 16 hex digits of md5(NAME)) is made when the device has none, and it is mounted
+on ``mount_root/NAME``. The folder returned for containers is the filesystem's
+``.vic.vol.data`` when it exists, else its root. VIC's own create makes ``.vic.vol.data``
+and its containers see that folder (the filesystem root when it is missing), so this
+store makes it too whenever it makes the filesystem: containers of a VCH and of this
+plugin then see the same files, without ``lost+found``. It is never added to an
+existing filesystem (that would hide the files a VCH shows from the root).
+
+Detach: unmount, remove the disk from the VM (the file stays), ``release`` the device.
+Both are idempotent, and a mounted volume found after a plugin restart is returned as
+it is. Remove refuses a disk attached to any VM ("in use by VM X") and otherwise
+deletes the volume's folder.
+
+Round trips (SOAP + HTTP): create 5 + 1 PUT; attach 4 (+1 the first time: the VM's
+disk.EnableUUID); detach 3; remove 3; discover 3 per store + 1 GET per volume's
+metadata (read concurrently); status: none (memory only).
+"""
+
+import hashlib
+import json
+import logging
+import os
+import secrets
+import threading
+from dataclasses import dataclass
+
+from pyVmomi import vim
+
+from ..errors import (
+    Conflict, FileAlreadyExists, FileNotFoundOnDatastore, InUse, VolumeError,
+)
+from ..options import DEFAULT_CAPACITY_MB, parse_capacity_mb
+from ..vsphere.browse import list_folder, modified_rfc3339, search_tree
+from ..vsphere.files import DatastoreFiles
+from ..vsphere.hostvm import HostVM
+from ..vsphere.inventory import Inventory
+from ..vsphere.session import Session
+from ..vsphere.settings import from_env
+from ..vsphere.vmdisks import find_disk, normalize_disk_uuid
+from .base import METADATA_FILE, StoredVolume, VolumeStore
+from .devices import DiskInfo, Formatter, resolver_from_env
+
+LOG = logging.getLogger(__name__)
+
+VOLUMES = "volumes"
+STAGING = "vsphere-volume-staging"
+METADATA_DIRS = ("imageMetadata", "ImageMetadata")   # read in this order; write the first
+DATA_DIR = ".vic.vol.data"
+
+
+def vic_label(name):
+    """The filesystem label VIC gives volume ``name``: md5 hex, first 16 characters."""
+    return hashlib.md5(name.encode("utf-8")).hexdigest()[:16]  # noqa: S324 - VIC's label, not security
+
+
+def capacity_kb(capacity_mb):
+    """KiB for a capacity in MB of 1,000,000 bytes (rounded up)."""
+    return -(-capacity_mb * 1_000_000 // 1024)
+
+
+def parse_metadata(data, metadata_dir):
+    """(DockerMetaData as a dict, problem text) from the bytes of the file."""
+    try:
+        parsed = json.loads(data.decode("utf-8"))
+    except ValueError as err:
+        return {}, f"its {metadata_dir}/{METADATA_FILE} is not valid JSON: {err}"
+    if not isinstance(parsed, dict):
+        return {}, f"its {metadata_dir}/{METADATA_FILE} is not a JSON object"
+    return parsed, ""
+
+
+def metadata_capacity_mb(metadata):
+    """The Capacity in a volume's DockerMetaData DriverOpts (any key case), else the default."""
+    options = (metadata or {}).get("DriverOpts") or {}
+    for key, value in options.items():
+        if str(key).lower() == "capacity":
+            try:
+                return parse_capacity_mb(value)
+            except VolumeError:
+                break
+    return DEFAULT_CAPACITY_MB
+
+
+@dataclass
+class _Volume:
+    """What this store remembers of a volume (``status`` reads only this)."""
+
+    name: str
+    capacity_mb: int
+    uuid: str = ""
+    attached_to: str = ""
+
+
+class DatastoreStore(VolumeStore):
+    """VolumeStore for a ``datastore/path:label`` spec; see the module docstring.
+
+    ``session``: vsphere.session.Session; ``host_vm``: vsphere.hostvm.HostVM (its
+    ``inventory`` is shared); ``device_resolver``: a stores.devices resolver;
+    ``mounter``: plugin.mounts.Mounter (``mount(device, target, options, fstype)``,
+    ``unmount(target)``, ``is_mounted(target)``); ``mount_root``: the folder below which
+    volume filesystems are mounted (inside the plugin's propagated mount);
+    ``formatter``: stores.devices.Formatter (blkid, mkfs.ext4).
+    """
+
+    def __init__(self, spec, session, host_vm, device_resolver, mounter, mount_root,
+                 formatter=None, metadata_workers=8):
+        super().__init__(spec)
+        self.session = session
+        self.host_vm = host_vm
+        self.inventory = host_vm.inventory
+        self.resolver = device_resolver
+        self.mounter = mounter
+        self.formatter = formatter or Formatter()
+        self.mount_root = mount_root
+        self.files = DatastoreFiles(session)
+        self.metadata_workers = metadata_workers
+        self._volumes = {}
+        self._lock = threading.Lock()
+
+    # --- paths ---------------------------------------------------------------------
+
+    @property
+    def datastore(self):
+        return self.spec.datastore
+
+    def _ds(self, path):
+        return f"[{self.datastore}] {path}"
+
+    @property
+    def _volumes_dir(self):
+        return f"{self.spec.path}/{VOLUMES}"
+
+    def _volume_dir(self, name):
+        return f"{self._volumes_dir}/{name}"
+
+    def _disk(self, name):
+        return f"{self._volume_dir(name)}/{name}.vmdk"
+
+    def _mountpoint(self, name):
+        return os.path.join(self.mount_root, name)
+
+    @property
+    def _staging_dir(self):
+        return f"{self.spec.path}/{STAGING}"
+
+    @property
+    def _host_tag(self):
+        return hashlib.sha1(self.host_vm.name.encode("utf-8")).hexdigest()[:12]  # noqa: S324
+
+    def _dc(self):
+        return self.session.datacenter.ref
+
+    def _browser(self):
+        return self.inventory.datastore(self.datastore).browser
+
+    # --- cache -----------------------------------------------------------------------
+
+    def _remember(self, volume):
+        with self._lock:
+            self._volumes[volume.name] = volume
+        return volume
+
+    def _forget(self, name):
+        with self._lock:
+            self._volumes.pop(name, None)
+
+    def _volume(self, name):
+        """The cached record, or a new one from the volume's metadata (one GET)."""
+        with self._lock:
+            known = self._volumes.get(name)
+        if known:
+            return known
+        return self._remember(_Volume(name, metadata_capacity_mb(self._read_metadata(name))))
+
+    # --- VolumeStore -----------------------------------------------------------------
+
+    def open(self):
+        """Make ``<root>/volumes`` if missing; delete this host's leftover staging folders."""
+        self.inventory.datastore(self.datastore)
+        try:
+            self.session.invoke(self.session.content.fileManager, "MakeDirectory",
+                                name=self._ds(self._volumes_dir), datacenter=self._dc(),
+                                createParentDirectories=True,
+                                what=f"making the volume store folder {self._ds(self._volumes_dir)}")
+        except FileAlreadyExists:
+            pass
+        tag = self._host_tag          # also finds the host's VM now rather than on first create
+        for leftover in list_folder(self.session, self._browser(), self._ds(self._staging_dir)):
+            if leftover.startswith(tag + "-"):
+                LOG.info("store %s: deleting the leftover of an interrupted create, %s",
+                         self.label, self._ds(f"{self._staging_dir}/{leftover}"))
+                self._delete_folder(f"{self._staging_dir}/{leftover}", quiet=True)
+
+    def discover(self):
+        """Every entry of ``<root>/volumes``, with its metadata, creation time and problems."""
+        tree = search_tree(self.session, self._browser(), self._ds(self._volumes_dir))
+        users = self.inventory.disk_users()
+        names = sorted(tree.get("", {}))
+        spelling = {name: next((d for d in METADATA_DIRS if METADATA_FILE in tree.get(f"{name}/{d}", {})), None)
+                    for name in names}
+        documents = self.files.read_many(
+            self.datastore, [self._metadata_path(n, d) for n, d in spelling.items() if d],
+            workers=self.metadata_workers)
+        with self._lock:
+            known, self._volumes = self._volumes, {}
+        found = []
+        for name in names:
+            meta, problem = {}, "no imageMetadata/DockerMetaData file"
+            if spelling[name]:
+                document = documents[self._metadata_path(name, spelling[name])]
+                if isinstance(document, VolumeError):
+                    problem = f"its metadata could not be read: {document}"
+                else:
+                    meta, problem = parse_metadata(document, spelling[name])
+            if f"{name}.vmdk" not in tree.get(name, {}):
+                problem = f"no disk {name}.vmdk in its folder"
+            attached = ", ".join(vm.name for vm in users.users(self._ds(self._disk(name))))
+            uuid = known[name].uuid if name in known else ""
+            self._remember(_Volume(name, metadata_capacity_mb(meta), uuid=uuid, attached_to=attached))
+            found.append(StoredVolume(name=name, metadata=meta, problem=problem,
+                                      created_at=modified_rfc3339(tree[""][name])))
+        return found
+
+    def create(self, name, options, metadata):
+        staging = f"{self._staging_dir}/{self._host_tag}-{secrets.token_hex(6)}"
+        disk = self._ds(f"{staging}/{name}.vmdk")
+        self.session.invoke(self.session.content.fileManager, "MakeDirectory",
+                            name=self._ds(staging), datacenter=self._dc(), createParentDirectories=True,
+                            what=f"making the folder of volume {name} ({self._ds(staging)})")
+        try:
+            spec = vim.VirtualDiskManager.FileBackedVirtualDiskSpec(
+                diskType="thin", adapterType="lsiLogic", capacityKb=capacity_kb(options.capacity_mb))
+            self.session.call_task(self.session.content.virtualDiskManager, "CreateVirtualDisk_Task",
+                                   name=disk, datacenter=self._dc(), spec=spec,
+                                   what=f"creating the disk of volume {name} ({disk})")
+            document = json.dumps(metadata, separators=(",", ":")).encode("utf-8")
+            self.files.write(self.datastore, f"{staging}/{METADATA_DIRS[0]}/{METADATA_FILE}", document)
+            self._move_into_place(name, staging)
+        except BaseException:
+            self._delete_folder(staging, quiet=True)
+            raise
+        self._remember(_Volume(name, options.capacity_mb))
+
+    def _move_into_place(self, name, staging):
+        target = self._ds(self._volume_dir(name))
+        try:
+            self.session.call_task(self.session.content.fileManager, "MoveDatastoreFile_Task",
+                                   sourceName=self._ds(staging), sourceDatacenter=self._dc(),
+                                   destinationName=target, destinationDatacenter=self._dc(), force=False,
+                                   what=f"moving volume {name} into place ({target})")
+        except FileAlreadyExists:
+            raise Conflict(f"volume {name} already exists in volume store {self.label} "
+                           f"({target})") from None
+
+    def remove(self, name):
+        disk = self._ds(self._disk(name))
+        users = self.inventory.disk_users().users(disk)
+        if users:
+            raise InUse(self._in_use_message(name, users))
+        self._delete_folder(self._volume_dir(name))
+        self._forget(name)
+
+    def attach(self, name):
+        volume = self._volume(name)
+        target = self._mountpoint(name)
+        if self.mounter.is_mounted(target):          # attached and mounted already (a restart)
+            volume.attached_to = self.host_vm.name
+            return self._exposed(target)
+        disk = self._ds(self._disk(name))
+        self.host_vm.require_enable_uuid()
+        with self.host_vm.lock:
+            snapshot = self.inventory.disk_users()
+            users = snapshot.users(disk)
+            others = [vm for vm in users if vm.ref != self.host_vm.ref]
+            if others:
+                raise InUse(self._in_use_message(name, others))
+            attached_now = not users
+            if attached_now:
+                slot = self.host_vm.add_disk(snapshot.devices(self.host_vm.ref), disk,
+                                             capacity_kb(volume.capacity_mb))
+                LOG.info("volume %s: attached %s to VM %s at %s", name, disk, self.host_vm.name, slot)
+        volume.attached_to = self.host_vm.name
+        try:
+            self._mount(volume, target)
+        except BaseException:
+            if attached_now:
+                self._detach_quietly(name)
+            raise
+        return self._exposed(target)
+
+    def _mount(self, volume, target):
+        info = self._disk_info(volume)
+        device = self.resolver.wait_for_device(info)
+        made = False
+        if not self.formatter.has_filesystem(device):
+            self.formatter.make_ext4(device, vic_label(volume.name))
+            made = True
+        self.mounter.mount(device, target, options=("noatime",), fstype="ext4")
+        if made:
+            os.mkdir(os.path.join(target, DATA_DIR), 0o755)
+
+    def _disk_info(self, volume):
+        if not volume.uuid:
+            answer = self.session.invoke(self.session.content.virtualDiskManager, "QueryVirtualDiskUuid",
+                                         name=self._ds(self._disk(volume.name)), datacenter=self._dc(),
+                                         what=f"reading the UUID of {self._ds(self._disk(volume.name))}")
+            volume.uuid = normalize_disk_uuid(answer)
+        return DiskInfo(self.datastore, self._disk(volume.name), volume.uuid, volume.capacity_mb)
+
+    def _exposed(self, target):
+        data = os.path.join(target, DATA_DIR)
+        return data if os.path.isdir(data) else target
+
+    def detach(self, name):
+        with self._lock:
+            volume = self._volumes.get(name) or _Volume(name, DEFAULT_CAPACITY_MB)
+        target = self._mountpoint(name)
+        if self.mounter.is_mounted(target):
+            self.mounter.unmount(target)
+        with self.host_vm.lock:
+            device = find_disk(self.host_vm.devices(), self._ds(self._disk(name)))
+            if device is not None:
+                self.host_vm.remove_disk(device)
+        self.resolver.release(DiskInfo(self.datastore, self._disk(name), volume.uuid, volume.capacity_mb))
+        volume.attached_to = ""
+        try:
+            os.rmdir(target)
+        except OSError:
+            pass
+
+    def _detach_quietly(self, name):
+        try:
+            self.detach(name)
+        except Exception as err:  # noqa: BLE001 - the original failure is what matters
+            LOG.warning("volume %s: could not undo its attachment: %s", name, err)
+
+    def status(self, name):
+        with self._lock:
+            volume = self._volumes.get(name)
+        fields = {"Disk": self._ds(self._disk(name))}
+        if volume is not None:
+            fields["AttachedTo"] = volume.attached_to
+            fields["Capacity"] = f"{volume.capacity_mb}MB"
+        return fields
+
+    # --- helpers ---------------------------------------------------------------------
+
+    def _in_use_message(self, name, users):
+        names = ", ".join(vm.name for vm in users)
+        here = " (this Docker host)" if any(vm.ref == self.host_vm.ref for vm in users) else ""
+        return (f"volume {name} is in use by VM {names}{here}: its disk "
+                f"{self._ds(self._disk(name))} is attached there")
+
+    def _delete_folder(self, path, quiet=False):
+        try:
+            self.session.call_task(self.session.content.fileManager, "DeleteDatastoreFile_Task",
+                                   name=self._ds(path), datacenter=self._dc(),
+                                   what=f"deleting {self._ds(path)}")
+        except FileNotFoundOnDatastore:
+            LOG.info("%s was already gone", self._ds(path))
+        except VolumeError as err:
+            if not quiet:
+                raise
+            LOG.warning("could not delete %s: %s", self._ds(path), err)
+
+    def _metadata_path(self, name, metadata_dir):
+        return f"{self._volume_dir(name)}/{metadata_dir}/{METADATA_FILE}"
+
+    def _read_metadata(self, name):
+        """The volume's parsed DockerMetaData from either spelling, or None (one or two GETs)."""
+        for metadata_dir in METADATA_DIRS:
+            try:
+                data = self.files.read(self.datastore, self._metadata_path(name, metadata_dir))
+            except FileNotFoundOnDatastore:
+                continue
+            return parse_metadata(data, metadata_dir)[0]
+        return None
+
+
+def datastore_store_factory(env, mounter, mount_root, session=None, read_file=None):
+    """``factory(spec) -> DatastoreStore`` for every datastore spec, all sharing one
+    Session, Inventory and HostVM built from the VSPHERE_* settings in ``env``
+    (``vsphere.settings.from_env``; the device resolver from ``devices.resolver_from_env``).
+
+    Nothing connects to vCenter here: the first store's ``open`` logs in. Raises
+    ConfigError for invalid settings.
+    """
+    settings = from_env(env, **({"read_file": read_file} if read_file else {}))
+    session = session or Session(settings)
+    host_vm = HostVM(session, Inventory(session), name=settings.vm)
+    resolver = resolver_from_env(env)
+
+    def factory(spec):
+        return DatastoreStore(spec, session, host_vm, resolver, mounter, mount_root)
+
+    factory.session = session
+    return factory

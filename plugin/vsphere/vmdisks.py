@@ -1,0 +1,102 @@
+"""Pure functions over a VM's device list: find a disk, plan its attachment or removal.
+
+No vCenter calls here: callers read ``config.hardware.device`` and send the specs.
+
+Attachment rules: the disk goes on a paravirtual SCSI controller, on the lowest free
+unit (0-15, unit 7 is the controller's own); if every such controller is full (or
+there is none) a new one is added in the same reconfiguration on the lowest free SCSI
+bus (0-3). The disk is ``persistent`` (VM snapshots include it) and thin; no file
+operation, so the existing VMDK is used as it is.
+"""
+
+import re
+
+from pyVmomi import vim
+
+from ..errors import VSphereError
+
+SCSI_UNITS = range(16)
+CONTROLLER_UNIT = 7
+SCSI_BUSES = range(4)
+_NEW_CONTROLLER_KEY = -100
+_NEW_DISK_KEY = -101
+
+
+def normalize_path(ds_path):
+    """``[ds]  a/b.vmdk`` and ``[ds] /a/b.vmdk`` -> ``[ds] a/b.vmdk`` for comparisons."""
+    match = re.match(r"^\s*\[([^\]]*)\]\s*/?(.*?)\s*$", ds_path or "")
+    if not match:
+        return (ds_path or "").strip()
+    return f"[{match.group(1)}] {match.group(2)}"
+
+
+def disk_path(device):
+    """The ``[ds] path`` of a VirtualDisk's backing file, or None for other devices."""
+    if not isinstance(device, vim.vm.device.VirtualDisk):
+        return None
+    name = getattr(device.backing, "fileName", None)
+    return normalize_path(name) if name else None
+
+
+def find_disk(devices, ds_path):
+    """The VirtualDisk in ``devices`` whose backing file is ``ds_path``, or None."""
+    wanted = normalize_path(ds_path)
+    for device in devices or []:
+        if disk_path(device) == wanted:
+            return device
+    return None
+
+
+def _free_slot(devices):
+    """(controller key, unit) of the first free unit on a paravirtual controller, or None."""
+    controllers = sorted((d for d in devices if isinstance(d, vim.vm.device.ParaVirtualSCSIController)),
+                         key=lambda c: c.busNumber)
+    for controller in controllers:
+        used = {d.unitNumber for d in devices if d.controllerKey == controller.key}
+        for unit in SCSI_UNITS:
+            if unit != CONTROLLER_UNIT and unit not in used:
+                return controller.key, unit
+    return None
+
+
+def attach_spec(devices, ds_path, capacity_kb, vm_name="the VM"):
+    """A ``vim.vm.ConfigSpec`` adding existing disk ``ds_path`` to a VM with ``devices``.
+
+    Returns (spec, slot) where slot reads ``SCSI(bus:unit)``. Raises VSphereError when
+    no SCSI bus is left for a new controller.
+    """
+    changes = []
+    slot = _free_slot(devices)
+    if slot is None:
+        buses = {d.busNumber for d in devices if isinstance(d, vim.vm.device.VirtualSCSIController)}
+        free_buses = [b for b in SCSI_BUSES if b not in buses]
+        if not free_buses:
+            raise VSphereError(
+                f"cannot attach {ds_path} to {vm_name}: its SCSI controllers are all full "
+                "and it already has four; detach some volumes first")
+        controller = vim.vm.device.ParaVirtualSCSIController(
+            key=_NEW_CONTROLLER_KEY, busNumber=free_buses[0],
+            sharedBus=vim.vm.device.VirtualSCSIController.Sharing.noSharing)
+        changes.append(vim.vm.device.VirtualDeviceSpec(
+            operation=vim.vm.device.VirtualDeviceSpec.Operation.add, device=controller))
+        slot, bus = (_NEW_CONTROLLER_KEY, 0), free_buses[0]
+    else:
+        bus = next(d.busNumber for d in devices if d.key == slot[0])
+    backing = vim.vm.device.VirtualDisk.FlatVer2BackingInfo(
+        fileName=ds_path, diskMode="persistent", thinProvisioned=True)
+    disk = vim.vm.device.VirtualDisk(key=_NEW_DISK_KEY, controllerKey=slot[0], unitNumber=slot[1],
+                                     capacityInKB=capacity_kb, backing=backing)
+    changes.append(vim.vm.device.VirtualDeviceSpec(
+        operation=vim.vm.device.VirtualDeviceSpec.Operation.add, device=disk))
+    return vim.vm.ConfigSpec(deviceChange=changes), f"SCSI({bus}:{slot[1]})"
+
+
+def detach_spec(disk):
+    """A ``vim.vm.ConfigSpec`` removing ``disk`` from its VM and keeping its files."""
+    return vim.vm.ConfigSpec(deviceChange=[vim.vm.device.VirtualDeviceSpec(
+        operation=vim.vm.device.VirtualDeviceSpec.Operation.remove, device=disk)])
+
+
+def normalize_disk_uuid(text):
+    """``60 00 C2 9d ... 3e-5f ...`` or a dashed UUID -> 32 lower-case hex digits."""
+    return re.sub(r"[^0-9a-fA-F]", "", text or "").lower()

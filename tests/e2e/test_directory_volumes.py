@@ -1,0 +1,185 @@
+"""The plugin as a user meets it: through the real Docker engine, on a directory store.
+
+Each test drives the docker CLI and checks what a user would: the bytes a container
+reads, `docker volume inspect`, the files under the plugin's data folder, the error text.
+"""
+
+import json
+import os
+import textwrap
+import uuid
+
+import pytest
+
+from .dockercli import compose, docker
+
+
+def unique(prefix):
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def inspect(name):
+    return json.loads(docker("volume", "inspect", name).stdout)[0]
+
+
+def volume_names():
+    return set(docker("volume", "ls", "-q").stdout.split())
+
+
+@pytest.fixture
+def volume(plugin):
+    """A fresh volume name; removed at the end if it still exists."""
+    names = []
+
+    def make(prefix="vol"):
+        names.append(unique(prefix))
+        return names[-1]
+    yield make
+    for name in names:
+        docker("volume", "rm", "-f", name, check=False)
+
+
+def run(image, volume_name, script, *extra):
+    return docker("run", "--rm", "--network", "none", *extra, "-v", f"{volume_name}:/data", image,
+                  "sh", "-c", script).stdout
+
+
+def test_create_with_options_is_inspectable_and_laid_out_like_vic(plugin, volume):
+    name = volume("opts")
+    docker("volume", "create", "-d", plugin.name, "--opt", "Capacity=2G", "--opt", "backup=daily",
+           "--opt", "BackupKeep=daily=7,weekly=4", name)
+    info = inspect(name)
+    assert info["Driver"].startswith(plugin.name)
+    assert info["Options"] == {"Capacity": "2G", "backup": "daily", "BackupKeep": "daily=7,weekly=4"}
+    status = info["Status"]
+    assert status["VolumeStore"] == "default" and status["Capacity"] == "2000MB"
+    assert status["Options"]["Backup"] == "daily" and status["Options"]["BackupKeep"] == "daily=7,weekly=4"
+    store = os.path.join(plugin.state_dir, "default")
+    assert os.path.isdir(os.path.join(store, "volumes", name))
+    with open(os.path.join(store, "volumes_metadata", name, "DockerMetaData")) as handle:
+        meta = json.load(handle)
+    assert meta["Name"] == name and meta["DriverOpts"]["backup"] == "daily"
+
+
+def test_two_containers_share_data(plugin, volume, test_image):
+    name = volume("shared")
+    docker("volume", "create", "-d", plugin.name, name)
+    writer = unique("writer")
+    docker("run", "-d", "--name", writer, "--network", "none", "-v", f"{name}:/data", test_image,
+           "sh", "-c", "echo 'hello from writer' > /data/greeting && sleep 300")
+    try:
+        docker("exec", writer, "test", "-f", "/data/greeting")
+        assert run(test_image, name, "cat /data/greeting") == "hello from writer\n"
+        run(test_image, name, "echo reply > /data/reply")
+        assert docker("exec", writer, "cat", "/data/reply").stdout == "reply\n"
+        assert inspect(name)["Status"]["Mounts"] == 1
+    finally:
+        docker("rm", "-f", writer)
+    assert inspect(name)["Status"]["Mounts"] == 0
+    with open(os.path.join(plugin.state_dir, "default", "volumes", name, "greeting")) as handle:
+        assert handle.read() == "hello from writer\n"
+
+
+def test_compose_file_with_driver_opts(plugin, test_image, tmp_path):
+    project = unique("proj")
+    (tmp_path / "compose.yaml").write_text(textwrap.dedent(f"""
+        services:
+          app:
+            image: {test_image}
+            network_mode: none
+            command: ["sh", "-c", "echo composed > /data/out"]
+            volumes: ["appdata:/data"]
+        volumes:
+          appdata:
+            driver: {plugin.name}
+            driver_opts:
+              Capacity: 5G
+              Backup: "daily@02:30"
+        """))
+    try:
+        compose(tmp_path, "-p", project, "up", "--abort-on-container-exit")
+        info = inspect(f"{project}_appdata")
+        assert info["Status"]["Capacity"] == "5000MB"
+        assert info["Status"]["Options"]["Backup"] == "daily@02:30"
+        assert run(test_image, f"{project}_appdata", "cat /data/out") == "composed\n"
+    finally:
+        compose(tmp_path, "-p", project, "down", "--volumes", check=False)
+    assert f"{project}_appdata" not in volume_names()
+
+
+def test_remove_refused_while_in_use_then_allowed(plugin, volume, test_image):
+    name = volume("busy")
+    docker("volume", "create", "-d", plugin.name, name)
+    user = unique("user")
+    docker("run", "-d", "--name", user, "--network", "none", "-v", f"{name}:/data", test_image,
+           "sh", "-c", "echo keep > /data/f && sleep 300")
+    try:
+        refused = docker("volume", "rm", name, check=False)
+        assert refused.returncode != 0 and "in use" in refused.stderr
+        assert name in volume_names()
+        assert docker("exec", user, "cat", "/data/f").stdout == "keep\n"
+    finally:
+        docker("rm", "-f", user)
+    docker("volume", "rm", name)
+    assert name not in volume_names()
+    store = os.path.join(plugin.state_dir, "default")
+    assert not os.path.exists(os.path.join(store, "volumes", name))
+    assert not os.path.exists(os.path.join(store, "volumes_metadata", name))
+
+
+def test_plugin_restart_with_a_running_container(plugin, volume, test_image):
+    name = volume("restart")
+    docker("volume", "create", "-d", plugin.name, name)
+    user = unique("survivor")
+    docker("run", "-d", "--name", user, "--network", "none", "-v", f"{name}:/data", test_image,
+           "sh", "-c", "echo before > /data/f && sleep 300")
+    try:
+        docker("exec", user, "test", "-f", "/data/f")
+        docker("plugin", "disable", "-f", plugin.name)
+        docker("plugin", "enable", plugin.name)
+        assert inspect(name)["Status"]["Mounts"] == 1          # mount state survived
+        docker("exec", user, "sh", "-c", "echo during >> /data/f")
+        assert run(test_image, name, "cat /data/f") == "before\nduring\n"
+        refused = docker("volume", "rm", name, check=False)
+        assert refused.returncode != 0
+    finally:
+        docker("rm", "-f", user)
+    assert inspect(name)["Status"]["Mounts"] == 0
+    docker("volume", "rm", name)
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--opt", "Capacity=1GiB"], "Capacity='1GiB' is not a size"),
+    (["--opt", "Capacity=0"], "Capacity='0' is too small"),
+    (["--opt", "Colour=red"], "Colour is not a supported option"),
+    (["--opt", "VolumeStore=nowhere"], "VolumeStore='nowhere': no volume store has that label (known: default)"),
+    (["--opt", "Backup=sometimes"], "Backup='sometimes' is not a valid schedule"),
+    (["--opt", "BackupKeep=0"], "BackupKeep='0'"),
+    (["--opt", "RestoreFrom=nothing"], "RestoreFrom='nothing' is not valid"),
+])
+def test_bad_options_are_refused_and_create_nothing(plugin, args, says):
+    name = unique("bad")
+    result = docker("volume", "create", "-d", plugin.name, *args, name, check=False)
+    assert result.returncode != 0
+    assert says in result.stderr
+    assert name not in volume_names()
+    assert not os.path.exists(os.path.join(plugin.state_dir, "default", "volumes", name))
+
+
+def test_bad_name_is_refused(plugin):
+    result = docker("volume", "create", "-d", plugin.name, "bad..name+", check=False)
+    assert result.returncode != 0
+    assert "volume name 'bad..name+' is not valid" in result.stderr
+    assert "bad..name+" not in volume_names()
+
+
+def test_status_command_lists_stores_and_volumes(plugin, volume):
+    name = volume("listed")
+    docker("volume", "create", "-d", plugin.name, "--opt", "Backup=weekly", name)
+    from plugin.cli import main
+    import io
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["--plugin", plugin.name, "status"], out=out, err=err) == 0, err.getvalue()
+    text = out.getvalue()
+    assert "default (default)" in text and "file:///var/lib/vsphere-volume/default:default" in text
+    assert any(line.split()[:2] == [name, "default"] and "weekly" in line for line in text.splitlines())

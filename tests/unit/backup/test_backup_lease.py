@@ -1,0 +1,150 @@
+import os
+import threading
+from datetime import timedelta
+
+import pytest
+
+from plugin.backup.lease import Lease, LeaseHeld, LeaseLost, Leases, LocalLeaseFolder
+
+
+@pytest.fixture
+def folder(tmp_path):
+    return LocalLeaseFolder(tmp_path / "store")
+
+
+@pytest.fixture
+def host_a(folder, clock):
+    return Leases(folder, "host-a (plugin pid 10)", clock)
+
+
+@pytest.fixture
+def host_b(folder, clock):
+    return Leases(folder, "host-b (plugin pid 20)", clock)
+
+
+def test_take_makes_a_folder_with_the_owner_inside(host_a, folder, clock):
+    lease = host_a.take("pgdata")
+    path = folder.root / "pgdata" / "owner.json"
+    assert folder.root.parent.name == "backups" and path.is_file()
+    stored = Lease.decode(path.read_bytes())
+    assert stored == lease and stored.owner == "host-a (plugin pid 10)"
+    assert stored.expires == clock() + timedelta(minutes=10)
+
+
+def test_a_held_lease_is_refused_with_holder_and_expiry(host_a, host_b, clock):
+    host_a.take("pgdata")
+    clock.advance(minutes=9)
+    with pytest.raises(LeaseHeld, match=r"volume 'pgdata' is being backed up by host-a \(plugin pid 10\): "
+                                        r"its lease runs until 2026-11-23 00:10:00 UTC"):
+        host_b.take("pgdata")
+    with pytest.raises(LeaseHeld):
+        host_a.take("pgdata")  # one backup at a time on the same host too
+    assert host_b.take("other").volume == "other"
+
+
+def test_renew_extends_and_release_frees(host_a, host_b, folder, clock):
+    lease = host_a.take("v")
+    clock.advance(minutes=8)
+    lease = host_a.renew(lease)
+    assert lease.expires == clock() + timedelta(minutes=10)
+    clock.advance(minutes=8)
+    with pytest.raises(LeaseHeld):
+        host_b.take("v")  # still held thanks to the renewal
+    assert host_a.release(lease)
+    assert not (folder.root / "v").exists()
+    assert host_b.take("v").owner.startswith("host-b")
+
+
+def test_an_expired_lease_is_broken_and_its_holder_finds_out(host_a, host_b, folder, clock):
+    old = host_a.take("v")
+    clock.advance(minutes=10)
+    new = host_b.take("v")
+    assert host_b.holder("v") == new
+    with pytest.raises(LeaseLost, match=r"no longer this host's: it is now held by host-b"):
+        host_a.renew(old)
+    assert not host_a.release(old)  # never removes another holder's lease
+    assert host_b.holder("v") == new
+    assert [p.name for p in folder.root.iterdir()] == ["v"]  # nothing left aside
+
+
+def test_break_expired(host_a, host_b, clock):
+    host_a.take("v")
+    assert not host_b.break_expired("v")
+    clock.advance(minutes=11)
+    assert host_b.break_expired("v")
+    assert host_b.holder("v") is None
+    assert not host_b.break_expired("v")
+
+
+def test_a_folder_without_owner_is_held_for_a_while_then_broken(host_a, folder, clock):
+    (folder.root / "v").mkdir(parents=True)
+    made = clock().timestamp()
+    os.utime(folder.root / "v", (made, made))
+    with pytest.raises(LeaseHeld, match="an unknown owner"):
+        host_a.take("v")
+    clock.advance(minutes=10)
+    assert host_a.take("v").owner.startswith("host-a")
+
+
+class SteppedWaiter:
+    """A waiter the test steps: each ``step`` lets the renewal thread renew once."""
+
+    def __init__(self):
+        self.cond = threading.Condition()
+        self.allowed = self.waiting = self.steps = 0
+        self.released = False
+
+    def wait(self, seconds):
+        with self.cond:
+            self.waiting += 1
+            self.cond.notify_all()
+            assert self.cond.wait_for(lambda: self.allowed or self.released, timeout=30)
+            self.allowed = max(0, self.allowed - 1)
+
+    def step(self, held):
+        """Let one renewal run; return once the thread waits again or has ended."""
+        with self.cond:
+            assert self.cond.wait_for(lambda: self.waiting > self.steps, timeout=30)
+            self.steps += 1
+            self.allowed += 1
+            self.cond.notify_all()
+        with self.cond:
+            while self.waiting <= self.steps and held._thread.is_alive():
+                self.cond.wait(timeout=0.01)  # the thread may end without notifying
+
+    def set(self):
+        with self.cond:
+            self.released = True
+            self.cond.notify_all()
+
+
+def test_hold_renews_in_the_background_and_releases(host_a, host_b, folder, clock):
+    waiter = SteppedWaiter()
+    with host_a.hold("v", waiter=waiter) as held:
+        first_expiry = held.lease.expires
+        clock.advance(minutes=5)
+        waiter.step(held)
+        assert held.lease.expires == first_expiry + timedelta(minutes=5)
+        assert host_a.holder("v").expires == held.lease.expires
+        clock.advance(minutes=9)
+        with pytest.raises(LeaseHeld):
+            host_b.take("v")
+        assert held.check().expires == clock() + timedelta(minutes=10)
+    assert not (folder.root / "v").exists()
+
+
+def test_check_raises_when_the_lease_was_lost(host_a, host_b, clock):
+    waiter = SteppedWaiter()
+    with pytest.raises(LeaseLost):
+        with host_a.hold("v", waiter=waiter) as held:
+            clock.advance(minutes=11)  # the renewals did not come in time
+            taken = host_b.take("v")
+            waiter.step(held)              # the thread's renewal finds the lease lost
+            assert held.error is not None
+            held.check()
+    assert host_b.holder("v") == taken  # host-a's exit did not release host-b's lease
+
+
+def test_bad_volume_names_are_refused(host_a):
+    with pytest.raises(Exception, match="not valid"):
+        host_a.take("../../etc")

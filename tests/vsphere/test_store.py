@@ -1,0 +1,357 @@
+"""DatastoreStore against the simulator, down to real mkfs, mount and bytes in the flat file."""
+
+import json
+import os
+import subprocess
+import threading
+import time
+
+import pytest
+from pyVmomi import vim
+
+from plugin.errors import Conflict, InUse, VSphereError, VSphereUnavailable
+from plugin.options import parse_options
+from plugin.stores.base import docker_metadata
+from plugin.mounts import Mounter
+from plugin.stores.devices import LOOP_SETTING
+from plugin.stores.vmdk import STAGING, datastore_store_factory, vic_label
+from plugin.storespec import parse_store_spec
+from plugin.vsphere.files import DatastoreFiles
+from plugin.vsphere.vmdisks import attach_spec, detach_spec
+
+from .conftest import PASSWORD, disks_of, local_file, run, vm_ref
+
+DS = "LocalDS_1"
+
+
+def options(**given):
+    return parse_options({"VolumeStore": "s", **given}, ["s"])
+
+
+def create(store, name, **given):
+    opts = options(**given)
+    metadata = docker_metadata(name, opts.given)
+    store.create(name, opts, metadata)
+    return metadata
+
+
+def local(simulator, store, *parts):
+    return local_file(simulator, DS, "/".join((store.spec.path,) + parts))
+
+
+def loops_of(path):
+    return run("losetup", "-n", "-O", "NAME", "-j", str(path)).split()
+
+
+def our_disk(store, name):
+    return next((d for d in disks_of(store.session, store.host_vm.ref)
+                 if d.backing.fileName == f"[{DS}] {store.spec.path}/volumes/{name}/{name}.vmdk"), None)
+
+
+def hand_made_vic_volume(session, simulator, root, name, spelling="ImageMetadata", files=None, tmp=None):
+    """A volume made the way a VCH makes it: disk, metadata, and (optionally) an ext4
+    filesystem with VIC's label holding ``files`` ({relative path: text})."""
+    folder = f"[{DS}] {root}/volumes/{name}"
+    session.invoke(session.content.fileManager, "MakeDirectory", name=folder,
+                   datacenter=session.datacenter.ref, createParentDirectories=True)
+    spec = vim.VirtualDiskManager.FileBackedVirtualDiskSpec(diskType="thin", adapterType="lsiLogic",
+                                                           capacityKb=62500)
+    session.call_task(session.content.virtualDiskManager, "CreateVirtualDisk_Task",
+                      name=f"{folder}/{name}.vmdk", datacenter=session.datacenter.ref, spec=spec)
+    metadata = docker_metadata(name, {"Capacity": "64MB"}, driver="vsphere")
+    DatastoreFiles(session).write(DS, f"{root}/volumes/{name}/{spelling}/DockerMetaData",
+                                  json.dumps(metadata).encode())
+    if files is not None:
+        source = tmp / f"content-{name}"
+        for relative, text in files.items():
+            (source / relative).parent.mkdir(parents=True, exist_ok=True)
+            (source / relative).write_text(text)
+        flat = local_file(simulator, DS, f"{root}/volumes/{name}/{name}-flat.vmdk")
+        os.truncate(flat, 64_000_000)
+        run("mkfs.ext4", "-q", "-F", "-L", vic_label(name), "-d", str(source), str(flat))
+    return metadata
+
+
+def test_create_writes_vics_layout_and_nothing_else(vcsim, make_store):
+    store = make_store()
+    with store.session.counting() as trips:
+        metadata = create(store, "web-data", Capacity="64M")
+    volumes = local(vcsim, store, "volumes")
+    assert sorted(os.listdir(volumes)) == ["web-data"]
+    assert sorted(os.listdir(volumes / "web-data")) == ["imageMetadata", "web-data-flat.vmdk", "web-data.vmdk"]
+    assert json.loads((volumes / "web-data/imageMetadata/DockerMetaData").read_text()) == metadata
+    assert os.listdir(local(vcsim, store, STAGING)) == []
+    assert dict(trips) == {"MakeDirectory": 1, "CreateVirtualDisk_Task": 1, "MoveDatastoreFile_Task": 1,
+                           "RetrievePropertiesEx": 2, "http.PUT": 1}
+
+
+def test_create_of_an_existing_volume_is_a_conflict_and_leaves_it_alone(vcsim, make_store):
+    store = make_store()
+    metadata = create(store, "dup")
+    with pytest.raises(Conflict):
+        create(store, "dup", Capacity="2G")
+    other_host = make_store()               # no cache: the move into place finds it
+    with pytest.raises(Conflict) as raised:
+        create(other_host, "dup", Capacity="2G")
+    assert f"volume dup already exists in volume store s ([{DS}] {store.spec.path}/volumes/dup)" == str(raised.value)
+    assert json.loads(local(vcsim, store, "volumes/dup/imageMetadata/DockerMetaData").read_text()) == metadata
+    assert os.listdir(local(vcsim, store, STAGING)) == []
+
+
+def test_a_failed_create_leaves_nothing_behind(vcsim, make_store, monkeypatch):
+    store = make_store()
+
+    def broken_write(*args):
+        raise VSphereError("writing metadata failed: HTTP 500")
+    monkeypatch.setattr(store.files, "write", broken_write)
+    with pytest.raises(VSphereError):
+        create(store, "half")
+    assert os.listdir(local(vcsim, store, "volumes")) == []
+    assert os.listdir(local(vcsim, store, STAGING)) == []
+
+
+def test_the_simulator_killed_mid_create_leaves_no_volume(start_vcsim, make_store, sleeps):
+    private = start_vcsim("-delay", "CreateVirtualDisk_Task=20000")
+    store = make_store(simulator=private)
+    failures = []
+
+    def creating():
+        try:
+            create(store, "doomed")
+        except Exception as err:  # noqa: BLE001 - the test inspects it
+            failures.append(err)
+
+    worker = threading.Thread(target=creating)
+    worker.start()
+    staging = local(private, store, STAGING)
+    guard = time.monotonic() + 30           # a hang guard, not a measured threshold
+    while not (staging.is_dir() and os.listdir(staging)) and time.monotonic() < guard:
+        time.sleep(0.02)
+    private.kill()
+    worker.join()
+    assert len(failures) == 1 and isinstance(failures[0], VSphereUnavailable)
+    assert "cannot be reached" in str(failures[0])
+    assert os.listdir(local(private, store, "volumes")) == []      # a VCH lists nothing new
+    assert sleeps                            # the retries backed off (without waiting)
+
+
+def test_open_deletes_this_hosts_leftover_staging_folders(vcsim, make_store):
+    store = make_store()
+    manager, dc = store.session.content.fileManager, store.session.datacenter.ref
+    for leftover in (f"{store._host_tag}-dead", "0123456789ab-other-host-busy"):
+        store.session.invoke(manager, "MakeDirectory", name=f"[{DS}] {store.spec.path}/{STAGING}/{leftover}",
+                             datacenter=dc, createParentDirectories=True)
+    store.open()
+    assert os.listdir(local(vcsim, store, STAGING)) == ["0123456789ab-other-host-busy"]
+
+
+def test_discover_lists_every_volume_in_a_bounded_number_of_round_trips(vcsim, make_store, tmp_path):
+    store = make_store()
+    for name in ("alpha", "beta"):
+        create(store, name)
+    vic = hand_made_vic_volume(store.session, vcsim, store.spec.path, "from-vch")
+    store.session.invoke(store.session.content.fileManager, "MakeDirectory",
+                         name=f"[{DS}] {store.spec.path}/volumes/broken", datacenter=store.session.datacenter.ref)
+    with store.session.counting() as first:
+        found = {v.name: v for v in store.discover()}
+    assert sorted(found) == ["alpha", "beta", "broken", "from-vch"]
+    assert found["from-vch"].metadata == vic and found["from-vch"].problem == ""
+    assert found["alpha"].metadata["Name"] == "alpha" and found["alpha"].created_at.endswith("Z")
+    assert found["broken"].problem == "no disk broken.vmdk in its folder"
+    for name in ("gamma", "delta", "epsilon", "zeta"):
+        create(store, name)
+    with store.session.counting() as second:
+        assert len(store.discover()) == 8
+    soap = {k: v for k, v in first.items() if not k.startswith("http.")}
+    assert soap == {"SearchDatastoreSubFolders_Task": 1, "RetrievePropertiesEx": 2}
+    assert {k: v for k, v in second.items() if not k.startswith("http.")} == soap
+    assert (first["http.GET"], second["http.GET"]) == (3, 7)        # one per metadata file
+
+
+def test_attach_makes_a_vic_filesystem_and_the_bytes_land_in_the_flat_file(vcsim, make_store, mount_root):
+    store = make_store()
+    create(store, "payload", Capacity="64M")
+    with store.session.counting() as trips:
+        folder = store.attach("payload")
+    assert folder == str(mount_root / "payload" / ".vic.vol.data")
+    assert trips["ReconfigVM_Task"] == 1 and trips["QueryVirtualDiskUuid"] == 1
+    flat = local(vcsim, store, "volumes/payload/payload-flat.vmdk")
+    (device,) = loops_of(flat)
+    assert run("blkid", "-o", "value", "-s", "LABEL", device).strip() == vic_label("payload")
+    assert flat.stat().st_size == 64_000_000
+    disk = our_disk(store, "payload")
+    controller = next(d for d in store.host_vm.devices() if d.key == disk.controllerKey)
+    assert isinstance(controller, vim.vm.device.ParaVirtualSCSIController) and disk.unitNumber != 7
+    assert disk.backing.diskMode == "persistent"
+    assert store.status("payload")["AttachedTo"] == vcsim.host_vm
+
+    secret = b"bytes-written-by-a-container-" + os.urandom(8).hex().encode()
+    with open(os.path.join(folder, "data.bin"), "wb") as handle:
+        handle.write(secret)
+    with store.session.counting() as trips:
+        store.detach("payload")
+    assert dict(trips) == {"RetrievePropertiesEx": 2, "ReconfigVM_Task": 1}
+    assert loops_of(flat) == [] and our_disk(store, "payload") is None
+    assert not os.path.exists(mount_root / "payload")
+    assert secret in flat.read_bytes()
+    assert store.status("payload")["AttachedTo"] == ""
+
+
+def test_attach_is_idempotent_and_found_again_after_a_plugin_restart(vcsim, make_store, make_session, mount_root):
+    store = make_store()
+    create(store, "sticky")
+    folder = store.attach("sticky")
+    with open(os.path.join(folder, "note.txt"), "w") as handle:
+        handle.write("still here")
+    with store.session.counting() as trips:
+        assert store.attach("sticky") == folder
+    assert trips == {}
+    restarted = make_store(session=make_session(vcsim))          # a new process: nothing cached
+    with restarted.session.counting() as trips:
+        assert restarted.attach("sticky") == folder
+    assert "ReconfigVM_Task" not in trips
+    restarted.detach("sticky")
+    restarted.detach("sticky")                                   # idempotent
+    assert our_disk(store, "sticky") is None
+    assert loops_of(local(vcsim, store, "volumes/sticky/sticky-flat.vmdk")) == []
+    again = restarted.attach("sticky")
+    with open(os.path.join(again, "note.txt")) as handle:
+        assert handle.read() == "still here"
+    restarted.detach("sticky")
+
+
+def test_a_volume_made_by_a_vch_is_discovered_and_mounted(vcsim, make_store, tmp_path, mount_root):
+    store = make_store()
+    hand_made_vic_volume(store.session, vcsim, store.spec.path, "vch-vol",
+                         files={".vic.vol.data/hello.txt": "from a VCH container"}, tmp=tmp_path)
+    hand_made_vic_volume(store.session, vcsim, store.spec.path, "vch-old",
+                         files={"top.txt": "filesystem root"}, tmp=tmp_path)
+    assert {v.name for v in store.discover()} == {"vch-vol", "vch-old"}
+    folder = store.attach("vch-vol")
+    assert folder == str(mount_root / "vch-vol" / ".vic.vol.data")
+    with open(os.path.join(folder, "hello.txt")) as handle:
+        assert handle.read() == "from a VCH container"
+    old = store.attach("vch-old")                # no .vic.vol.data: the root is exposed, as VIC does
+    assert old == str(mount_root / "vch-old") and os.path.exists(os.path.join(old, "top.txt"))
+    assert not os.path.exists(os.path.join(old, ".vic.vol.data"))
+    store.detach("vch-vol")
+    store.detach("vch-old")
+
+
+def _attach_elsewhere(session, vm_name, ds_path):
+    vm = vm_ref(session, vm_name)
+    devices = session.get_properties(vm, ["config.hardware.device"])["config.hardware.device"]
+    spec, _ = attach_spec(devices, ds_path, 62500, vm_name)
+    session.call_task(vm, "ReconfigVM_Task", spec=spec)
+    return vm
+
+
+def test_a_disk_attached_to_another_vm_is_in_use(vcsim, make_store):
+    store = make_store()
+    create(store, "shared")
+    path = f"[{DS}] {store.spec.path}/volumes/shared/shared.vmdk"
+    vm = _attach_elsewhere(store.session, "DC0_H0_VM1", path)
+    for action in (store.remove, store.attach):
+        with pytest.raises(InUse) as raised:
+            action("shared")
+        assert str(raised.value) == f"volume shared is in use by VM DC0_H0_VM1: its disk {path} is attached there"
+    disk = next(d for d in disks_of(store.session, vm) if d.backing.fileName == path)
+    store.session.call_task(vm, "ReconfigVM_Task", spec=detach_spec(disk))
+    with store.session.counting() as trips:
+        store.remove("shared")
+    assert dict(trips) == {"RetrievePropertiesEx": 2, "DeleteDatastoreFile_Task": 1}
+    assert os.listdir(local(vcsim, store, "volumes")) == []
+    assert store.discover() == []
+
+
+def test_a_volume_mounted_here_cannot_be_removed(vcsim, make_store):
+    store = make_store()
+    create(store, "busy")
+    store.attach("busy")
+    with pytest.raises(InUse) as raised:
+        store.remove("busy")
+    assert f"in use by VM {vcsim.host_vm} (this Docker host)" in str(raised.value)
+    store.detach("busy")
+    store.remove("busy")
+
+
+def test_a_vm_without_disk_enable_uuid_is_refused_clearly(vcsim, make_store):
+    store = make_store(host_vm="DC0_H0_VM1")     # the harness sets disk.EnableUUID on DC0_H0_VM0 only
+    create(store, "nouuid")
+    with pytest.raises(VSphereError) as raised:
+        store.attach("nouuid")
+    assert str(raised.value).startswith("VM DC0_H0_VM1 does not have disk.EnableUUID=TRUE (it has nothing)")
+    assert "advanced setting disk.EnableUUID=TRUE" in str(raised.value)
+    assert not any("nouuid" in d.backing.fileName for d in disks_of(store.session, store.host_vm.ref))
+
+
+def test_a_controller_is_added_when_the_vm_has_no_paravirtual_one(vcsim, make_store, session):
+    vm = vm_ref(session, "DC0_C0_RP0_VM0")
+    devices = session.get_properties(vm, ["config.hardware.device"])["config.hardware.device"]
+    remove = [d for d in devices if isinstance(d, (vim.vm.device.VirtualDisk, vim.vm.device.ParaVirtualSCSIController))]
+    spec = vim.vm.ConfigSpec(
+        extraConfig=[vim.option.OptionValue(key="disk.EnableUUID", value="TRUE")],
+        deviceChange=[detach_spec(d).deviceChange[0] for d in remove])
+    session.call_task(vm, "ReconfigVM_Task", spec=spec)
+    store = make_store(host_vm="DC0_C0_RP0_VM0")
+    create(store, "newbus")
+    folder = store.attach("newbus")
+    disk = our_disk(store, "newbus")
+    controller = next(d for d in store.host_vm.devices() if d.key == disk.controllerKey)
+    assert isinstance(controller, vim.vm.device.ParaVirtualSCSIController)
+    assert (controller.busNumber, disk.unitNumber) == (0, 0)
+    assert os.path.isdir(folder)
+    store.detach("newbus")
+
+
+def test_status_comes_from_memory(vcsim, make_store):
+    store = make_store()
+    create(store, "quiet", Capacity="2G")
+    store.discover()
+    with store.session.counting() as trips:
+        status = store.status("quiet")
+    assert trips == {}
+    assert status == {"Disk": f"[{DS}] {store.spec.path}/volumes/quiet/quiet.vmdk", "AttachedTo": "",
+                      "Capacity": "2000MB"}
+
+
+def test_the_host_vm_is_found_by_its_smbios_uuid(vcsim, session):
+    from plugin.vsphere.hostvm import HostVM, swapped_uuid
+    from plugin.vsphere.inventory import Inventory
+    uuid = vcsim.info["host_vm"]["uuid"]
+    for shown in (uuid, swapped_uuid(uuid)):      # as the kernel shows it, with either byte order
+        host = HostVM(session, Inventory(session), read_file=lambda path, shown=shown: shown.upper() + "\n")
+        assert host.name == vcsim.host_vm
+    unknown = HostVM(session, Inventory(session), read_file=lambda path: "00000000-0000-0000-0000-000000000001")
+    with pytest.raises(Exception) as raised:
+        unknown.name  # noqa: B018
+    assert "set VSPHERE_VM" in str(raised.value)
+
+
+def test_the_loop_mode_really_runs_mkfs(vcsim, make_store):
+    """The data path is real: the filesystem on the flat file is ext4 with VIC's label."""
+    store = make_store()
+    create(store, "real-fs")
+    store.attach("real-fs")
+    store.detach("real-fs")
+    flat = local(vcsim, store, "volumes/real-fs/real-fs-flat.vmdk")
+    probe = subprocess.run(["blkid", "-p", "-o", "export", str(flat)], capture_output=True, text=True, check=True)
+    assert "TYPE=ext4" in probe.stdout and f"LABEL={vic_label('real-fs')}" in probe.stdout
+
+
+def test_the_factory_builds_stores_from_plugin_settings(vcsim, store_path, mount_root):
+    env = {"VSPHERE_URL": vcsim.url, "VSPHERE_USER": vcsim.info["user"], "VSPHERE_PASSWORD_FILE": "/pw",
+           "VSPHERE_CA_FILE": vcsim.info["ca_file"], "VSPHERE_VM": vcsim.host_vm,
+           LOOP_SETTING: json.dumps(vcsim.datastores)}
+    factory = datastore_store_factory(env, Mounter(), str(mount_root), read_file=lambda path: PASSWORD)
+    first = factory(parse_store_spec(f"LocalDS_1/{store_path}/a:a"))
+    second = factory(parse_store_spec(f"LocalDS_0/{store_path}/b:b"))
+    assert first.session is second.session and first.host_vm is second.host_vm
+    first.open()
+    second.open()
+    create(second, "via-factory")
+    folder = second.attach("via-factory")
+    assert os.path.isdir(folder)
+    second.detach("via-factory")
+    second.remove("via-factory")
+    factory.session.close()
