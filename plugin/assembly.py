@@ -6,7 +6,13 @@ is passed in, so tests assemble the same graph with their own collaborators.
 
 import logging
 import os
+import socket
 
+from .backup.direngine import DirectoryEngine
+from .backup.lease import Leases, LocalLeaseFolder
+from .backup.repository import LocalBackupRepository
+from .backup.scheduler import JsonFileStateStore
+from .backup.service import BackupService, utc_now
 from .driver import VolumeDriver
 from .errors import ConfigError
 from .mounts import Mounter
@@ -65,14 +71,47 @@ def vsphere_factory(settings, mounter):
         return lambda spec: UnavailableStore(spec, f"volume store {spec.label}: {err}")
 
 
-def build_driver(settings, mounter=None, vsphere=None, backups=None):
-    """The VolumeDriver for ``settings``. ``vsphere(spec)`` builds datastore stores
-    (default: ``vsphere_factory``)."""
+def build_backups(settings, stores, vsphere=None, clock=utc_now, executor=None):
+    """The BackupService over ``stores``: an engine per kind, a catalog and leases per store."""
+    owner = f"host {socket.gethostname()}, plugin pid {os.getpid()}"
+    engines = [DirectoryEngine(clock=clock)]
+    repositories, leases = {}, {}
+    for label, store in stores.items():
+        if isinstance(store, DirectoryStore):
+            repositories[label] = LocalBackupRepository(store.root)
+            leases[label] = Leases(LocalLeaseFolder(store.root), owner, clock)
+    session = getattr(vsphere, "session", None)
+    if session is not None:
+        from .backup.dslease import DatastoreLeaseFolder
+        from .backup.dsrepository import DatastoreBackupRepository
+        from .backup.vmdkengine import VmdkEngine
+        from .stores.vmdk import DatastoreStore
+        engines.append(VmdkEngine(session, clock=clock))
+        for label, store in stores.items():
+            if isinstance(store, DatastoreStore):
+                repositories[label] = DatastoreBackupRepository(
+                    session, store.datastore, store.spec.path, inventory=store.inventory)
+                leases[label] = Leases(DatastoreLeaseFolder(
+                    session, store.datastore, store.spec.path, inventory=store.inventory), owner, clock)
+    state = JsonFileStateStore(os.path.join(settings.state_dir, "backup-schedule.json"))
+    return BackupService(stores, engines, repositories, leases, state_store=state, clock=clock,
+                         tz=settings.tz, concurrency=settings.backup_concurrency, executor=executor)
+
+
+def build_driver(settings, mounter=None, vsphere=None, backups=True, clock=utc_now):
+    """The VolumeDriver for ``settings``, with its BackupService unless ``backups`` is False.
+
+    ``vsphere(spec)`` builds datastore stores (default: ``vsphere_factory``).
+    """
     mounter = mounter or Mounter()
     if vsphere is None:
         vsphere = vsphere_factory(settings, mounter)
     stores = {spec.label: build_store(spec, settings, mounter, vsphere) for spec in settings.volume_stores}
     default = "default" if "default" in stores else next(iter(stores))
     mounts = MountTable(os.path.join(settings.state_dir, "mounts.json"))
-    return VolumeDriver(stores, mounts, mounter, settings.mount_root, default_store=default,
-                        backups=backups)
+    service = build_backups(settings, stores, vsphere, clock) if backups else None
+    driver = VolumeDriver(stores, mounts, mounter, settings.mount_root, default_store=default,
+                          backups=service, clock=clock)
+    if service is not None:
+        service.bind(driver)
+    return driver

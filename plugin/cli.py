@@ -37,6 +37,78 @@ def cmd_status(client, args, out):
     return EXIT_OK
 
 
+def _progress(call, what, out, interval=2.0):
+    """Run ``call()`` in a thread, printing elapsed time while it runs; return its result."""
+    import threading
+    import time
+
+    box = {}
+
+    def target():
+        try:
+            box["result"] = call()
+        except BaseException as err:  # re-raised in the caller's thread
+            box["error"] = err
+
+    worker = threading.Thread(target=target, daemon=True)
+    started = time.monotonic()
+    worker.start()
+    tty = getattr(out, "isatty", lambda: False)()
+    while worker.is_alive():
+        worker.join(interval)
+        if worker.is_alive() and tty:
+            print(f"\r{what}... {time.monotonic() - started:.0f}s", end="", file=out, flush=True)
+    if tty:
+        print("\r" + " " * (len(what) + 12) + "\r", end="", file=out)
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
+BACKUP_COLUMNS = ["Id", "Created", "Method", "Origin", "Size", "Store"]
+LONG = 24 * 3600  # a backup or restore may copy for a long time; the plugin answers when done
+
+
+def cmd_backup(client, args, out):
+    backup = _progress(lambda: client.call("/Backup.Create", {"Name": args.name}, timeout=LONG)["Backup"],
+                       f"backing up {args.name}", out)
+    print(f"backup {backup['Id']} of {args.name} committed ({backup['Method']}, {backup['Size']} bytes)", file=out)
+    return EXIT_OK
+
+
+def cmd_backups(client, args, out):
+    backups = client.call("/Backup.List", {"Name": args.name})["Backups"]
+    if args.json:
+        print(json.dumps(backups, indent=2), file=out)
+    else:
+        print(_table(backups, BACKUP_COLUMNS), file=out)
+    return EXIT_OK
+
+
+def cmd_restore(client, args, out):
+    body = {"Name": args.name, "Backup": args.backup, "Target": args.target or "", "Force": args.force}
+    done = _progress(lambda: client.call("/Backup.Restore", body, timeout=LONG)["Restore"],
+                     f"restoring {args.name}", out)
+    line = f"volume {done['Volume']} restored from backup {done['Backup']} of {args.name}"
+    if done.get("SafetyBackup"):
+        line += f" (its previous data is in backup {done['SafetyBackup']})"
+    print(line, file=out)
+    return EXIT_OK
+
+
+def cmd_prune(client, args, out):
+    deleted = client.call("/Backup.Prune", {"Name": args.name}, timeout=LONG)["Deleted"]
+    print(f"deleted {len(deleted)} backup(s) of {args.name}" + (f": {', '.join(deleted)}" if deleted else ""),
+          file=out)
+    return EXIT_OK
+
+
+def cmd_delete(client, args, out):
+    client.call("/Backup.Delete", {"Name": args.name, "Backup": args.backup}, timeout=LONG)
+    print(f"deleted backup {args.backup} of {args.name}", file=out)
+    return EXIT_OK
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="vsphere-volume", description=__doc__.splitlines()[0])
     parser.add_argument("--plugin", default="vsphere", help="the Docker plugin's name (default: vsphere)")
@@ -45,6 +117,32 @@ def build_parser():
     status = commands.add_parser("status", help="show the volume stores and volumes")
     status.add_argument("--json", action="store_true", help="print the raw status as JSON")
     status.set_defaults(run=cmd_status)
+
+    backup = commands.add_parser("backup", help="back a volume up now")
+    backup.add_argument("name")
+    backup.set_defaults(run=cmd_backup)
+
+    backups = commands.add_parser("backups", help="list a volume's backups (also of a removed volume)")
+    backups.add_argument("name")
+    backups.add_argument("--json", action="store_true")
+    backups.set_defaults(run=cmd_backups)
+
+    restore = commands.add_parser("restore", help="restore a backup, as a new volume or in place")
+    restore.add_argument("name", help="the backed-up volume")
+    restore.add_argument("--backup", default="latest", help="a backup id, or latest (default)")
+    restore.add_argument("--as", dest="target", metavar="NEW", help="create volume NEW from the backup")
+    restore.add_argument("--force", action="store_true",
+                         help="restore in place: replace the volume's data (a backup of it is taken first)")
+    restore.set_defaults(run=cmd_restore)
+
+    prune = commands.add_parser("prune", help="apply the volume's BackupKeep retention now")
+    prune.add_argument("name")
+    prune.set_defaults(run=cmd_prune)
+
+    delete = commands.add_parser("delete", help="delete one backup")
+    delete.add_argument("name")
+    delete.add_argument("backup")
+    delete.set_defaults(run=cmd_delete)
     return parser
 
 

@@ -43,6 +43,15 @@ class Volume:
 class NoBackups:
     """The backup seam when no backup service is wired: every hook does nothing."""
 
+    def check_policy(self, options):
+        pass
+
+    def started(self):
+        pass
+
+    def stop(self):
+        pass
+
     def volume_added(self, volume):
         pass
 
@@ -57,6 +66,9 @@ class NoBackups:
 
     def check_restorable(self, ref):
         raise BackendError("restoring from a backup is not available in this plugin build")
+
+    def restore_defaults(self, ref, given):
+        self.check_restorable(ref)
 
     def restore_into(self, volume, ref):
         self.check_restorable(ref)
@@ -106,6 +118,11 @@ class VolumeDriver:
             self._reconcile_mounts()
         finally:
             self.ready.set()
+        self.backups.started()
+
+    def stop(self):
+        """Stop background work (the backup scheduler)."""
+        self.backups.stop()
 
     def _register_discovered(self, store, stored):
         if stored.name in self._volumes:
@@ -163,6 +180,14 @@ class VolumeDriver:
         if volume is None:
             raise NotFound(f"no volume named {name}")
         return volume
+
+    def find(self, name):
+        """The Volume called ``name``, or None."""
+        return self._volumes.get(name)
+
+    def store(self, label):
+        """The store ``label``; raises BackendError when it is unavailable."""
+        return self._store_for(label)
 
     def _store_for(self, label):
         if label in self.store_errors:
@@ -227,6 +252,11 @@ class VolumeDriver:
         validate_name(name)
         options = parse_options(given, self.stores, self.default_store)
         self._wait_ready()
+        if options.restore_from:
+            # A restored volume takes the backed-up volume's Capacity and store by default.
+            options = parse_options(self.backups.restore_defaults(options.restore_from, given),
+                                    self.stores, self.default_store)
+        self.backups.check_policy(options)
         with self._locks.hold(name):
             existing = self._volumes.get(name)
             if existing is not None:
@@ -234,8 +264,6 @@ class VolumeDriver:
                 return
             store = self._store_for(options.store)
             self._store_for(options.backup_store)
-            if options.restore_from:
-                self.backups.check_restorable(options.restore_from)
             store.create(name, options, docker_metadata(name, options.given))
             now = self._clock().isoformat(timespec="seconds")
             volume = Volume(name, store.label, options, now)

@@ -1,4 +1,8 @@
-"""Per-name locks: calls for one volume are serialized, different volumes run in parallel."""
+"""Per-name locks: calls for one volume are serialized, different volumes run in parallel.
+
+The locks are re-entrant: a thread holding a volume's lock (removing it) may take it again
+(the final backup of that volume).
+"""
 
 import threading
 from contextlib import contextmanager
@@ -14,7 +18,7 @@ class NameLocks:
     @contextmanager
     def hold(self, name):
         with self._guard:
-            entry = self._locks.setdefault(name, [threading.Lock(), 0])
+            entry = self._locks.setdefault(name, [threading.RLock(), 0])
             entry[1] += 1
         try:
             with entry[0]:

@@ -52,7 +52,8 @@ def create_app(driver, backup_api=None):
     """The plugin's WSGI app over ``driver`` (a driver.VolumeDriver or a stand-in).
 
     ``backup_api``, when given, serves the ``/Backup.*`` endpoints: an object with
-    create(name), list(name), restore(name, backup, target, force), delete(name, backup).
+    api_create(name), api_list(name), api_restore(name, backup, target, force),
+    api_delete(name, backup), api_prune(name) (``backup.service.BackupService``).
     """
     app = Flask("vsphere-volume")
 
@@ -119,26 +120,26 @@ def create_app(driver, backup_api=None):
     if backup_api is not None:
         @endpoint("/Backup.Create")
         def backup_create(body):
-            return {"Backup": backup_api.create(_field(body, "Name")), "Err": ""}
+            return {"Backup": backup_api.api_create(_field(body, "Name")), "Err": ""}
 
         @endpoint("/Backup.List")
         def backup_list(body):
-            return {"Backups": backup_api.list(_field(body, "Name")), "Err": ""}
+            return {"Backups": backup_api.api_list(_field(body, "Name")), "Err": ""}
 
         @endpoint("/Backup.Restore")
         def backup_restore(body):
-            result = backup_api.restore(
+            result = backup_api.api_restore(
                 _field(body, "Name"), _field(body, "Backup", required=False) or "latest",
                 _field(body, "Target", required=False), _field(body, "Force", bool, required=False))
             return {"Restore": result, "Err": ""}
 
         @endpoint("/Backup.Delete")
         def backup_delete(body):
-            backup_api.delete(_field(body, "Name"), _field(body, "Backup"))
+            backup_api.api_delete(_field(body, "Name"), _field(body, "Backup"))
             return {"Err": ""}
 
         @endpoint("/Backup.Prune")
         def backup_prune(body):
-            return {"Deleted": backup_api.prune(_field(body, "Name")), "Err": ""}
+            return {"Deleted": backup_api.api_prune(_field(body, "Name")), "Err": ""}
 
     return app

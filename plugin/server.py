@@ -53,7 +53,7 @@ def build_app(env=None):
     log.info("starting with %s", settings.public())
     driver = build_driver(settings)
     threading.Thread(target=driver.start, name="discovery", daemon=True).start()
-    return create_app(driver)
+    return create_app(driver, backup_api=driver.backups)
 
 
 class PluginServer(BaseApplication):

@@ -51,11 +51,16 @@ def mounter():
 @pytest.fixture
 def make_driver(env, mounter):
     """Build (and start) a driver over ``env``; call again to simulate a plugin restart."""
+    started = []
+
     def make(**overrides):
         driver = build_driver(from_env({**env, **overrides}), mounter=mounter)
         driver.start()
+        started.append(driver)
         return driver
-    return make
+    yield make
+    for driver in started:
+        driver.stop()
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from ..errors import BackupError
+from ..errors import BackupError, VolumeError
 from ..fsutil import atomic_write
 from ..options import validate_name
 from .repository import BACKUPS_DIR
@@ -313,7 +313,9 @@ class HeldLease:
             try:
                 with self._lock:
                     self.lease = self.leases.renew(self.lease)
-            except (BackupError, OSError) as err:
+            except (VolumeError, OSError) as err:
+                # BackupError (LeaseLost) as it is; a storage failure (OSError of a host
+                # folder, VSphereError of a datastore one) means the lease cannot be kept.
                 self.error = err if isinstance(err, BackupError) else LeaseLost(
                     f"cannot renew the backup lease of volume {self.lease.volume!r}: {err}")
                 return

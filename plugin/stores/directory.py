@@ -9,6 +9,12 @@ Layout, as VIC lays out NFS volume stores::
 the data folder there (atomic: the volume is gone at once), then deletes. ``open``
 empties it, so a crash mid-delete is finished at the next start. A data folder without
 metadata (a crash mid-create) gets default metadata written at discovery.
+
+``<root>/.vsphere-volume-staging/`` holds data being restored in place: a folder is
+filled there, renamed ``<name>.ready`` once complete, then swapped with the volume's
+data (old data to the trash, ready folder into place). ``open`` finishes a swap that a
+crash interrupted (ready folder, no data folder) before it empties the trash, and drops
+staging folders that never became ready.
 """
 
 import datetime
@@ -25,6 +31,8 @@ from .base import METADATA_FILE, StoredVolume, VolumeStore, docker_metadata
 log = logging.getLogger(__name__)
 
 TRASH = ".vsphere-volume-trash"
+STAGING = ".vsphere-volume-staging"
+READY = ".ready"
 
 
 def _rfc3339(timestamp):
@@ -45,6 +53,7 @@ class DirectoryStore(VolumeStore):
         self.volumes_dir = os.path.join(root, "volumes")
         self.metadata_dir = os.path.join(root, "volumes_metadata")
         self.trash_dir = os.path.join(root, TRASH)
+        self.staging_dir = os.path.join(root, STAGING)
 
     # --- paths ---------------------------------------------------------------------------
     def data_path(self, name):
@@ -58,11 +67,22 @@ class DirectoryStore(VolumeStore):
         if self.spec.kind == NFS:
             self._mount_export()
         try:
-            for folder in (self.volumes_dir, self.metadata_dir, self.trash_dir):
+            for folder in (self.volumes_dir, self.metadata_dir, self.trash_dir, self.staging_dir):
                 os.makedirs(folder, exist_ok=True)
         except OSError as err:
             raise BackendError(f"volume store {self.label}: cannot prepare {self.root}: {err.strerror}") from None
+        self._finish_swaps()
         self._empty_trash()
+
+    def _finish_swaps(self):
+        for entry in os.listdir(self.staging_dir):
+            path = os.path.join(self.staging_dir, entry)
+            name = entry[:-len(READY)] if entry.endswith(READY) else None
+            if name and not os.path.exists(self.data_path(name)):
+                log.info("volume store %s: finishing the interrupted restore of %s", self.label, name)
+                os.rename(path, self.data_path(name))
+            else:
+                shutil.rmtree(path, ignore_errors=True)
 
     def _mount_export(self):
         with open("/proc/filesystems", encoding="ascii") as handle:
@@ -127,6 +147,26 @@ class DirectoryStore(VolumeStore):
         except FileNotFoundError:
             raise NotFound(f"volume {name} is not in volume store {self.label}") from None
         shutil.rmtree(os.path.join(self.metadata_dir, name), ignore_errors=True)
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def new_staging(self, name):
+        """An empty folder, outside ``volumes/``, to fill with ``name``'s new data."""
+        path = os.path.join(self.staging_dir, f"{name}-{uuid.uuid4().hex[:8]}")
+        os.mkdir(path, 0o755)
+        return path
+
+    def replace_data(self, name, staged):
+        """Make the complete folder ``staged`` the data of ``name``; the old data is deleted.
+
+        Crash-safe with ``open``: the staged folder is first marked ready, then the old
+        data goes to the trash and the ready folder takes its place.
+        """
+        ready = os.path.join(self.staging_dir, name + READY)
+        shutil.rmtree(ready, ignore_errors=True)
+        os.rename(staged, ready)
+        trash = os.path.join(self.trash_dir, f"{name}-{uuid.uuid4().hex[:8]}")
+        os.rename(self.data_path(name), trash)
+        os.rename(ready, self.data_path(name))
         shutil.rmtree(trash, ignore_errors=True)
 
     def attach(self, name):

@@ -30,19 +30,42 @@ def normalize_path(ds_path):
     return f"[{match.group(1)}] {match.group(2)}"
 
 
-def disk_path(device):
-    """The ``[ds] path`` of a VirtualDisk's backing file, or None for other devices."""
+def disk_chain(device):
+    """The ``[ds] path`` files of a VirtualDisk's backing chain, the file the VM writes
+    first and its base disk last; () for other devices.
+
+    While a VM has snapshots its disk's backing is a delta (``<name>-000001.vmdk``) whose
+    ``parent`` is the disk as it was at the snapshot, down to the disk that was attached
+    (``<name>.vmdk``), which has no parent.
+    """
     if not isinstance(device, vim.vm.device.VirtualDisk):
-        return None
-    name = getattr(device.backing, "fileName", None)
-    return normalize_path(name) if name else None
+        return ()
+    chain, backing, seen = [], device.backing, set()
+    while backing is not None and id(backing) not in seen:
+        seen.add(id(backing))
+        name = getattr(backing, "fileName", None)
+        if name:
+            chain.append(normalize_path(name))
+        backing = getattr(backing, "parent", None)
+    return tuple(chain)
+
+
+def disk_path(device):
+    """The ``[ds] path`` of a VirtualDisk's base disk, or None for other devices.
+
+    That is the file that was attached (a volume's ``<name>.vmdk``), also while VM
+    snapshots make the backing a delta disk over it (``disk_chain``).
+    """
+    chain = disk_chain(device)
+    return chain[-1] if chain else None
 
 
 def find_disk(devices, ds_path):
-    """The VirtualDisk in ``devices`` whose backing file is ``ds_path``, or None."""
+    """The VirtualDisk in ``devices`` whose backing file is ``ds_path``, directly or
+    through its ``parent`` chain (a VM snapshot's delta disk over it), or None."""
     wanted = normalize_path(ds_path)
     for device in devices or []:
-        if disk_path(device) == wanted:
+        if wanted in disk_chain(device):
             return device
     return None
 

@@ -1,5 +1,6 @@
 """Session fixtures of the end-to-end tests: a Docker engine, the test image,
-and the vsphere-volume plugin built from this checkout and enabled in it.
+the vCenter simulator, and the vsphere-volume plugin built from this checkout and
+enabled in it, configured for both a folder store and the simulator.
 
 ``scripts/test`` starts the private engine and exports DOCKER_HOST before
 pytest runs; these fixtures also work from a bare ``pytest tests/e2e``.
@@ -18,11 +19,13 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator
+from typing import Dict, Iterator, List, Optional
 
 import pytest
 
+from . import simulator
 from .dockercli import docker, run
+from .simulator import Simulator
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO_ROOT / "scripts"
@@ -31,17 +34,37 @@ DEFAULT_IMAGE = "local/debian-python:bookworm"
 PLUGIN_NAME = "vsphere"
 
 # Stands for the fresh host folder the ``plugin`` fixture creates under /tmp
-# for each session: every setting whose value is STATE_DIR gets its path.
+# for each session: STATE_DIR in a setting's value is replaced by its path.
 STATE_DIR = "<fresh host state dir>"
+
+# Inside the plugin (config.json): the data folder and the test-only mount.
+PLUGIN_DATA_DIR = "/var/lib/vsphere-volume"
+PLUGIN_DATASTORES_DIR = "/test-only/datastores"
+
+# Host folders below STATE_DIR: the simulator's datastore folders (the plugin's
+# test-only mount), and its CA and password files (in the plugin's data folder).
+DATASTORES_SUBDIR = "datastores"
+SECRETS_SUBDIR = "vsphere"
+
+# The folder store every session has (config.json's default, spelled out).
+FOLDER_STORES = f"file://{PLUGIN_DATA_DIR}/default:default"
+
+# The datastore stores on the simulator (its datastores are LocalDS_0, LocalDS_1):
+# ds0 has a store path, ds1 is a bare datastore (root folder VIC, as vic-machine).
+DATASTORE_STORES = "LocalDS_0/volumes/e2e:ds0;LocalDS_1:ds1"
 
 # `docker plugin set` settings applied before the plugin is enabled
 # (KEY=VALUE: env variables, mount sources such as data.source, ...).
-# config.json's settable mount "data" is the plugin's host data folder.
+# config.json's settable mount "data" is the plugin's host data folder. The
+# fixture adds the simulator's connection settings (``Simulator.plugin_settings``).
 PLUGIN_SETTINGS: Dict[str, str] = {
     "data.source": STATE_DIR,
-    # config.json's test-only mount defaults to the production data folder, which
-    # does not exist on a test machine: point it at the fresh folder too.
-    "test-only-datastores.source": STATE_DIR,
+    # config.json's test-only mount: the simulator's datastore folders.
+    "test-only-datastores.source": f"{STATE_DIR}/{DATASTORES_SUBDIR}",
+    # The folder store only: the tests of directory volumes count on it being the
+    # only one (the message for an unknown VolumeStore lists every label). The
+    # ``datastore_stores`` fixture adds DATASTORE_STORES for the tests that use them.
+    "VOLUME_STORES": FOLDER_STORES,
 }
 
 # Time the first plugin build may take (dependencies from PyPI on a fresh engine).
@@ -55,12 +78,46 @@ class Plugin:
     name: str  # what `docker volume create -d NAME` takes
     state_dir: str  # host folder given for STATE_DIR settings
     settings: Dict[str, str] = field(default_factory=dict)
+    simulator: Optional[Simulator] = None  # the vCenter the VSPHERE_* settings name
 
     @property
     def ref(self) -> str:
         """Full reference (NAME:latest): `docker volume ls` shows it as the
         driver, and `--filter driver=` needs it."""
         return self.name if ":" in self.name else f"{self.name}:latest"
+
+    @property
+    def datastores(self) -> Dict[str, Path]:
+        """{simulator datastore name: its folder on the host}."""
+        return self.simulator.datastores if self.simulator else {}
+
+    @property
+    def id(self) -> str:
+        """The plugin's id: the engine tags the plugin's log lines with it."""
+        return docker("plugin", "inspect", "-f", "{{.Id}}", self.name).stdout.strip()
+
+    def configure(self, **settings: str) -> None:
+        """Restart the plugin with new `docker plugin set` values, as an operator does:
+        disable (forced: volumes exist), set, enable."""
+        docker("plugin", "disable", "-f", self.name, timeout=60)
+        if settings:
+            docker("plugin", "set", self.name, *(f"{k}={v}" for k, v in settings.items()))
+            self.settings.update(settings)
+        docker("plugin", "enable", "--timeout", "60", self.name, timeout=90)
+
+    def restart(self) -> None:
+        """`docker plugin disable -f` then `enable`, settings unchanged."""
+        self.configure()
+
+    def log_lines(self) -> List[str]:
+        """The plugin's output so far, as the engine logged it (scripts/engine's dockerd.log)."""
+        host = os.environ.get("DOCKER_HOST", "")
+        assert host.startswith("unix://"), f"DOCKER_HOST={host!r}: the engine's log is unknown"
+        log = Path(host[len("unix://"):]).parent / "dockerd.log"
+        assert log.is_file(), f"no engine log at {log}: run the tests with scripts/test"
+        tag = f"plugin={self.id}"
+        with open(log, errors="replace") as handle:
+            return [line for line in handle if tag in line]
 
 
 def _engine_answers() -> bool:
@@ -87,8 +144,10 @@ def engine() -> Iterator[str]:
             )
         _script("engine", "start", timeout=120)
         env_line = _script("engine", "env", timeout=30).stdout.strip()
-        # "export DOCKER_HOST=unix://..."
-        os.environ["DOCKER_HOST"] = env_line.split("=", 1)[1]
+        # "export DOCKER_HOST=unix://... DOCKER_EXEC_ROOT=..."
+        for pair in env_line.split()[1:]:
+            key, _, value = pair.partition("=")
+            os.environ[key] = value
         started = True
     info = docker("info", timeout=60)
     assert "Server Version" in info.stdout, info.stdout
@@ -134,11 +193,18 @@ def _remove_plugin(plugin: Plugin) -> None:
 
 @pytest.fixture(scope="session")
 def plugin(engine: str, test_image: str) -> Iterator[Plugin]:
-    """The plugin built from this checkout and enabled, once per session."""
+    """The plugin built from this checkout and enabled, once per session, with the
+    vCenter simulator started first and named by its VSPHERE_* settings."""
     state_dir = tempfile.mkdtemp(prefix="vsphere-volume-state-", dir="/tmp")
-    settings = {k: (state_dir if v == STATE_DIR else str(v)) for k, v in PLUGIN_SETTINGS.items()}
+    settings = {k: str(v).replace(STATE_DIR, state_dir) for k, v in PLUGIN_SETTINGS.items()}
     installed = Plugin(name=PLUGIN_NAME, state_dir=state_dir, settings=settings)
     try:
+        installed.simulator = simulator.start(
+            simulator.build_harness(),
+            host_root=Path(state_dir) / DATASTORES_SUBDIR, plugin_root=PLUGIN_DATASTORES_DIR,
+            secrets_host=Path(state_dir) / SECRETS_SUBDIR,
+            secrets_plugin=f"{PLUGIN_DATA_DIR}/{SECRETS_SUBDIR}")
+        settings.update(installed.simulator.plugin_settings())
         _script(
             "build-plugin",
             PLUGIN_NAME,
@@ -148,6 +214,20 @@ def plugin(engine: str, test_image: str) -> Iterator[Plugin]:
         yield installed
     finally:
         _remove_plugin(installed)
+        if installed.simulator is not None:
+            installed.simulator.release_loop_devices()
+            installed.simulator.stop()
         if os.environ.get("VV_KEEP_STATE") != "1":
             _unmount_below(state_dir)
             shutil.rmtree(state_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def datastore_stores(plugin: Plugin) -> Iterator[Plugin]:
+    """The session's plugin with the simulator's datastore stores (ds0, ds1) added to
+    its folder store, for the tests of one module; the folder store alone again after."""
+    plugin.configure(VOLUME_STORES=f"{FOLDER_STORES};{DATASTORE_STORES}")
+    try:
+        yield plugin
+    finally:
+        plugin.configure(VOLUME_STORES=FOLDER_STORES)

@@ -1,0 +1,362 @@
+"""The backup service: every backup, restore and prune goes through here.
+
+It joins the pieces: the driver's volumes and locks, one engine per kind of store
+(``engine``), one catalog (``repository``) and one set of leases (``lease``) per backup
+store, retention, and the scheduler. It serves two callers:
+
+- the driver, through hooks: a volume was added or removed, is about to be removed
+  (final backup), was unmounted for the last time (``Backup=on-unmount``), is being
+  created ``RestoreFrom`` a backup;
+- the ``/Backup.*`` endpoints and the ``vsphere-volume`` command: back up now, list,
+  restore (as a new volume, or in place with ``force``), delete, prune.
+
+Locking: a backup holds the volume's lease on its backup store (so no other host backs
+it up or prunes it meanwhile); the engine takes the driver's volume lock itself when it
+must keep attach and remove out. Restores run under the volume lock. Volume locks are
+re-entrant, so a backup taken while the driver holds the lock (final, pre-restore)
+works.
+
+Nothing here runs on Docker's request path except the final backup of ``docker volume
+rm`` (the volume must not go before its data is safe) and the restore of ``RestoreFrom``.
+"""
+
+import logging
+import threading
+from datetime import datetime, timedelta, timezone
+
+from ..errors import BackupError, InUse, InvalidOption, NotFound, VolumeError
+from ..options import CAPACITY, RESTORE_FROM, VOLUME_STORE, canonical_keys
+from ..stores.base import docker_metadata
+from .manifest import UNCHANGED, Manifest
+from .retention import FINAL, MANUAL, PRE_RESTORE, SCHEDULE, parse_keep, referrers
+from .schedule import OFF, ON_UNMOUNT
+from .scheduler import BackupScheduler
+
+log = logging.getLogger(__name__)
+
+# An incomplete backup older than this is dead, whichever host started it.
+_DAY = timedelta(days=1)
+
+
+def utc_now():
+    return datetime.now(timezone.utc)
+
+
+class BackupService:
+    """Backups of the driver's volumes.
+
+    stores: {label: VolumeStore}; engines: list of BackupEngine (one per kind of store);
+    repositories / leases: {label: BackupRepository / Leases} for every store that can
+    hold backups; state_store: where the scheduler keeps its plan; clock: aware now.
+    Call ``bind(driver)`` before use.
+    """
+
+    def __init__(self, stores, engines, repositories, leases, state_store=None, clock=utc_now,
+                 tz="UTC", concurrency=2, executor=None):
+        self.stores = stores
+        self.engines = {kind: engine for engine in engines for kind in engine.kinds}
+        self.repositories = repositories
+        self.leases = leases
+        self.clock = clock
+        self.tz = tz
+        self.scheduler = BackupScheduler(clock, self._scheduled_backup, concurrency, state_store, tz,
+                                         executor=executor)
+        self.driver = None
+        self._guard = threading.Lock()
+        self._counts = {}        # volume -> number of committed backups
+        self._last = {}          # volume -> the last backup attempt, as Status shows it
+        self._reading = {}       # volume -> {backup ids restores are reading: count}
+
+    def bind(self, driver):
+        self.driver = driver
+
+    # --- where things are ----------------------------------------------------------------
+    def _engine(self, store):
+        engine = self.engines.get(store.spec.kind)
+        if engine is None:
+            raise BackupError(f"volumes of store {store.label} ({store.spec.kind}) cannot be backed up")
+        return engine
+
+    def _repository(self, label):
+        repository = self.repositories.get(label)
+        if repository is None:
+            raise BackupError(f"volume store {label} cannot hold backups now (it is unavailable)")
+        return repository
+
+    def _holding(self, volume_name):
+        """[(label, repository)] of the stores that hold backups of ``volume_name``.
+
+        A live volume's own backup store comes first; removed volumes are searched in all.
+        """
+        order = list(self.repositories)
+        volume = self.driver.find(volume_name)
+        if volume is not None and volume.options.backup_store in order:
+            order.remove(volume.options.backup_store)
+            order.insert(0, volume.options.backup_store)
+        return [(label, self.repositories[label]) for label in order
+                if self.repositories[label].list(volume_name)]
+
+    def _find(self, volume_name, ref):
+        """(repository, manifest) of backup ``ref`` (an id or ``latest``) of a volume."""
+        holding = self._holding(volume_name)
+        if not holding:
+            raise NotFound(f"volume {volume_name} has no backups")
+        if ref == "latest":
+            newest = [(repo, repo.latest(volume_name)) for _, repo in holding]
+            return max(newest, key=lambda pair: pair[1].created)
+        for _, repository in holding:
+            try:
+                return repository, repository.read(volume_name, ref)
+            except NotFound:
+                continue
+        raise NotFound(f"volume {volume_name} has no backup {ref} "
+                       f"(see: vsphere-volume backups {volume_name})")
+
+    # --- driver hooks -----------------------------------------------------------------------
+    def check_policy(self, options):
+        """Refuse a BackupStore whose kind cannot hold this volume's backups."""
+        store, target = self.stores[options.store], self.stores[options.backup_store]
+        if self._engine(store) is not self.engines.get(target.spec.kind):
+            raise InvalidOption(
+                f"BackupStore={options.backup_store!r} is a {target.spec.kind} store: backups of "
+                f"{store.spec.kind} volumes go to a store of the same family "
+                f"({', '.join(sorted(self._engine(store).kinds))})")
+
+    def volume_added(self, volume):
+        self.scheduler.set(volume.name, volume.options.backup)
+
+    def volume_removed(self, volume):
+        self.scheduler.remove(volume.name)
+
+    def before_remove(self, volume):
+        """A volume with a backup policy is removed only once its final backup committed."""
+        if volume.options.backup.kind == OFF:
+            return
+        try:
+            self.backup(volume, FINAL)
+        except VolumeError as err:
+            raise BackupError(f"volume {volume.name} was not removed: its final backup failed: {err}") from None
+
+    def last_unmount(self, volume):
+        if volume.options.backup.kind == ON_UNMOUNT:
+            self.scheduler.request(volume.name)
+
+    def check_restorable(self, ref):
+        self._find(ref.volume, ref.backup)
+
+    def restore_defaults(self, ref, given):
+        """``given`` completed with the backed-up volume's Capacity and store, when absent."""
+        _, manifest = self._find(ref.volume, ref.backup)
+        keys = canonical_keys(given)
+        completed = dict(given)
+        recorded = {canonical: manifest.options[key]
+                    for canonical, key in canonical_keys(manifest.options).items()}
+        for option in (CAPACITY, VOLUME_STORE):
+            if option in keys or option not in recorded:
+                continue
+            if option == VOLUME_STORE and recorded[option] not in self.stores:
+                continue  # that store is gone: the default store it is
+            completed[option] = recorded[option]
+        return completed
+
+    def restore_into(self, volume, ref):
+        """Fill the new, empty ``volume`` from backup ``ref`` (driver holds its lock)."""
+        repository, manifest = self._find(ref.volume, ref.backup)
+        self._restore(repository, manifest, volume)
+
+    def _restore(self, repository, manifest, volume):
+        data = repository.data_manifest(manifest)
+        store = self.stores[volume.store]
+        key = (data.volume, data.backup_id)
+        with self._guard:
+            self._reading[key] = self._reading.get(key, 0) + 1
+        try:
+            self._engine(store).restore_replace(
+                data, repository.location(data.volume, data.backup_id), store, volume.name)
+        finally:
+            with self._guard:
+                self._reading[key] -= 1
+                if not self._reading[key]:
+                    del self._reading[key]
+        log.info("volume %s restored from backup %s of %s", volume.name, manifest.backup_id, manifest.volume)
+
+    def _reading_ids(self, volume_name):
+        with self._guard:
+            return {backup_id for (name, backup_id) in self._reading if name == volume_name}
+
+    def status(self, name):
+        """Backup status for ``docker volume inspect``: memory only."""
+        shown = dict(self.scheduler.status(name))
+        shown.pop("LastRun", None), shown.pop("LastResult", None), shown.pop("LastBackup", None)
+        shown["Backups"] = self._counts.get(name, 0)
+        last = self._last.get(name)
+        if last:
+            shown["LastBackup"] = last
+            shown["LastError"] = last.get("Error", "")
+        return shown
+
+    # --- start ---------------------------------------------------------------------------
+    def started(self):
+        """After discovery: clean leftovers, count backups, start the scheduler."""
+        now = self.clock()
+        for label, store in self.stores.items():
+            if label in self.driver.store_errors:
+                continue
+            try:
+                engine = self.engines.get(store.spec.kind)
+                if engine is not None:
+                    engine.cleanup_leftovers(store)
+                if label in self.repositories:
+                    # Another host may be copying right now: only what is a day old is dead.
+                    self.repositories[label].cleanup_incomplete(before=now.replace(microsecond=0) - _DAY)
+            except VolumeError as err:
+                log.error("volume store %s: could not clean up after an interrupted backup: %s", label, err)
+        for volume in self.driver.volumes():
+            self._refresh(volume.name)
+        self.scheduler.forget_others()
+        self.scheduler.start()
+
+    def stop(self):
+        self.scheduler.stop()
+
+    def _refresh(self, name):
+        try:
+            backups = [m for _, repo in self._holding(name) for m in repo.list(name)]
+        except VolumeError as err:
+            log.warning("volume %s: cannot count its backups: %s", name, err)
+            return
+        self._counts[name] = len(backups)
+        if backups and name not in self._last:
+            newest = max(backups, key=lambda m: m.created)
+            self._last[name] = dict(newest.summary(), Result="ok")
+
+    # --- backing up ----------------------------------------------------------------------
+    def _scheduled_backup(self, name):
+        volume = self.driver.find(name)
+        if volume is None:
+            return None
+        return self.backup(volume, SCHEDULE).backup_id
+
+    def backup(self, volume, origin):
+        """Back ``volume`` up now; return the committed Manifest. Raises VolumeError."""
+        started = self.clock()
+        try:
+            manifest = self._backup(volume, origin, started)
+        except VolumeError as err:
+            self._last[volume.name] = {"Time": _iso(started), "Origin": origin, "Result": "failed",
+                                       "Error": str(err)}
+            log.error("volume %s: %s backup failed: %s", volume.name, origin, err)
+            raise
+        self._last[volume.name] = dict(manifest.summary(), Result="ok")
+        log.info("volume %s: %s backup %s committed (%s, %d bytes)", volume.name, origin,
+                 manifest.backup_id, manifest.method, manifest.size)
+        return manifest
+
+    def _backup(self, volume, origin, started):
+        store = self.driver.store(volume.store)
+        engine = self._engine(store)
+        label = volume.options.backup_store
+        repository = self._repository(label)
+        with self.leases[label].hold(volume.name) as held:
+            repository.cleanup_incomplete(volume=volume.name)
+            previous = repository.latest(volume.name)
+            staging = repository.begin(volume.name, started)
+            try:
+                outcome = engine.backup(volume, store, staging, previous, self.driver.lock)
+                manifest = Manifest(
+                    volume=volume.name, backup_id=staging.backup_id, method=outcome.method, origin=origin,
+                    created=outcome.created, started=started, finished=max(self.clock(), started),
+                    store=volume.store, source=outcome.source, size=outcome.size, data=outcome.data,
+                    base=previous.data_backup_id if outcome.method == UNCHANGED else "",
+                    source_modified=outcome.source_modified,
+                    metadata=docker_metadata(volume.name, volume.options.given),
+                    options=volume.options.given, extra=outcome.extra)
+                held.check()
+                repository.commit(manifest)
+            except BaseException:
+                repository.abort(staging)
+                try:
+                    engine.cleanup_leftovers(store)
+                except VolumeError as err:
+                    log.error("volume %s: cleanup after the failed backup failed: %s", volume.name, err)
+                raise
+            if origin == SCHEDULE:
+                deleted = repository.prune(volume.name, volume.options.keep, self.clock(), self.tz,
+                                           self._reading_ids(volume.name))
+                if deleted:
+                    log.info("volume %s: retention deleted backups %s", volume.name, ", ".join(deleted))
+        self._counts[volume.name] = len(repository.list(volume.name))
+        return manifest
+
+    # --- the /Backup.* API ---------------------------------------------------------------------
+    def api_create(self, name):
+        return self.backup(self.driver.lookup(name), MANUAL).summary()
+
+    def api_list(self, name):
+        backups = [m for _, repo in self._holding(name) for m in repo.list(name)]
+        if not backups and self.driver.find(name) is None:
+            raise NotFound(f"no volume named {name} and no backups of one")
+        return [m.summary() for m in sorted(backups, key=lambda m: m.created)]
+
+    def api_restore(self, name, backup="latest", target="", force=False):
+        """Restore backup ``backup`` of volume ``name``.
+
+        As a new volume when ``target`` is another name (it gets the backed-up volume's
+        options); in place when ``target`` is empty or ``name``: that needs ``force``,
+        is refused while the volume is mounted, and first backs up the current data.
+        """
+        repository, manifest = self._find(name, backup)
+        target = target or name
+        if target != name or self.driver.find(name) is None:
+            given = {k: v for k, v in manifest.options.items() if k.lower() != RESTORE_FROM.lower()}
+            given = {k: v for k, v in given.items() if k.lower() != VOLUME_STORE.lower()
+                     or v in self.stores}
+            given[RESTORE_FROM] = f"{name}@{manifest.backup_id}"
+            self.driver.create(target, given)
+            return {"Volume": target, "Backup": manifest.backup_id}
+        if not force:
+            raise InUse(f"restoring volume {name} in place replaces its data: add --force "
+                        "(a backup of the current data is taken first), or restore --as a new volume")
+        with self.driver.lock(name):
+            volume = self.driver.lookup(name)
+            mounted = self.driver.mounts.count(name)
+            if mounted:
+                raise InUse(f"volume {name} is mounted {mounted} time(s): stop its containers "
+                            "before restoring it in place")
+            safety = self.backup(volume, PRE_RESTORE)
+            self._restore(repository, manifest, volume)
+        return {"Volume": name, "Backup": manifest.backup_id, "SafetyBackup": safety.backup_id}
+
+    def api_delete(self, name, backup_id):
+        label, repository = self._owner_of(name, backup_id)
+        with self.leases[label].hold(name):
+            others = referrers([m.info() for m in repository.list(name)], backup_id)
+            if others:
+                raise BackupError(f"backup {backup_id} of volume {name} holds the data of "
+                                  f"{', '.join(others)} (recorded as unchanged): delete those first")
+            repository.delete(name, backup_id)
+        self._counts[name] = len(repository.list(name))
+
+    def _owner_of(self, name, backup_id):
+        for label, repository in self._holding(name):
+            try:
+                repository.read(name, backup_id)
+                return label, repository
+            except NotFound:
+                continue
+        raise NotFound(f"volume {name} has no backup {backup_id}")
+
+    def api_prune(self, name):
+        volume = self.driver.find(name)
+        keep = volume.options.keep if volume else parse_keep(None)
+        deleted = []
+        for label, repository in self._holding(name):
+            with self.leases[label].hold(name):
+                deleted += repository.prune(name, keep, self.clock(), self.tz, self._reading_ids(name))
+            self._counts[name] = len(repository.list(name))
+        return deleted
+
+
+def _iso(when):
+    return when.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
