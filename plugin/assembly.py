@@ -71,7 +71,7 @@ def vsphere_factory(settings, mounter):
         return lambda spec: UnavailableStore(spec, f"volume store {spec.label}: {err}")
 
 
-def build_backups(settings, stores, vsphere=None, clock=utc_now, executor=None):
+def build_backups(settings, stores, vsphere=None, clock=utc_now, executor=None, scheduler_thread=True):
     """The BackupService over ``stores``: an engine per kind, a catalog and leases per store."""
     owner = f"host {socket.gethostname()}, plugin pid {os.getpid()}"
     engines = [DirectoryEngine(clock=clock)]
@@ -95,13 +95,15 @@ def build_backups(settings, stores, vsphere=None, clock=utc_now, executor=None):
                     session, store.datastore, store.spec.path, inventory=store.inventory), owner, clock)
     state = JsonFileStateStore(os.path.join(settings.state_dir, "backup-schedule.json"))
     return BackupService(stores, engines, repositories, leases, state_store=state, clock=clock,
-                         tz=settings.tz, concurrency=settings.backup_concurrency, executor=executor)
+                         tz=settings.tz, concurrency=settings.backup_concurrency, executor=executor,
+                         scheduler_thread=scheduler_thread)
 
 
-def build_driver(settings, mounter=None, vsphere=None, backups=True, clock=utc_now):
+def build_driver(settings, mounter=None, vsphere=None, backups=True, clock=utc_now, **backup_args):
     """The VolumeDriver for ``settings``, with its BackupService unless ``backups`` is False.
 
-    ``vsphere(spec)`` builds datastore stores (default: ``vsphere_factory``).
+    ``vsphere(spec)`` builds datastore stores (default: ``vsphere_factory``);
+    ``backup_args`` go to ``build_backups`` (executor, scheduler_thread).
     """
     mounter = mounter or Mounter()
     if vsphere is None:
@@ -109,7 +111,7 @@ def build_driver(settings, mounter=None, vsphere=None, backups=True, clock=utc_n
     stores = {spec.label: build_store(spec, settings, mounter, vsphere) for spec in settings.volume_stores}
     default = "default" if "default" in stores else next(iter(stores))
     mounts = MountTable(os.path.join(settings.state_dir, "mounts.json"))
-    service = build_backups(settings, stores, vsphere, clock) if backups else None
+    service = build_backups(settings, stores, vsphere, clock, **backup_args) if backups else None
     driver = VolumeDriver(stores, mounts, mounter, settings.mount_root, default_store=default,
                           backups=service, clock=clock)
     if service is not None:

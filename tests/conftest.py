@@ -33,6 +33,13 @@ class FakeMounter:
         self.mounted.pop(target, None)
 
 
+class InlineExecutor:
+    """Runs each scheduled backup at once, in the caller's thread."""
+
+    def submit(self, fn, *args):
+        fn(*args)
+
+
 @pytest.fixture
 def env(tmp_path):
     """Plugin settings for a data folder and two file stores under tmp_path."""
@@ -53,8 +60,9 @@ def make_driver(env, mounter):
     """Build (and start) a driver over ``env``; call again to simulate a plugin restart."""
     started = []
 
-    def make(**overrides):
-        driver = build_driver(from_env({**env, **overrides}), mounter=mounter)
+    def make(clock=None, **overrides):
+        extra = {"clock": clock, "executor": InlineExecutor(), "scheduler_thread": False} if clock else {}
+        driver = build_driver(from_env({**env, **overrides}), mounter=mounter, **extra)
         driver.start()
         started.append(driver)
         return driver

@@ -52,7 +52,7 @@ class BackupService:
     """
 
     def __init__(self, stores, engines, repositories, leases, state_store=None, clock=utc_now,
-                 tz="UTC", concurrency=2, executor=None):
+                 tz="UTC", concurrency=2, executor=None, scheduler_thread=True):
         self.stores = stores
         self.engines = {kind: engine for engine in engines for kind in engine.kinds}
         self.repositories = repositories
@@ -61,6 +61,7 @@ class BackupService:
         self.tz = tz
         self.scheduler = BackupScheduler(clock, self._scheduled_backup, concurrency, state_store, tz,
                                          executor=executor)
+        self.scheduler_thread = scheduler_thread  # False: tests call scheduler.tick() themselves
         self.driver = None
         self._guard = threading.Lock()
         self._counts = {}        # volume -> number of committed backups
@@ -214,10 +215,12 @@ class BackupService:
         for volume in self.driver.volumes():
             self._refresh(volume.name)
         self.scheduler.forget_others()
-        self.scheduler.start()
+        if self.scheduler_thread:
+            self.scheduler.start()
 
     def stop(self):
-        self.scheduler.stop()
+        if self.scheduler_thread:
+            self.scheduler.stop()
 
     def _refresh(self, name):
         try:

@@ -1,0 +1,141 @@
+"""Backups and restores as a user makes them: docker CLI, compose and vsphere-volume."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+
+import pytest
+
+from .dockercli import compose, docker
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def unique(prefix):
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def vv(plugin, *args, check=True):
+    """Run the vsphere-volume command; return (exit code, stdout, stderr)."""
+    done = subprocess.run([sys.executable, "-m", "plugin.cli", "--plugin", plugin.name, *args],
+                          capture_output=True, text=True, timeout=300, cwd=REPO)
+    if check:
+        assert done.returncode == 0, f"vsphere-volume {' '.join(args)}: {done.stderr}"
+    return done.returncode, done.stdout, done.stderr
+
+
+def backups(plugin, name):
+    return json.loads(vv(plugin, "backups", name, "--json")[1])
+
+
+def run(image, volume, script, *extra):
+    return docker("run", "--rm", "--network", "none", *extra, "-v", f"{volume}:/data", image,
+                  "sh", "-c", script).stdout
+
+
+@pytest.fixture
+def volumes(plugin):
+    names = []
+
+    def make(prefix="bk"):
+        names.append(unique(prefix))
+        return names[-1]
+    yield make
+    for name in names:
+        docker("volume", "rm", "-f", name, check=False)
+
+
+def test_backup_change_restore_as_new_volume_and_in_place(plugin, volumes, test_image):
+    name, copy = volumes("orders"), volumes("orders-copy")
+    docker("volume", "create", "-d", plugin.name, "--opt", "Backup=daily", "--opt", "BackupKeep=5", name)
+    run(test_image, name, "echo 'order 1' > /data/orders; mkdir /data/img; "
+                          "head -c 100000 /dev/urandom > /data/img/blob; cd /data && sha256sum img/blob > sums")
+    code, out, _ = vv(plugin, "backup", name)
+    assert f"of {name} committed (directory" in out
+    [first] = backups(plugin, name)
+    assert first["Origin"] == "manual"
+
+    run(test_image, name, "echo 'order 2' > /data/orders; rm -r /data/img")
+    docker("volume", "create", "-d", plugin.name, "--opt", f"RestoreFrom={name}@latest", copy)
+    assert run(test_image, copy, "cat /data/orders; cd /data && sha256sum -c sums") == \
+        "order 1\nimg/blob: OK\n"
+    assert run(test_image, name, "cat /data/orders; ls /data") == "order 2\norders\nsums\n"
+
+    user = unique("user")
+    docker("run", "-d", "--name", user, "--network", "none", "-v", f"{name}:/data", test_image, "sleep", "300")
+    try:
+        code, _, err = vv(plugin, "restore", name, "--force", check=False)
+        assert code == 1 and f"volume {name} is mounted 1 time(s)" in err
+    finally:
+        docker("rm", "-f", user)
+    code, _, err = vv(plugin, "restore", name, check=False)
+    assert code == 1 and "add --force" in err
+    _, out, _ = vv(plugin, "restore", name, "--backup", first["Id"], "--force")
+    assert "its previous data is in backup" in out
+    assert run(test_image, name, "cat /data/orders; cd /data && sha256sum -c sums") == "order 1\nimg/blob: OK\n"
+    safety = [b for b in backups(plugin, name) if b["Origin"] == "pre-restore"]
+    assert len(safety) == 1
+    # The safety backup holds what was there before the restore.
+    restored_safety = volumes("safety")
+    docker("volume", "create", "-d", plugin.name, "--opt", f"RestoreFrom={name}@{safety[0]['Id']}",
+           restored_safety)
+    assert run(test_image, restored_safety, "cat /data/orders") == "order 2\n"
+
+
+def test_inspect_shows_backup_status(plugin, volumes, test_image):
+    name = volumes("status")
+    docker("volume", "create", "-d", plugin.name, "--opt", "Backup=daily@03:30", name)
+    vv(plugin, "backup", name)
+    status = json.loads(docker("volume", "inspect", name).stdout)[0]["Status"]["Backup"]
+    assert status["Policy"] == "daily@03:30" and status["NextRun"].endswith("T03:30:00Z")
+    assert status["Backups"] == 1 and status["LastBackup"]["Result"] == "ok" and status["LastError"] == ""
+
+
+def test_remove_with_policy_leaves_a_restorable_final_backup(plugin, volumes, test_image):
+    name, back = volumes("leaving"), volumes("back")
+    docker("volume", "create", "-d", plugin.name, "--opt", "Backup=weekly", name)
+    run(test_image, name, "echo 'keep me' > /data/f")
+    docker("volume", "rm", name)
+    assert name not in docker("volume", "ls", "-q").stdout.split()
+    [final] = backups(plugin, name)
+    assert final["Origin"] == "final"
+    docker("volume", "create", "-d", plugin.name, "--opt", f"RestoreFrom={name}@{final['Id']}", back)
+    assert run(test_image, back, "cat /data/f") == "keep me\n"
+
+
+def test_compose_restores_from_a_backup(plugin, volumes, test_image, tmp_path):
+    source = volumes("src")
+    docker("volume", "create", "-d", plugin.name, source)
+    run(test_image, source, "echo 'from the backup' > /data/f")
+    vv(plugin, "backup", source)
+    project = unique("restore")
+    (tmp_path / "compose.yaml").write_text(textwrap.dedent(f"""
+        services:
+          app:
+            image: {test_image}
+            network_mode: none
+            command: ["cat", "/data/f"]
+            volumes: ["restored:/data"]
+        volumes:
+          restored:
+            driver: {plugin.name}
+            driver_opts:
+              RestoreFrom: "{source}@latest"
+        """))
+    try:
+        up = compose(tmp_path, "-p", project, "up", "--abort-on-container-exit")
+        assert "from the backup" in up.stdout
+    finally:
+        compose(tmp_path, "-p", project, "down", "--volumes", check=False)
+
+
+def test_restore_from_a_missing_backup_creates_nothing(plugin):
+    name = unique("nothing")
+    result = docker("volume", "create", "-d", plugin.name, "--opt", "RestoreFrom=never-existed@latest", name,
+                    check=False)
+    assert result.returncode != 0 and "volume never-existed has no backups" in result.stderr
+    assert name not in docker("volume", "ls", "-q").stdout.split()
+    assert not os.path.exists(os.path.join(plugin.state_dir, "default", "volumes", name))

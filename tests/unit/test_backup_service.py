@@ -1,0 +1,214 @@
+"""The backup service wired into the driver, on real folder stores (rsync, real files)."""
+
+import os
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from plugin.errors import BackupError, InUse, InvalidOption, NotFound
+
+
+class Clock:
+    def __init__(self, now):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, **delta):
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture
+def clock():
+    return Clock(datetime(2026, 11, 23, 0, 0, tzinfo=timezone.utc))
+
+
+@pytest.fixture
+def driver(make_driver, clock):
+    return make_driver(clock=clock)
+
+
+@pytest.fixture
+def service(driver):
+    return driver.backups
+
+
+def data(tmp_path, name, store="fast"):
+    return tmp_path / store / "volumes" / name
+
+
+def write(tmp_path, name, files, store="fast"):
+    for rel, text in files.items():
+        path = data(tmp_path, name, store) / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+def read_tree(folder):
+    return {os.path.relpath(os.path.join(root, f), folder): open(os.path.join(root, f)).read()
+            for root, _, files in os.walk(folder) for f in files}
+
+
+def test_backup_list_and_restore_as_new_volume(driver, service, tmp_path, clock):
+    driver.create("mydata", {"Backup": "daily"})
+    write(tmp_path, "mydata", {"a.txt": "one", "sub/b.txt": "two"})
+    first = service.api_create("mydata")
+    assert first["Method"] == "directory" and first["Origin"] == "manual"
+    backup_dir = tmp_path / "fast" / "backups" / "mydata" / first["Id"]
+    assert (backup_dir / "manifest.json").exists() and (backup_dir / "data" / "sub" / "b.txt").read_text() == "two"
+    write(tmp_path, "mydata", {"a.txt": "changed"})
+    os.remove(data(tmp_path, "mydata") / "sub" / "b.txt")
+    driver.create("copy", {"RestoreFrom": "mydata@latest"})
+    assert read_tree(data(tmp_path, "copy")) == {"a.txt": "one", "sub/b.txt": "two"}
+    assert read_tree(data(tmp_path, "mydata")) == {"a.txt": "changed"}
+    assert [b["Id"] for b in service.api_list("mydata")] == [first["Id"]]
+
+
+def test_unchanged_volume_costs_only_metadata(driver, service, tmp_path, clock):
+    driver.create("v", {})
+    write(tmp_path, "v", {"f": "x" * 1000})
+    one = service.api_create("v")
+    clock.advance(minutes=1)
+    two = service.api_create("v")
+    assert two["Method"] == "unchanged" and two["Base"] == one["Id"]
+    assert os.listdir(tmp_path / "fast" / "backups" / "v" / two["Id"]) == ["manifest.json"]
+    driver.create("w", {"RestoreFrom": f"v@{two['Id']}"})
+    assert read_tree(data(tmp_path, "w")) == {"f": "x" * 1000}
+
+
+def test_restore_in_place_needs_force_and_keeps_a_safety_backup(driver, service, tmp_path, clock):
+    driver.create("v", {})
+    write(tmp_path, "v", {"f": "good"})
+    good = service.api_create("v")
+    write(tmp_path, "v", {"f": "bad", "new": "also bad"})
+    with pytest.raises(InUse, match="add --force"):
+        service.api_restore("v", good["Id"])
+    assert read_tree(data(tmp_path, "v")) == {"f": "bad", "new": "also bad"}
+    driver.mount("v", "c1")
+    with pytest.raises(InUse, match="mounted 1 time"):
+        service.api_restore("v", good["Id"], force=True)
+    driver.unmount("v", "c1")
+    clock.advance(seconds=5)
+    done = service.api_restore("v", good["Id"], force=True)
+    assert read_tree(data(tmp_path, "v")) == {"f": "good"}
+    safety = [b for b in service.api_list("v") if b["Id"] == done["SafetyBackup"]][0]
+    assert safety["Origin"] == "pre-restore"
+    driver.create("before", {"RestoreFrom": f"v@{safety['Id']}"})
+    assert read_tree(data(tmp_path, "before")) == {"f": "bad", "new": "also bad"}
+
+
+def test_remove_takes_a_final_backup_that_stays_restorable(driver, service, tmp_path):
+    driver.create("v", {"Backup": "weekly"})
+    write(tmp_path, "v", {"f": "last words"})
+    driver.remove("v")
+    assert not data(tmp_path, "v").exists()
+    [final] = service.api_list("v")
+    assert final["Origin"] == "final"
+    driver.create("v", {"RestoreFrom": "v@latest"})
+    assert read_tree(data(tmp_path, "v")) == {"f": "last words"}
+
+
+def test_remove_without_policy_takes_no_backup(driver, service):
+    driver.create("v", {})
+    driver.remove("v")
+    with pytest.raises(NotFound, match="no volume named v and no backups of one"):
+        service.api_list("v")
+
+
+def test_failed_final_backup_keeps_the_volume(driver, service, tmp_path):
+    driver.create("v", {"Backup": "daily"})
+    write(tmp_path, "v", {"f": "precious"})
+    service.engines["file"].copier.rsync = "/nonexistent/rsync"
+    with pytest.raises(BackupError, match="was not removed: its final backup failed: .*needs rsync"):
+        driver.remove("v")
+    assert read_tree(data(tmp_path, "v")) == {"f": "precious"}
+    assert driver.get("v")["Status"]["Backup"]["LastBackup"]["Result"] == "failed"
+    left = tmp_path / "fast" / "backups" / "v"
+    assert not left.exists() or os.listdir(left) == []   # no half backup left
+
+
+def test_scheduled_backups_and_retention_over_ten_days(driver, service, tmp_path, clock):
+    driver.create("v", {"Backup": "daily@02:00", "BackupKeep": "3"})
+    manual = service.api_create("v")
+    made = []
+    for day in range(10):
+        write(tmp_path, "v", {"f": f"day {day}"})
+        clock.now = datetime(2026, 11, 23, 2, 0, tzinfo=timezone.utc) + timedelta(days=day)
+        made += service.scheduler.tick(clock.now)
+    assert made == ["v"] * 10
+    backups = service.api_list("v")
+    scheduled = [b for b in backups if b["Origin"] == "schedule"]
+    assert [b["Created"][:10] for b in scheduled] == ["2026-11-30", "2026-12-01", "2026-12-02"]
+    assert manual["Id"] in [b["Id"] for b in backups]       # retention prunes scheduled ones only
+    status = driver.get("v")["Status"]["Backup"]
+    assert status["Backups"] == 4 and status["Policy"] == "daily@02:00"
+    assert status["NextRun"] == "2026-12-03T02:00:00Z"
+    assert status["LastBackup"]["Origin"] == "schedule"
+
+
+def test_on_unmount_backs_up_when_the_last_container_leaves(driver, service, tmp_path, clock):
+    driver.create("v", {"Backup": "on-unmount"})
+    driver.mount("v", "c1")
+    driver.mount("v", "c2")
+    write(tmp_path, "v", {"f": "x"})
+    driver.unmount("v", "c1")
+    assert service.scheduler.tick(clock()) == []
+    driver.unmount("v", "c2")
+    assert service.scheduler.tick(clock()) == ["v"]
+    assert [b["Origin"] for b in service.api_list("v")] == ["schedule"]
+
+
+def test_backup_store_must_be_of_the_same_family(make_driver, clock, tmp_path):
+    driver = make_driver(clock=clock, VOLUME_STORES=f"file://{tmp_path}/fast:default;ds1/x:vmdk")
+    with pytest.raises(InvalidOption, match="BackupStore='vmdk' is a datastore store"):
+        driver.create("v", {"BackupStore": "vmdk"})
+    assert driver.list() == []
+
+
+def test_backup_store_elsewhere(driver, service, tmp_path):
+    driver.create("v", {"BackupStore": "slow"})
+    write(tmp_path, "v", {"f": "x"})
+    backup = service.api_create("v")
+    assert (tmp_path / "slow" / "backups" / "v" / backup["Id"] / "data" / "f").read_text() == "x"
+
+
+def test_restore_of_unknown_backup_creates_nothing(driver, tmp_path):
+    with pytest.raises(NotFound, match="volume ghost has no backups"):
+        driver.create("new", {"RestoreFrom": "ghost@latest"})
+    assert not data(tmp_path, "new").exists() and driver.list() == []
+
+
+def test_delete_refuses_a_base_of_unchanged_backups(driver, service, tmp_path, clock):
+    driver.create("v", {})
+    write(tmp_path, "v", {"f": "x"})
+    base = service.api_create("v")
+    clock.advance(minutes=1)
+    later = service.api_create("v")
+    with pytest.raises(BackupError, match=f"holds the data of {later['Id']}"):
+        service.api_delete("v", base["Id"])
+    service.api_delete("v", later["Id"])
+    service.api_delete("v", base["Id"])
+    assert service.api_list("v") == []
+
+
+def test_backups_are_found_again_after_a_restart(driver, service, make_driver, clock, tmp_path):
+    driver.create("v", {"Backup": "daily"})
+    write(tmp_path, "v", {"f": "x"})
+    backup = service.api_create("v")
+    again = make_driver(clock=clock)
+    status = again.get("v")["Status"]["Backup"]
+    assert status["Backups"] == 1 and status["LastBackup"]["Id"] == backup["Id"]
+
+
+def test_interrupted_in_place_restore_is_finished_at_start(driver, make_driver, clock, tmp_path):
+    driver.create("v", {})
+    write(tmp_path, "v", {"f": "old"})
+    store = driver.stores["default"]
+    staged = store.new_staging("v")
+    with open(os.path.join(staged, "f"), "w") as handle:
+        handle.write("restored")
+    os.rename(staged, os.path.join(store.staging_dir, "v.ready"))
+    os.rename(data(tmp_path, "v"), os.path.join(store.trash_dir, "v-crash"))   # crash mid-swap
+    make_driver(clock=clock)
+    assert read_tree(data(tmp_path, "v")) == {"f": "restored"}
