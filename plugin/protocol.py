@@ -61,7 +61,9 @@ def create_app(driver, backup_api=None):
         def register(handler):
             def view():
                 try:
-                    return _reply(handler(_body()))
+                    body = _body()
+                    log.debug("%s %s", path, body.get("Name", ""))
+                    return _reply(handler(body))
                 except VolumeError as err:
                     log.info("%s refused: %s", path, err)
                     return _reply({"Err": str(err)}, 500)

@@ -1,11 +1,13 @@
 """The backup catalog on a datastore: ``[ds] <root>/backups/<volume>/<backup-id>/``.
 
 ``DatastoreBackupRepository`` implements ``repository.BackupRepository`` (read its
-contract there) for a backup store that is a datastore: the layout, the commit marker
-(``manifest.json`` written last) and the meaning of every method are the same as
-``LocalBackupRepository``'s; only the file operations differ. ``Staging.location`` and
-``location`` are datastore paths, ``[ds] root/backups/<volume>/<backup-id>``, which the
-VMDK engine copies disks into and out of.
+contract there) for a backup store that is a datastore: it provides the folder operations
+of ``repository.FolderBackupRepository``, which builds begin, commit, list, delete and
+cleanup on them exactly as for ``LocalBackupRepository``: the layout, the commit marker
+(``manifest.json`` written last) and the meaning of every method are the same; only the
+file operations differ. ``Staging.location`` and ``location`` are datastore paths,
+``[ds] root/backups/<volume>/<backup-id>``, which the VMDK engine copies disks into and
+out of.
 
 Every vSphere call goes through ``vsphere.session.Session`` (``DatastoreFolder`` below):
 
@@ -32,16 +34,14 @@ cleanup of a volume at a time, across hosts too (the volume's lease).
 import logging
 import secrets
 
-from ..errors import (
-    BackupError, FileAlreadyExists, FileNotFoundOnDatastore, InvalidName, NotFound, VolumeError,
-)
+from ..errors import FileAlreadyExists, FileNotFoundOnDatastore
 from ..options import validate_name
 from ..vsphere.browse import list_folder, search_tree
 from ..vsphere.files import DatastoreFiles
 from ..vsphere.inventory import Inventory
 from . import ids
-from .manifest import FILE_NAME, from_json
-from .repository import BACKUPS_DIR, BackupRepository, Staging
+from .manifest import FILE_NAME
+from .repository import BACKUPS_DIR, FolderBackupRepository, is_volume_name
 
 log = logging.getLogger(__name__)
 
@@ -173,15 +173,7 @@ class DatastoreFolder:
         return list_folder(self.session, self._browser(), self.ds(rel))
 
 
-def _is_volume_name(name):
-    try:
-        validate_name(name)
-    except InvalidName:
-        return False  # .leases and other bookkeeping folders
-    return True
-
-
-class DatastoreBackupRepository(BackupRepository):
+class DatastoreBackupRepository(FolderBackupRepository):
     """The catalog in ``[datastore] root_path/backups``; see the module docstring.
 
     ``root_path`` is the backup store's root on ``datastore`` (for a datastore volume
@@ -210,109 +202,46 @@ class DatastoreBackupRepository(BackupRepository):
     def location(self, volume, backup_id):
         return self.folder.ds(self._rel(volume, backup_id))
 
-    def begin(self, volume, now):
-        for backup_id in ids.candidates(now):
-            if self.folder.make(self._rel(volume, backup_id)):
-                return Staging(volume, backup_id, self.location(volume, backup_id))
-        raise BackupError(f"no free backup id left for volume {volume!r} in the second {ids.base_id(now)}")
+    def _make(self, volume, backup_id):
+        return self.folder.make(self._rel(volume, backup_id))
 
-    def commit(self, manifest):
-        manifest.validate()
-        volume, backup_id = manifest.volume, manifest.backup_id
-        where = self.location(volume, backup_id)
-        tree = self.folder.tree(self._rel(volume, backup_id))
-        if "" not in tree:
-            raise BackupError(f"cannot commit backup {backup_id} of volume {volume!r}: its folder {where} "
-                              "does not exist (it was not begun, or was aborted)")
-        if FILE_NAME in tree[""]:
-            raise BackupError(f"backup {backup_id} of volume {volume!r} is committed already")
-        if manifest.holds_data and manifest.data.split("/")[0] not in tree[""]:
-            raise BackupError(f"cannot commit backup {backup_id} of volume {volume!r}: "
-                              f"its data {manifest.data!r} is not in {where}")
-        try:
-            self.folder.publish(self._rel(volume, backup_id, FILE_NAME), manifest.to_json().encode("utf-8"),
-                                replace=False, temp_folder=self._rel(volume, backup_id))
-        except FileAlreadyExists:
-            raise BackupError(f"backup {backup_id} of volume {volume!r} is committed already") from None
-
-    def abort(self, staging):
-        volume, backup_id = staging.volume, staging.backup_id
-        if self.folder.read(self._rel(volume, backup_id, FILE_NAME)) is not None:
-            raise BackupError(f"backup {backup_id} of volume {volume!r} is committed: "
-                              "delete it instead of aborting it")
-        self.folder.delete(self._rel(volume, backup_id))
-        self._remove_if_empty(volume)
-
-    def _catalog(self, volume=None):
-        """{volume: {backup id: names in its folder}} from one listing (of one volume, or all)."""
-        if volume is None:
-            tree = self.folder.tree()
-        else:
-            listed = self.folder.tree(self._rel(volume))
-            tree = {"": {volume: None} if "" in listed else {}}
-            tree.update({f"{volume}/{k}".rstrip("/"): v for k, v in listed.items()})
+    def _catalog(self, volume=None, backup_id=None):
+        """One search task: of ``backups/``, of the volume's folder, or of the backup's."""
+        parts = [p for p in (volume, backup_id) if p is not None]
+        listed = self.folder.tree(self._rel(*parts) if parts else "")
+        # The search answers relative to the folder searched: put its ancestors back.
+        tree = {"/".join(parts[:i]): {parts[i]: None} if "" in listed else {} for i in range(len(parts))}
+        tree.update({"/".join(parts + [k] if k else parts): v for k, v in listed.items()})
         catalog = {}
         for name in tree.get("", {}):
-            if name not in tree or not _is_volume_name(name):
+            if name not in tree or not is_volume_name(name):
                 continue
             catalog[name] = {b: set(tree[f"{name}/{b}"]) for b in tree[name]
                              if ids.is_backup_id(b) and f"{name}/{b}" in tree}
         return catalog
 
-    def _parse(self, volume, backup_id, data):
-        where = self.folder.ds(self._rel(volume, backup_id, FILE_NAME))
-        manifest = from_json(data, where)
-        if (manifest.volume, manifest.backup_id) != (volume, backup_id):
-            raise BackupError(f"{where} is not valid: it describes backup {manifest.backup_id} of volume "
-                              f"{manifest.volume!r}, not {backup_id} of {volume!r}")
-        return manifest
+    def _read(self, volume, backup_id):
+        return self.folder.read(self._rel(volume, backup_id, FILE_NAME))
 
-    def list(self, volume):
-        folders = self._catalog(validate_name(volume)).get(volume, {})
-        committed = sorted((b for b, names in folders.items() if FILE_NAME in names), key=ids.sort_key)
-        documents = self.folder.read_many([self._rel(volume, b, FILE_NAME) for b in committed], self.workers)
-        found = (self._listed(volume, b, documents[self._rel(volume, b, FILE_NAME)]) for b in committed)
-        return [manifest for manifest in found if manifest is not None]
+    def _read_many(self, volume, backup_ids):
+        """The manifests read concurrently (``workers`` at once): one HTTP GET each."""
+        rels = {backup_id: self._rel(volume, backup_id, FILE_NAME) for backup_id in backup_ids}
+        documents = self.folder.read_many(list(rels.values()), self.workers)
+        return {backup_id: None if isinstance(documents[rel], FileNotFoundOnDatastore) else documents[rel]
+                for backup_id, rel in rels.items()}
 
-    def _listed(self, volume, backup_id, document):
-        """The Manifest of a listed backup from its read (bytes or VolumeError), or None."""
-        if isinstance(document, FileNotFoundOnDatastore):
-            return None  # deleted since the listing
+    def _publish(self, volume, backup_id, name, data):
+        """Upload under a temporary name in the backup's folder, then move into place
+        without replacing (a copy made by a vCenter task is on the datastore once it ends)."""
         try:
-            if isinstance(document, VolumeError):
-                raise document
-            return self._parse(volume, backup_id, document)
-        except VolumeError as err:
-            log.warning("backup %s of volume %s is left out of the list: %s", backup_id, volume, err)
-            return None
+            self.folder.publish(self._rel(volume, backup_id, name), data, replace=False,
+                                temp_folder=self._rel(volume, backup_id))
+        except FileAlreadyExists:
+            return False
+        return True
 
-    def list_volumes(self):
-        return sorted(name for name, folders in self._catalog().items()
-                      if any(FILE_NAME in names for names in folders.values()))
-
-    def read(self, volume, backup_id):
-        data = self.folder.read(self._rel(volume, backup_id, FILE_NAME))
-        if data is None:
-            raise NotFound(f"volume {volume!r} has no backup {backup_id}")
-        return self._parse(volume, backup_id, data)
-
-    def delete(self, volume, backup_id):
-        if not self.folder.delete(self._rel(volume, backup_id, FILE_NAME)):
-            raise NotFound(f"volume {volume!r} has no backup {backup_id}")
-        self.folder.delete(self._rel(volume, backup_id))
-        self._remove_if_empty(volume)
-
-    def cleanup_incomplete(self, volume=None, before=None):
-        removed = []
-        for name, folders in self._catalog(volume).items():
-            incomplete = [b for b, names in sorted(folders.items(), key=lambda item: ids.sort_key(item[0]))
-                          if FILE_NAME not in names and (before is None or ids.id_time(b) < before)]
-            for backup_id in incomplete:
-                self.folder.delete(self._rel(name, backup_id))
-                removed.append((name, backup_id))
-            if incomplete and len(incomplete) == len(folders):
-                self._remove_if_empty(name)
-        return removed
+    def _delete(self, volume, backup_id, name=None):
+        return self.folder.delete(self._rel(volume, backup_id, name))
 
     def _remove_if_empty(self, volume):
         """Delete ``backups/<volume>`` when nothing is left in it (its last backup went)."""

@@ -11,11 +11,11 @@ folder without one is an incomplete backup (a copy in progress, or one that died
 is never listed; ``cleanup_incomplete`` removes those. Backups stay after their volume
 is removed: the catalog is keyed by name, not by a live volume.
 
-``BackupRepository`` is the contract, documented method by method. ``LocalBackupRepository``
-implements it on a folder this host sees (file and NFS stores). A datastore
-implementation needs only: make a folder (atomic, failing when it exists), upload a small
-file under a temporary name and move it into place, list a folder, read a small file,
-delete a folder.
+``BackupRepository`` is the contract, documented method by method. ``FolderBackupRepository``
+implements it once over a few folder operations below ``backups/`` (make a backup folder
+atomically, list the catalog, read a manifest, publish one, delete, remove a volume's
+empty folder); ``LocalBackupRepository`` provides them on a folder this host sees (file
+and NFS stores), ``dsrepository.DatastoreBackupRepository`` on a datastore.
 """
 
 import abc
@@ -27,7 +27,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import BackupError, InvalidName, NotFound
+from ..errors import BackupError, InvalidName, NotFound, VolumeError
 from ..fsutil import atomic_write
 from ..options import validate_name
 from . import ids
@@ -168,6 +168,170 @@ class BackupRepository(abc.ABC):
                 f"since backup {manifest.base}, which no longer exists: it cannot be restored") from None
 
 
+def is_volume_name(name):
+    """True for a folder under ``backups/`` named like a volume (not ``.leases`` and the like)."""
+    try:
+        validate_name(name)
+    except InvalidName:
+        return False
+    return True
+
+
+class FolderBackupRepository(BackupRepository):
+    """The contract built on a few operations on the folders below ``backups/``.
+
+    A subclass provides the storage: ``location`` and the ``_`` methods below, which take
+    a valid volume name and backup id (checked here) and may raise VolumeError for a
+    storage failure. Everything else (ids, the commit marker, what is listed, what is
+    incomplete) is decided here, once for every kind of storage.
+    """
+
+    # --- the folder operations a storage provides ---------------------------------------
+
+    # _make creates backup_id's folder under volume's, which it makes first if needed;
+    # the backup folder itself atomically: False when it exists already (that id is taken).
+    @abc.abstractmethod
+    def _make(self, volume, backup_id):
+        """Create a backup folder; False when it exists."""
+
+    # _catalog lists what is below backups/: {volume: {backup id: set of the names in the
+    # backup's folder}}, of every volume, of volume, or of its backup backup_id only. Only
+    # folders named like volumes and like backup ids count; what does not exist is left out.
+    @abc.abstractmethod
+    def _catalog(self, volume=None, backup_id=None):
+        """{volume: {backup id: names in its folder}}."""
+
+    # _read returns the bytes of backup_id's manifest, or None when it does not exist.
+    @abc.abstractmethod
+    def _read(self, volume, backup_id):
+        """A manifest's bytes, or None."""
+
+    # _read_many returns {backup id: bytes, None, or the VolumeError reading it raised}
+    # for the manifests of backup_ids of volume; a storage may read them at once.
+    def _read_many(self, volume, backup_ids):
+        found = {}
+        for backup_id in backup_ids:
+            try:
+                found[backup_id] = self._read(volume, backup_id)
+            except VolumeError as err:
+                found[backup_id] = err
+        return found
+
+    # _publish makes the data in backup_id's folder durable, then writes file name there
+    # with data (bytes) atomically: a reader sees no file or all of it. False when the
+    # storage found the file there already and left it as it was.
+    @abc.abstractmethod
+    def _publish(self, volume, backup_id, name, data):
+        """Write a file into a backup folder in one step."""
+
+    # _delete deletes file name of backup_id's folder (name None: the folder with all it
+    # holds): False when it did not exist.
+    @abc.abstractmethod
+    def _delete(self, volume, backup_id, name=None):
+        """Delete a backup's file or folder."""
+
+    # _remove_if_empty deletes volume's folder when nothing is left in it; a failure is
+    # logged only.
+    @abc.abstractmethod
+    def _remove_if_empty(self, volume):
+        """Delete a volume's empty folder."""
+
+    # --- the contract ---------------------------------------------------------------
+
+    @staticmethod
+    def _checked(volume, backup_id):
+        return validate_name(volume), ids.check_id(backup_id)
+
+    def begin(self, volume, now):
+        validate_name(volume)
+        for backup_id in ids.candidates(now):
+            if self._make(volume, backup_id):
+                return Staging(volume, backup_id, self.location(volume, backup_id))
+        raise BackupError(f"no free backup id left for volume {volume!r} in the second {ids.base_id(now)}")
+
+    def commit(self, manifest):
+        manifest.validate()
+        volume, backup_id = manifest.volume, manifest.backup_id
+        where = self.location(volume, backup_id)
+        names = self._catalog(volume, backup_id).get(volume, {}).get(backup_id)
+        if names is None:
+            raise BackupError(f"cannot commit backup {backup_id} of volume {volume!r}: its folder {where} "
+                              "does not exist (it was not begun, or was aborted)")
+        if FILE_NAME in names:
+            raise BackupError(f"backup {backup_id} of volume {volume!r} is committed already")
+        if manifest.holds_data and manifest.data.split("/")[0] not in names:
+            raise BackupError(f"cannot commit backup {backup_id} of volume {volume!r}: "
+                              f"its data {manifest.data!r} is not in {where}")
+        if not self._publish(volume, backup_id, FILE_NAME, manifest.to_json().encode("utf-8")):
+            raise BackupError(f"backup {backup_id} of volume {volume!r} is committed already")
+
+    def abort(self, staging):
+        volume, backup_id = self._checked(staging.volume, staging.backup_id)
+        if self._read(volume, backup_id) is not None:
+            raise BackupError(f"backup {backup_id} of volume {volume!r} is committed: "
+                              "delete it instead of aborting it")
+        self._delete(volume, backup_id)
+        self._remove_if_empty(volume)
+
+    def _parse(self, volume, backup_id, data):
+        where = f"{self.location(volume, backup_id)}/{FILE_NAME}"
+        manifest = from_json(data, where)
+        if (manifest.volume, manifest.backup_id) != (volume, backup_id):
+            raise BackupError(f"{where} is not valid: it describes backup {manifest.backup_id} of volume "
+                              f"{manifest.volume!r}, not {backup_id} of {volume!r}")
+        return manifest
+
+    def _listed(self, volume, backup_id, document):
+        """The Manifest of a listed backup from its read (bytes, None or VolumeError), or None."""
+        if document is None:
+            return None  # deleted since the listing
+        try:
+            if isinstance(document, VolumeError):
+                raise document
+            return self._parse(volume, backup_id, document)
+        except VolumeError as err:
+            log.warning("backup %s of volume %s is left out of the list: %s", backup_id, volume, err)
+            return None
+
+    def list(self, volume):
+        folders = self._catalog(validate_name(volume)).get(volume, {})
+        committed = sorted((b for b, names in folders.items() if FILE_NAME in names), key=ids.sort_key)
+        documents = self._read_many(volume, committed)
+        found = (self._listed(volume, b, documents.get(b)) for b in committed)
+        return [manifest for manifest in found if manifest is not None]
+
+    def list_volumes(self):
+        return sorted(name for name, folders in self._catalog().items()
+                      if any(FILE_NAME in names for names in folders.values()))
+
+    def read(self, volume, backup_id):
+        volume, backup_id = self._checked(volume, backup_id)
+        data = self._read(volume, backup_id)
+        if data is None:
+            raise NotFound(f"volume {volume!r} has no backup {backup_id}")
+        return self._parse(volume, backup_id, data)
+
+    def delete(self, volume, backup_id):
+        volume, backup_id = self._checked(volume, backup_id)
+        if not self._delete(volume, backup_id, FILE_NAME):
+            raise NotFound(f"volume {volume!r} has no backup {backup_id}")
+        self._delete(volume, backup_id)
+        self._remove_if_empty(volume)
+
+    def cleanup_incomplete(self, volume=None, before=None):
+        catalog = self._catalog(validate_name(volume) if volume is not None else None)
+        removed = []
+        for name, folders in sorted(catalog.items()):
+            incomplete = [b for b in sorted(folders, key=ids.sort_key)
+                          if FILE_NAME not in folders[b] and (before is None or ids.id_time(b) < before)]
+            for backup_id in incomplete:
+                self._delete(name, backup_id)
+                removed.append((name, backup_id))
+            if incomplete and len(incomplete) == len(folders):
+                self._remove_if_empty(name)
+        return removed
+
+
 def _fsync_dir(path):
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -199,7 +363,16 @@ def sync_filesystem(path):
         os.close(fd)
 
 
-class LocalBackupRepository(BackupRepository):
+def _subfolders(folder):
+    """The names of the folders in ``folder`` (not following links); [] when it does not exist."""
+    try:
+        entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return [entry.name for entry in entries if entry.is_dir(follow_symlinks=False)]
+
+
+class LocalBackupRepository(FolderBackupRepository):
     """The catalog in a folder this host sees: ``<root>/backups/...``.
 
     ``root`` is the backup store's root folder (for a file or NFS store, the folder that
@@ -213,150 +386,77 @@ class LocalBackupRepository(BackupRepository):
     def __repr__(self):
         return f"LocalBackupRepository({str(self.root)!r})"
 
-    def _volume_dir(self, volume):
-        return self.backups / validate_name(volume)
-
     def location(self, volume, backup_id):
-        return self._volume_dir(volume) / ids.check_id(backup_id)
+        return self.backups / validate_name(volume) / ids.check_id(backup_id)
 
-    def begin(self, volume, now):
-        volume_dir = self._volume_dir(volume)
-        for backup_id in ids.candidates(now):
-            path = volume_dir / backup_id
+    def _make(self, volume, backup_id):
+        path = self.location(volume, backup_id)
+        for attempt in (1, 2):
             try:
-                volume_dir.mkdir(parents=True, exist_ok=True)
+                path.parent.mkdir(parents=True, exist_ok=True)
                 path.mkdir()
+                return True
             except FileExistsError:
-                continue
+                return False
             except FileNotFoundError:
                 # The volume folder was removed between the two mkdirs (a delete of the
                 # volume's last backup): make it again.
-                volume_dir.mkdir(parents=True, exist_ok=True)
-                try:
-                    path.mkdir()
-                except FileExistsError:
-                    continue
+                if attempt == 2:
+                    raise BackupError(f"cannot create backup folder {path}: its parent keeps vanishing") from None
             except OSError as err:
                 raise BackupError(f"cannot create backup folder {path}: {err.strerror}") from None
-            return Staging(volume, backup_id, path)
-        raise BackupError(f"no free backup id left for volume {volume!r} in the second {ids.base_id(now)}")
+        raise AssertionError("unreachable")
 
-    def commit(self, manifest):
-        manifest.validate()
-        path = self.location(manifest.volume, manifest.backup_id)
-        if not path.is_dir():
-            raise BackupError(
-                f"cannot commit backup {manifest.backup_id} of volume {manifest.volume!r}: "
-                f"its folder {path} does not exist (it was not begun, or was aborted)")
-        if (path / FILE_NAME).exists():
-            raise BackupError(f"backup {manifest.backup_id} of volume {manifest.volume!r} is committed already")
-        if manifest.holds_data and not (path / manifest.data).exists():
-            raise BackupError(
-                f"cannot commit backup {manifest.backup_id} of volume {manifest.volume!r}: "
-                f"its data {manifest.data!r} is not in {path}")
+    def _catalog(self, volume=None, backup_id=None):
+        catalog = {}
+        for name in [volume] if volume is not None else _subfolders(self.backups):
+            if not is_volume_name(name) or not (self.backups / name).is_dir():
+                continue
+            folders = catalog.setdefault(name, {})
+            for found in [backup_id] if backup_id is not None else _subfolders(self.backups / name):
+                if not ids.is_backup_id(found):
+                    continue
+                try:
+                    folders[found] = set(os.listdir(self.backups / name / found))
+                except (FileNotFoundError, NotADirectoryError):
+                    continue
+        return catalog
+
+    def _read(self, volume, backup_id):
+        path = self.location(volume, backup_id) / FILE_NAME
+        try:
+            return path.read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as err:
+            raise BackupError(f"cannot read {path}: {err.strerror}") from None
+
+    def _publish(self, volume, backup_id, name, data):
+        path = self.location(volume, backup_id)
         try:
             sync_filesystem(path)
-            atomic_write(str(path / FILE_NAME), manifest.to_json().encode("utf-8"))
+            atomic_write(str(path / name), data)
         except OSError as err:
-            raise BackupError(f"cannot write {path / FILE_NAME}: {err.strerror}") from None
+            raise BackupError(f"cannot write {path / name}: {err.strerror}") from None
+        return True
 
-    def abort(self, staging):
-        path = self.location(staging.volume, staging.backup_id)
-        if (path / FILE_NAME).exists():
-            raise BackupError(
-                f"backup {staging.backup_id} of volume {staging.volume!r} is committed: "
-                "delete it instead of aborting it")
-        shutil.rmtree(path, ignore_errors=True)
-        self._remove_if_empty(path.parent)
-
-    def _backup_dirs(self, volume_dir):
-        try:
-            entries = list(os.scandir(volume_dir))
-        except FileNotFoundError:
-            return []
-        found = [e.name for e in entries if ids.is_backup_id(e.name) and e.is_dir(follow_symlinks=False)]
-        return sorted(found, key=ids.sort_key)
-
-    def _read_manifest(self, volume, backup_id):
-        path = self.location(volume, backup_id) / FILE_NAME
-        where = f"{path}"
-        text = path.read_bytes()
-        manifest = from_json(text, where)
-        if manifest.volume != volume or manifest.backup_id != backup_id:
-            raise BackupError(
-                f"{where} is not valid: it describes backup {manifest.backup_id} of volume "
-                f"{manifest.volume!r}, not {backup_id} of {volume!r}")
-        return manifest
-
-    def list(self, volume):
-        found = []
-        for backup_id in self._backup_dirs(self._volume_dir(volume)):
-            try:
-                found.append(self._read_manifest(volume, backup_id))
-            except FileNotFoundError:
-                continue  # incomplete
-            except (BackupError, OSError) as err:
-                log.warning("backup %s of volume %s is left out of the list: %s", backup_id, volume, err)
-        return found
-
-    def list_volumes(self):
-        return [name for name in self._all_volume_dirs()
-                if any((self.backups / name / b / FILE_NAME).exists()
-                       for b in self._backup_dirs(self.backups / name))]
-
-    def read(self, volume, backup_id):
+    def _delete(self, volume, backup_id, name=None):
         path = self.location(volume, backup_id)
+        if name is None:
+            existed = path.is_dir()
+            shutil.rmtree(path, ignore_errors=True)
+            return existed
         try:
-            return self._read_manifest(volume, backup_id)
-        except FileNotFoundError:
-            raise NotFound(f"volume {volume!r} has no backup {backup_id}") from None
-        except OSError as err:
-            raise BackupError(f"cannot read {path / FILE_NAME}: {err.strerror}") from None
-
-    def delete(self, volume, backup_id):
-        path = self.location(volume, backup_id)
-        try:
-            os.remove(path / FILE_NAME)
-        except FileNotFoundError:
-            raise NotFound(f"volume {volume!r} has no backup {backup_id}") from None
+            os.remove(path / name)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
         except OSError as err:
             raise BackupError(f"cannot delete backup {backup_id} of volume {volume!r}: {err.strerror}") from None
         _fsync_dir(path)
-        shutil.rmtree(path, ignore_errors=True)
-        self._remove_if_empty(path.parent)
+        return True
 
-    def cleanup_incomplete(self, volume=None, before=None):
-        volumes = [volume] if volume is not None else self._all_volume_dirs()
-        removed = []
-        for name in volumes:
-            volume_dir = self._volume_dir(name)
-            for backup_id in self._backup_dirs(volume_dir):
-                if (volume_dir / backup_id / FILE_NAME).exists():
-                    continue
-                if before is not None and ids.id_time(backup_id) >= before:
-                    continue
-                shutil.rmtree(volume_dir / backup_id, ignore_errors=True)
-                removed.append((name, backup_id))
-            if removed:
-                self._remove_if_empty(volume_dir)
-        return removed
-
-    def _all_volume_dirs(self):
-        try:
-            entries = list(os.scandir(self.backups))
-        except FileNotFoundError:
-            return []
-        names = []
-        for entry in entries:
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    names.append(validate_name(entry.name))
-            except InvalidName:
-                continue  # .leases and other bookkeeping folders
-        return sorted(names)
-
-    @staticmethod
-    def _remove_if_empty(folder):
+    def _remove_if_empty(self, volume):
+        folder = self.backups / volume
         try:
             os.rmdir(folder)
         except OSError as err:

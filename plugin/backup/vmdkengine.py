@@ -62,9 +62,7 @@ removal 2, consolidationNeeded 1); direct-clone 5; unchanged 3; restore_new 6 (+
 relabel, + the metadata PUT); restore_replace 10; cleanup_leftovers 1 (+2 to 3 per removal).
 """
 
-import json
 import logging
-import os
 import re
 import threading
 import uuid as uuidlib
@@ -76,9 +74,8 @@ from pyVmomi import vim
 
 from ..errors import BackupError, InUse, MountError, VolumeError
 from ..storespec import DATASTORE
-from ..stores.base import METADATA_FILE
 from ..stores.devices import DiskInfo, run
-from ..stores.vmdk import METADATA_DIRS, STAGING, VOLUMES, capacity_kb, metadata_capacity_mb, vic_label
+from ..stores.vmdk import capacity_kb, metadata_capacity_mb, vic_label
 from ..vsphere.browse import search_tree
 from ..vsphere.vmdisks import disk_path, find_disk
 from .engine import BackupEngine, CopyOutcome
@@ -149,12 +146,12 @@ class VmdkSettings:
 
 
 class StoreAccess:
-    """What the engine needs of a DatastoreStore, in one place.
+    """What the engine needs of a DatastoreStore, in one place: only its public members.
 
-    Paths in VIC's layout are computed here from the store's public ``spec``; the
-    staging folder and its publication reuse the store's own (private) helpers, so that
-    the store's ``open`` deletes what a crashed restore left and a volume appears in
-    ``volumes/`` in one step exactly as a created one does.
+    Paths in VIC's layout, the staging folders and their publication are the store's own
+    (``disk_path``, ``new_staging``, ``publish``...), so that the store's ``open`` deletes
+    what a crashed restore left and a volume appears in ``volumes/`` in one step exactly
+    as a created one does.
     """
 
     def __init__(self, store):
@@ -162,46 +159,21 @@ class StoreAccess:
         self.session = store.session
         self.datastore = store.datastore
         self.host_vm = store.host_vm
-
-    def ds(self, path):
-        return f"[{self.datastore}] {path}"
-
-    def folder(self, name):
-        """The volume's folder, relative to the datastore."""
-        return f"{self.store.spec.path}/{VOLUMES}/{name}"
-
-    def disk(self, name):
-        """The volume's disk as a datastore path."""
-        return self.ds(f"{self.folder(name)}/{name}.vmdk")
-
-    def mountpoint(self, name):
-        return os.path.join(self.store.mount_root, name)
+        self.ds = store.ds
+        self.folder = store.volume_folder
+        self.disk = store.disk_path
+        self.mountpoint = store.mountpoint
+        self.staging_prefix = store.staging_prefix
+        self.publish = store.publish
+        self.discard = store.discard
+        self.write_metadata = store.write_metadata
 
     def is_mounted_here(self, name):
         return self.store.mounter.is_mounted(self.mountpoint(name))
 
-    def staging_prefix(self):
-        """What the names of this host's staging folders start with (relative path)."""
-        return f"{self.store.spec.path}/{STAGING}/{self.store._host_tag}-"
-
     def new_staging(self):
         """A new staging folder of this host (relative path), made on the datastore."""
-        staging = f"{self.staging_prefix()}{uuidlib.uuid4().hex[:12]}"
-        self.session.invoke(self.session.content.fileManager, "MakeDirectory", name=self.ds(staging),
-                            datacenter=self.session.datacenter.ref, createParentDirectories=True,
-                            what=f"making the staging folder {self.ds(staging)}")
-        return staging
-
-    def publish(self, name, staging):
-        """Move a complete staging folder to ``volumes/<name>``; Conflict when it exists."""
-        self.store._move_into_place(name, staging)
-
-    def discard(self, staging):
-        self.store._delete_folder(staging, quiet=True)
-
-    def write_metadata(self, folder, metadata):
-        document = json.dumps(metadata, separators=(",", ":")).encode("utf-8")
-        self.store.files.write(self.datastore, f"{folder}/{METADATA_DIRS[0]}/{METADATA_FILE}", document)
+        return self.store.new_staging("the staging folder of a restore")
 
     def disk_files(self, name):
         """(size in bytes, modification time text) of the volume's disk files on the datastore.

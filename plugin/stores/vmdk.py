@@ -140,31 +140,44 @@ class DatastoreStore(VolumeStore):
         self._volumes = {}
         self._lock = threading.Lock()
 
-    # --- paths ---------------------------------------------------------------------
+    # --- paths (public: the backup engine works in the same layout) ------------------
+    #
+    # Paths relative to the datastore are ``path/...``; ``ds`` makes them ``[ds] path/...``.
 
     @property
     def datastore(self):
         return self.spec.datastore
 
-    def _ds(self, path):
+    def ds(self, path):
+        """``[datastore] path`` for a path relative to the datastore."""
         return f"[{self.datastore}] {path}"
 
     @property
     def _volumes_dir(self):
         return f"{self.spec.path}/{VOLUMES}"
 
-    def _volume_dir(self, name):
+    def volume_folder(self, name):
+        """The folder of volume ``name`` (``path/volumes/NAME``), relative to the datastore."""
         return f"{self._volumes_dir}/{name}"
 
     def _disk(self, name):
-        return f"{self._volume_dir(name)}/{name}.vmdk"
+        return f"{self.volume_folder(name)}/{name}.vmdk"
 
-    def _mountpoint(self, name):
+    def disk_path(self, name):
+        """The disk of volume ``name`` as a datastore path, ``[ds] path/volumes/NAME/NAME.vmdk``."""
+        return self.ds(self._disk(name))
+
+    def mountpoint(self, name):
+        """Where this store mounts volume ``name``'s filesystem on this host."""
         return os.path.join(self.mount_root, name)
 
     @property
     def _staging_dir(self):
         return f"{self.spec.path}/{STAGING}"
+
+    def staging_prefix(self):
+        """What the paths of this host's staging folders start with (relative to the datastore)."""
+        return f"{self._staging_dir}/{self._host_tag}-"
 
     @property
     def _host_tag(self):
@@ -202,21 +215,21 @@ class DatastoreStore(VolumeStore):
         self.inventory.datastore(self.datastore)
         try:
             self.session.invoke(self.session.content.fileManager, "MakeDirectory",
-                                name=self._ds(self._volumes_dir), datacenter=self._dc(),
+                                name=self.ds(self._volumes_dir), datacenter=self._dc(),
                                 createParentDirectories=True,
-                                what=f"making the volume store folder {self._ds(self._volumes_dir)}")
+                                what=f"making the volume store folder {self.ds(self._volumes_dir)}")
         except FileAlreadyExists:
             pass
-        tag = self._host_tag          # also finds the host's VM now rather than on first create
-        for leftover in list_folder(self.session, self._browser(), self._ds(self._staging_dir)):
-            if leftover.startswith(tag + "-"):
-                LOG.info("store %s: deleting the leftover of an interrupted create, %s",
-                         self.label, self._ds(f"{self._staging_dir}/{leftover}"))
-                self._delete_folder(f"{self._staging_dir}/{leftover}", quiet=True)
+        prefix = self.staging_prefix()  # also finds the host's VM now rather than on first create
+        for leftover in list_folder(self.session, self._browser(), self.ds(self._staging_dir)):
+            path = f"{self._staging_dir}/{leftover}"
+            if path.startswith(prefix):
+                LOG.info("store %s: deleting the leftover of an interrupted create, %s", self.label, self.ds(path))
+                self.discard(path)
 
     def discover(self):
         """Every entry of ``<root>/volumes``, with its metadata, creation time and problems."""
-        tree = search_tree(self.session, self._browser(), self._ds(self._volumes_dir))
+        tree = search_tree(self.session, self._browser(), self.ds(self._volumes_dir))
         users = self.inventory.disk_users()
         names = sorted(tree.get("", {}))
         spelling = {name: next((d for d in METADATA_DIRS if METADATA_FILE in tree.get(f"{name}/{d}", {})), None)
@@ -237,7 +250,7 @@ class DatastoreStore(VolumeStore):
                     meta, problem = parse_metadata(document, spelling[name])
             if f"{name}.vmdk" not in tree.get(name, {}):
                 problem = f"no disk {name}.vmdk in its folder"
-            attached = ", ".join(vm.name for vm in users.users(self._ds(self._disk(name))))
+            attached = ", ".join(vm.name for vm in users.users(self.disk_path(name)))
             uuid = known[name].uuid if name in known else ""
             self._remember(_Volume(name, metadata_capacity_mb(meta), uuid=uuid, attached_to=attached))
             found.append(StoredVolume(name=name, metadata=meta, problem=problem,
@@ -245,51 +258,71 @@ class DatastoreStore(VolumeStore):
         return found
 
     def create(self, name, options, metadata):
-        staging = f"{self._staging_dir}/{self._host_tag}-{secrets.token_hex(6)}"
-        disk = self._ds(f"{staging}/{name}.vmdk")
-        self.session.invoke(self.session.content.fileManager, "MakeDirectory",
-                            name=self._ds(staging), datacenter=self._dc(), createParentDirectories=True,
-                            what=f"making the folder of volume {name} ({self._ds(staging)})")
+        staging = self.new_staging(f"the folder of volume {name}")
+        disk = self.ds(f"{staging}/{name}.vmdk")
         try:
             spec = vim.VirtualDiskManager.FileBackedVirtualDiskSpec(
                 diskType="thin", adapterType="lsiLogic", capacityKb=capacity_kb(options.capacity_mb))
             self.session.call_task(self.session.content.virtualDiskManager, "CreateVirtualDisk_Task",
                                    name=disk, datacenter=self._dc(), spec=spec,
                                    what=f"creating the disk of volume {name} ({disk})")
-            document = json.dumps(metadata, separators=(",", ":")).encode("utf-8")
-            self.files.write(self.datastore, f"{staging}/{METADATA_DIRS[0]}/{METADATA_FILE}", document)
-            self._move_into_place(name, staging)
+            self.write_metadata(staging, metadata)
+            self.publish(name, staging)
         except BaseException:
-            self._delete_folder(staging, quiet=True)
+            self.discard(staging)
             raise
         self._remember(_Volume(name, options.capacity_mb))
 
-    def _move_into_place(self, name, staging):
-        target = self._ds(self._volume_dir(name))
+    # --- staging: how a volume folder is built and then appears in one step ------------
+
+    def new_staging(self, purpose="a staging folder"):
+        """Make a new staging folder of this host; return its path (relative to the datastore).
+
+        ``open`` deletes the ones a crash left (``staging_prefix``); ``publish`` moves a
+        complete one into ``volumes/``, ``discard`` deletes one.
+        """
+        staging = f"{self.staging_prefix()}{secrets.token_hex(6)}"
+        self.session.invoke(self.session.content.fileManager, "MakeDirectory",
+                            name=self.ds(staging), datacenter=self._dc(), createParentDirectories=True,
+                            what=f"making {purpose} ({self.ds(staging)})")
+        return staging
+
+    def write_metadata(self, folder, metadata):
+        """Write DockerMetaData (a dict) into volume folder ``folder`` (relative path; one PUT)."""
+        document = json.dumps(metadata, separators=(",", ":")).encode("utf-8")
+        self.files.write(self.datastore, f"{folder}/{METADATA_DIRS[0]}/{METADATA_FILE}", document)
+
+    def publish(self, name, staging):
+        """Move complete staging folder ``staging`` to ``volumes/<name>`` in one step;
+        Conflict when a volume of that name exists."""
+        target = self.ds(self.volume_folder(name))
         try:
             self.session.call_task(self.session.content.fileManager, "MoveDatastoreFile_Task",
-                                   sourceName=self._ds(staging), sourceDatacenter=self._dc(),
+                                   sourceName=self.ds(staging), sourceDatacenter=self._dc(),
                                    destinationName=target, destinationDatacenter=self._dc(), force=False,
                                    what=f"moving volume {name} into place ({target})")
         except FileAlreadyExists:
             raise Conflict(f"volume {name} already exists in volume store {self.label} "
                            f"({target})") from None
 
+    def discard(self, staging):
+        """Delete staging folder ``staging`` and what it holds; a failure is logged only."""
+        self._delete_folder(staging, quiet=True)
+
     def remove(self, name):
-        disk = self._ds(self._disk(name))
-        users = self.inventory.disk_users().users(disk)
+        users = self.inventory.disk_users().users(self.disk_path(name))
         if users:
             raise InUse(self._in_use_message(name, users))
-        self._delete_folder(self._volume_dir(name))
+        self._delete_folder(self.volume_folder(name))
         self._forget(name)
 
     def attach(self, name):
         volume = self._volume(name)
-        target = self._mountpoint(name)
+        target = self.mountpoint(name)
         if self.mounter.is_mounted(target):          # attached and mounted already (a restart)
             volume.attached_to = self.host_vm.name
             return self._exposed(target)
-        disk = self._ds(self._disk(name))
+        disk = self.disk_path(name)
         self.host_vm.require_enable_uuid()
         with self.host_vm.lock:
             snapshot = self.inventory.disk_users()
@@ -324,9 +357,9 @@ class DatastoreStore(VolumeStore):
 
     def _disk_info(self, volume):
         if not volume.uuid:
+            disk = self.disk_path(volume.name)
             answer = self.session.invoke(self.session.content.virtualDiskManager, "QueryVirtualDiskUuid",
-                                         name=self._ds(self._disk(volume.name)), datacenter=self._dc(),
-                                         what=f"reading the UUID of {self._ds(self._disk(volume.name))}")
+                                         name=disk, datacenter=self._dc(), what=f"reading the UUID of {disk}")
             volume.uuid = normalize_disk_uuid(answer)
         return DiskInfo(self.datastore, self._disk(volume.name), volume.uuid, volume.capacity_mb)
 
@@ -337,11 +370,11 @@ class DatastoreStore(VolumeStore):
     def detach(self, name):
         with self._lock:
             volume = self._volumes.get(name) or _Volume(name, DEFAULT_CAPACITY_MB)
-        target = self._mountpoint(name)
+        target = self.mountpoint(name)
         if self.mounter.is_mounted(target):
             self.mounter.unmount(target)
         with self.host_vm.lock:
-            device = find_disk(self.host_vm.devices(), self._ds(self._disk(name)))
+            device = find_disk(self.host_vm.devices(), self.disk_path(name))
             if device is not None:
                 self.host_vm.remove_disk(device)
         self.resolver.release(DiskInfo(self.datastore, self._disk(name), volume.uuid, volume.capacity_mb))
@@ -360,7 +393,7 @@ class DatastoreStore(VolumeStore):
     def status(self, name):
         with self._lock:
             volume = self._volumes.get(name)
-        fields = {"Disk": self._ds(self._disk(name))}
+        fields = {"Disk": self.disk_path(name)}
         if volume is not None:
             fields["AttachedTo"] = volume.attached_to
             fields["Capacity"] = f"{volume.capacity_mb}MB"
@@ -372,22 +405,22 @@ class DatastoreStore(VolumeStore):
         names = ", ".join(vm.name for vm in users)
         here = " (this Docker host)" if any(vm.ref == self.host_vm.ref for vm in users) else ""
         return (f"volume {name} is in use by VM {names}{here}: its disk "
-                f"{self._ds(self._disk(name))} is attached there")
+                f"{self.disk_path(name)} is attached there")
 
     def _delete_folder(self, path, quiet=False):
         try:
             self.session.call_task(self.session.content.fileManager, "DeleteDatastoreFile_Task",
-                                   name=self._ds(path), datacenter=self._dc(),
-                                   what=f"deleting {self._ds(path)}")
+                                   name=self.ds(path), datacenter=self._dc(),
+                                   what=f"deleting {self.ds(path)}")
         except FileNotFoundOnDatastore:
-            LOG.info("%s was already gone", self._ds(path))
+            LOG.info("%s was already gone", self.ds(path))
         except VolumeError as err:
             if not quiet:
                 raise
-            LOG.warning("could not delete %s: %s", self._ds(path), err)
+            LOG.warning("could not delete %s: %s", self.ds(path), err)
 
     def _metadata_path(self, name, metadata_dir):
-        return f"{self._volume_dir(name)}/{metadata_dir}/{METADATA_FILE}"
+        return f"{self.volume_folder(name)}/{metadata_dir}/{METADATA_FILE}"
 
     def _read_metadata(self, name):
         """The volume's parsed DockerMetaData from either spelling, or None (one or two GETs)."""

@@ -11,6 +11,7 @@ These tests need root (losetup, mkfs.ext4, mount), as the machine recipe provide
 
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -243,6 +244,45 @@ def make_store(vcsim, make_session, store_path, mount_root):
         if (id(simulator), path) not in done:
             done.add((id(simulator), path))
             _cleanup(simulator, path, mount_root)
+
+
+def delta_over(disk, number=1):
+    """``disk`` as a real vCenter shows it while its VM has a snapshot: its backing is a
+    delta disk ``<name>-00000N.vmdk`` whose ``parent`` is the backing it had."""
+    base = disk.backing
+    disk.backing = vim.vm.device.VirtualDisk.FlatVer2BackingInfo(
+        fileName=re.sub(r"\.vmdk$", f"-{number:06d}.vmdk", base.fileName), diskMode=base.diskMode,
+        thinProvisioned=base.thinProvisioned, parent=base)
+    return disk
+
+
+@pytest.fixture
+def snapshot_deltas(monkeypatch):
+    """snapshot_deltas(session, folder): from then on, ``session`` reads the disks that VMs
+    have attached from below ``folder`` (a datastore path without ``[ds]``) as delta disks
+    over their file, as a real vCenter shows them while a VM snapshot exists. The simulator
+    makes no delta disks; the VMs' disks themselves are unchanged, and snapshots' own
+    configurations are read as they are."""
+
+    def patch(session, folder):
+        real_retrieve = session.retrieve
+
+        def retrieve(specs):
+            contents = real_retrieve(specs)
+            for content in contents:
+                if not isinstance(content.obj, vim.VirtualMachine):
+                    continue
+                for prop in content.propSet or []:
+                    if prop.name != "config.hardware.device":
+                        continue
+                    for device in prop.val or []:
+                        if (isinstance(device, vim.vm.device.VirtualDisk) and device.backing.parent is None
+                                and f"] {folder}/" in (device.backing.fileName or "")):
+                            delta_over(device)
+            return contents
+        monkeypatch.setattr(session, "retrieve", retrieve)
+
+    return patch
 
 
 def run(*argv):

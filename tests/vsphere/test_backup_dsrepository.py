@@ -190,6 +190,23 @@ def test_listing_takes_a_bounded_number_of_round_trips(repo, session):
     assert dict(begin) == {"MakeDirectory": 1}
 
 
+def test_commit_abort_and_delete_take_the_round_trips_the_module_says(repo, session):
+    def soap(trips):
+        return {k: v for k, v in trips.items() if k != "RetrievePropertiesEx"}   # task polls vary
+    staging = repo.begin("v", T0)
+    put_data(session, staging)
+    with session.counting() as commit:
+        repo.commit(manifest_for(staging))
+    assert soap(commit) == {"SearchDatastoreSubFolders_Task": 1, "http.PUT": 1, "MoveDatastoreFile_Task": 1}
+    aborted = repo.begin("v", T0)
+    with session.counting() as abort:
+        repo.abort(aborted)
+    assert soap(abort) == {"http.GET": 1, "DeleteDatastoreFile_Task": 1, "SearchDatastore_Task": 1}
+    with session.counting() as delete:
+        repo.delete("v", staging.backup_id)                    # the volume's last backup
+    assert soap(delete) == {"DeleteDatastoreFile_Task": 3, "SearchDatastore_Task": 1}
+
+
 # --- leases ---------------------------------------------------------------------------
 
 @pytest.fixture

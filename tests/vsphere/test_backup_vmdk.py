@@ -29,7 +29,7 @@ from plugin.stores.devices import run as run_argv
 from plugin.stores.vmdk import STAGING, vic_label
 from plugin.vsphere.vmdisks import attach_spec, detach_spec
 
-from .conftest import PASSWORD, REPO, USER, local_file, run, vm_ref
+from .conftest import PASSWORD, REPO, USER, disks_of, local_file, run, vm_ref
 
 DS = "LocalDS_1"
 OTHER_VM = "DC0_H0_VM1"
@@ -230,6 +230,27 @@ def test_a_mounted_volume_is_frozen_snapshotted_and_the_frozen_disk_cloned(rig, 
     with open(os.path.join(folder, "after.txt"), "w") as handle:            # writable: thawed
         handle.write("still writable")
     rig.store.detach("pgdata")
+
+
+def test_a_disk_under_another_vm_snapshot_is_still_seen_attached(rig, vcsim, session, snapshot_deltas, mount_root):
+    """On a real vCenter, while any snapshot of the VM exists, the VM's disk is a delta over
+    the volume's ``<name>.vmdk`` (``snapshot_deltas`` plays it): the engine still sees the
+    disk attached to a running VM, so it freezes and snapshots rather than cloning a disk
+    in use, and refuses to replace it in place."""
+    secret = "under a user's snapshot " + os.urandom(6).hex()
+    rig.create("snapped", {"s.txt": secret})
+    take_snapshot(session, vcsim.host_vm, "before-upgrade")
+    snapshot_deltas(rig.session, f"{rig.store.spec.path}/volumes")
+    manifest = rig.backup("snapped")
+    mountpoint = str(mount_root / "snapped")
+    assert manifest.method == mf.SNAPSHOT_CLONE and manifest.extra["vm"] == vcsim.host_vm
+    assert rig.runner.calls == [["fsfreeze", "--freeze", mountpoint], ["fsfreeze", "--unfreeze", mountpoint]]
+    assert sorted(snapshots(session, vcsim.host_vm)) == ["before-upgrade"]
+    assert secret.encode() in rig.flat_bytes(manifest)
+    with pytest.raises(InUse, match=f"volume snapped cannot be restored in place: .* to VM {vcsim.host_vm};"):
+        rig.restore_replace(manifest)
+    rig.store.detach("snapped")
+    assert not [d for d in disks_of(session, vm_ref(session, vcsim.host_vm)) if "/snapped/" in d.backing.fileName]
 
 
 def test_a_detached_volume_is_cloned_under_its_lock_and_not_copied_again_unchanged(rig):

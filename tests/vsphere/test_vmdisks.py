@@ -1,11 +1,12 @@
 """Planning disk attachments on a VM's device list (pure functions, real pyVmomi objects)."""
 
 import pytest
-from pyVmomi import vim
+from pyVmomi import vim, vmodl
 
 from plugin.errors import VSphereError
+from plugin.vsphere.inventory import DiskUsers, VMRef
 from plugin.vsphere.vmdisks import (
-    attach_spec, detach_spec, find_disk, normalize_disk_uuid, normalize_path,
+    attach_spec, detach_spec, disk_chain, disk_path, find_disk, normalize_disk_uuid, normalize_path,
 )
 
 PV = vim.vm.device.ParaVirtualSCSIController
@@ -74,6 +75,56 @@ def test_finding_and_detaching_a_disk_by_its_file():
     assert find_disk(devices, "[ds] vols/volumes/b/b.vmdk") is None
     change = detach_spec(target).deviceChange[0]
     assert change.operation == Op.remove and change.fileOperation is None and change.device is target
+
+
+def snapshotted(key, controller, unit, path, deltas=1):
+    """A disk as a VM with ``deltas`` snapshots has it: the backing is the newest delta
+    (``<name>-00000N.vmdk``), each delta's ``parent`` the one before, down to ``path``."""
+    backing = vim.vm.device.VirtualDisk.FlatVer2BackingInfo(fileName=path, diskMode="persistent")
+    for number in range(1, deltas + 1):
+        backing = vim.vm.device.VirtualDisk.FlatVer2BackingInfo(
+            fileName=path.replace(".vmdk", f"-{number:06d}.vmdk"), diskMode="persistent", parent=backing)
+    return vim.vm.device.VirtualDisk(key=key, controllerKey=controller, unitNumber=unit, backing=backing)
+
+
+def test_a_disk_under_a_vm_snapshot_is_found_through_its_parent_chain():
+    base = "[ds] vols/volumes/a/a.vmdk"
+    target = snapshotted(2001, 1000, 1, "[ds]  vols/volumes/a/a.vmdk", deltas=2)
+    devices = [controller(1000, 0), disk(2000, 1000, 0), target]
+    assert target.backing.fileName == "[ds]  vols/volumes/a/a-000002.vmdk"
+    assert disk_chain(target) == ("[ds] vols/volumes/a/a-000002.vmdk", "[ds] vols/volumes/a/a-000001.vmdk", base)
+    assert disk_path(target) == base                                  # the file that was attached
+    assert find_disk(devices, base) is target
+    assert find_disk(devices, "[ds] vols/volumes/a/a-000001.vmdk") is target
+    assert find_disk(devices, "[ds] vols/volumes/b/b.vmdk") is None
+    assert detach_spec(target).deviceChange[0].device is target
+
+
+def test_devices_without_a_chain():
+    plain = disk(2000, 1000, 0, "[ds] vm/os.vmdk")
+    assert disk_chain(plain) == ("[ds] vm/os.vmdk",) and disk_path(plain) == "[ds] vm/os.vmdk"
+    assert disk_chain(controller(1000, 0)) == () and disk_path(controller(1000, 0)) is None
+    assert disk_path(vim.vm.device.VirtualDisk(key=1, backing=vim.vm.device.VirtualDisk.FlatVer2BackingInfo())) is None
+
+
+def vm_contents(moid, name, devices):
+    """What the PropertyCollector answers for one VM's name and devices."""
+    prop = vmodl.DynamicProperty
+    return vmodl.query.PropertyCollector.ObjectContent(obj=vim.VirtualMachine(moid), propSet=[
+        prop(name="name", val=name),
+        prop(name="config.hardware.device", val=vim.vm.device.VirtualDevice.Array(devices))])
+
+
+def test_disk_users_see_a_disk_through_a_snapshots_delta():
+    base = "[ds] vols/volumes/a/a.vmdk"
+    snapped = [controller(1000, 0), snapshotted(2000, 1000, 0, base)]
+    plain = [controller(1000, 0), disk(2000, 1000, 0, "[ds] vols/volumes/b/b.vmdk")]
+    users = DiskUsers([vm_contents("vm-1", "docker-01", snapped), vm_contents("vm-2", "docker-02", plain)])
+    assert users.users(base) == [VMRef("docker-01", vim.VirtualMachine("vm-1"))]
+    assert users.users("[ds]  /vols/volumes/a/a.vmdk ") == users.users(base)
+    assert [vm.name for vm in users.users("[ds] vols/volumes/b/b.vmdk")] == ["docker-02"]
+    assert users.users("[ds] vols/volumes/c/c.vmdk") == []
+    assert find_disk(users.devices(vim.VirtualMachine("vm-1")), base) is snapped[1]
 
 
 def test_normalizing_paths_and_uuids():

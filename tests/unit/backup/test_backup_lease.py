@@ -5,6 +5,7 @@ from datetime import timedelta
 import pytest
 
 from plugin.backup.lease import Lease, LeaseHeld, LeaseLost, Leases, LocalLeaseFolder
+from plugin.errors import VSphereUnavailable
 
 
 @pytest.fixture
@@ -143,6 +144,32 @@ def test_check_raises_when_the_lease_was_lost(host_a, host_b, clock):
             assert held.error is not None
             held.check()
     assert host_b.holder("v") == taken  # host-a's exit did not release host-b's lease
+
+
+class FailingFolder(LocalLeaseFolder):
+    """A lease folder whose owner-file writes fail as a datastore's do when vCenter is down."""
+
+    failure = None
+
+    def write(self, name, data):
+        if self.failure is not None:
+            raise self.failure
+        super().write(name, data)
+
+
+def test_a_vcenter_failure_while_renewing_is_a_lost_lease(tmp_path, clock):
+    folder = FailingFolder(tmp_path / "store")
+    leases = Leases(folder, "host-a (plugin pid 10)", clock)
+    waiter = SteppedWaiter()
+    with pytest.raises(LeaseLost, match=r"cannot renew the backup lease of volume 'v': vCenter is unreachable"):
+        with leases.hold("v", waiter=waiter) as held:
+            folder.failure = VSphereUnavailable("vCenter is unreachable")
+            waiter.step(held)              # the renewal fails: the thread records it and ends
+            assert not held._thread.is_alive()
+            assert isinstance(held.error, LeaseLost)
+            folder.failure = None
+            held.check()
+    assert leases.holder("v") is None    # released at the end all the same
 
 
 def test_bad_volume_names_are_refused(host_a):
