@@ -20,6 +20,7 @@ import threading
 from dataclasses import dataclass
 
 from .errors import BackendError, Conflict, InUse, InvalidOption, NotFound, VolumeError
+from .jobs import DOCKER_CALL_BUDGET, Job
 from .locks import NameLocks
 from .options import VOLUME_STORE, parse_options, validate_name
 from .stores.base import docker_metadata
@@ -38,6 +39,7 @@ class Volume:
     options: object      # options.VolumeOptions
     created_at: str = ""
     problem: str = ""    # why its recorded options could not be used, if so
+    job: object = None   # jobs.Job filling it from a backup (RestoreFrom), if any
 
 
 class NoBackups:
@@ -211,6 +213,8 @@ class VolumeDriver:
             status["Backup"] = backup
         if volume.problem:
             status["Problem"] = volume.problem
+        if volume.job is not None:
+            status["Restore"] = volume.job.describe()
         return {
             "Name": name,
             "Mountpoint": self.mountpoint(name) if mounted else "",
@@ -248,7 +252,13 @@ class VolumeDriver:
 
     # --- changes -----------------------------------------------------------------------------
     def create(self, name, given):
-        """Docker's Create. Everything is validated before anything is changed."""
+        """Docker's Create. Everything is validated before anything is changed.
+
+        With RestoreFrom the volume is created empty, then filled by a restore job; Create
+        waits for it a bounded time (``jobs.DOCKER_CALL_BUDGET``). A restore still running
+        then goes on: Mount waits for it, or says it is still running. A failed restore
+        removes the new volume (it holds nothing of the user's).
+        """
         validate_name(name)
         options = parse_options(given, self.stores, self.default_store)
         self._wait_ready()
@@ -268,15 +278,38 @@ class VolumeDriver:
             now = self._clock().isoformat(timespec="seconds")
             volume = Volume(name, store.label, options, now)
             if options.restore_from:
-                try:
-                    self.backups.restore_into(volume, options.restore_from)
-                except BaseException:
-                    store.remove(name)  # the volume was empty: nothing of the user's is lost
-                    raise
+                volume.job = Job(lambda: self._fill_from_backup(volume),
+                                 f"restore from {options.restore_from}", self._clock)
             with self._registry_lock:
                 self._volumes[name] = volume
-            self.backups.volume_added(volume)
             log.info("volume %s created in store %s with options %s", name, store.label, options.describe())
+        if volume.job is None:
+            self.backups.volume_added(volume)
+            return
+        volume.job.start()
+        if volume.job.wait(DOCKER_CALL_BUDGET) and volume.job.error is not None:
+            raise volume.job.error
+
+    def _fill_from_backup(self, volume):
+        with self._locks.hold(volume.name):
+            try:
+                self.backups.restore_into(volume, volume.options.restore_from)
+            except BaseException:
+                # The volume was created empty for this restore: nothing of the user's is lost.
+                self.stores[volume.store].remove(volume.name)
+                with self._registry_lock:
+                    self._volumes.pop(volume.name, None)
+                raise
+        self.backups.volume_added(volume)
+
+    def _await_job(self, volume):
+        """Wait (bounded) for a volume's restore job; raise if it is still running."""
+        job = volume.job
+        if job is None or job.done:
+            return
+        if not job.wait(DOCKER_CALL_BUDGET):
+            raise InUse(f"volume {volume.name} is still being restored ({job.what}, started "
+                        f"{job.started.isoformat(timespec='seconds')}): try again in a moment")
 
     @staticmethod
     def _check_same(existing, options):
@@ -286,27 +319,40 @@ class VolumeDriver:
             raise Conflict(f"volume {existing.name} already exists with other options: {differences}")
 
     def remove(self, name):
-        """Docker's Remove: refused while mounted; deletes the volume's data and metadata."""
+        """Docker's Remove: refused while mounted; deletes the volume's data and metadata.
+
+        A volume with a backup policy gets its final backup first (``backups.before_remove``,
+        bounded by ``jobs.DOCKER_CALL_BUDGET``), taken without the volume lock so the
+        engine can take it; the lock is then taken again to check nothing was mounted
+        meanwhile before the data goes.
+        """
         validate_name(name)
         self._wait_ready()
+        volume = self._volume(name)
+        self._await_job(volume)
+        self._check_unmounted(name)
+        self.backups.before_remove(volume)
         with self._locks.hold(name):
             volume = self._volume(name)
-            count = self.mounts.count(name)
-            if count:
-                callers = len(self.mounts.callers(name))
-                raise InUse(f"volume {name} is in use: mounted {count} time(s) by {callers} "
-                            "container(s); stop and remove them first")
+            self._check_unmounted(name)
             store = self._store_for(volume.store)
-            self.backups.before_remove(volume)
             store.remove(name)
             with self._registry_lock:
                 self._volumes.pop(name, None)
             self.backups.volume_removed(volume)
             log.info("volume %s removed", name)
 
+    def _check_unmounted(self, name):
+        count = self.mounts.count(name)
+        if count:
+            callers = len(self.mounts.callers(name))
+            raise InUse(f"volume {name} is in use: mounted {count} time(s) by {callers} "
+                        "container(s); stop and remove them first")
+
     def mount(self, name, caller):
         """Docker's Mount: attach and bind on the first mount; count every mount."""
         self._wait_ready()
+        self._await_job(self._volume(name))
         with self._locks.hold(name):
             volume = self._volume(name)
             target = self.mountpoint(name)

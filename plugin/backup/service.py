@@ -25,6 +25,7 @@ import threading
 from datetime import datetime, timedelta, timezone
 
 from ..errors import BackupError, InUse, InvalidOption, NotFound, VolumeError
+from ..jobs import DOCKER_CALL_BUDGET, Job
 from ..options import CAPACITY, RESTORE_FROM, VOLUME_STORE, canonical_keys
 from ..stores.base import docker_metadata
 from .manifest import UNCHANGED, Manifest
@@ -66,7 +67,10 @@ class BackupService:
         self._guard = threading.Lock()
         self._counts = {}        # volume -> number of committed backups
         self._last = {}          # volume -> the last backup attempt, as Status shows it
-        self._reading = {}       # volume -> {backup ids restores are reading: count}
+        self._reading = {}       # (volume, backup id) -> how many restores are reading it
+        self._final = {}         # volume -> the Job of its final backup, while a remove waits
+        self._unmounted = {}     # volume -> when it was last unmounted by its last container
+        self.final_wait = DOCKER_CALL_BUDGET
 
     def bind(self, driver):
         self.driver = driver
@@ -130,15 +134,39 @@ class BackupService:
         self.scheduler.remove(volume.name)
 
     def before_remove(self, volume):
-        """A volume with a backup policy is removed only once its final backup committed."""
+        """A volume with a backup policy is removed only once its final backup committed.
+
+        The final backup runs as a Job; this waits for it at most ``wait`` seconds
+        (Docker's Remove must answer) and otherwise refuses with a message to run the
+        remove again. A later remove uses the same job, unless the volume was mounted and
+        unmounted since it started (its data may have changed): then it starts another.
+        """
         if volume.options.backup.kind == OFF:
             return
-        try:
-            self.backup(volume, FINAL)
-        except VolumeError as err:
-            raise BackupError(f"volume {volume.name} was not removed: its final backup failed: {err}") from None
+        name = volume.name
+        with self._guard:
+            job = self._final.get(name)
+            if job is None or (job.done and job.error) or job.started < self._unmounted.get(name, job.started):
+                job = self._final[name] = Job(lambda earlier=job: self._final_backup(volume, earlier),
+                                              f"final backup of {name}", self.clock).start()
+        if not job.wait(self.final_wait):
+            raise BackupError(
+                f"volume {name} was not removed yet: its final backup is still running (started "
+                f"{_iso(job.started)}); run docker volume rm {name} again once "
+                f"'vsphere-volume backups {name}' lists it")
+        with self._guard:
+            self._final.pop(name, None)
+        if job.error is not None:
+            raise BackupError(f"volume {name} was not removed: its final backup failed: {job.error}")
+
+    def _final_backup(self, volume, earlier):
+        if earlier is not None:
+            earlier.wait(None)  # it holds the lease until it ends; its data is out of date anyway
+        return self.backup(volume, FINAL)
 
     def last_unmount(self, volume):
+        with self._guard:
+            self._unmounted[volume.name] = self.clock()
         if volume.options.backup.kind == ON_UNMOUNT:
             self.scheduler.request(volume.name)
 

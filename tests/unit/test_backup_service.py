@@ -212,3 +212,76 @@ def test_interrupted_in_place_restore_is_finished_at_start(driver, make_driver, 
     os.rename(data(tmp_path, "v"), os.path.join(store.trash_dir, "v-crash"))   # crash mid-swap
     make_driver(clock=clock)
     assert read_tree(data(tmp_path, "v")) == {"f": "restored"}
+
+
+class Gate:
+    """Holds a copy until the test opens it: slow work without sleeping."""
+
+    def __init__(self, copier):
+        self.copier, self.entered, self.opened = copier, __import__("threading").Event(), __import__("threading").Event()
+        self.calls = 0
+
+    def wrap(self, method):
+        real = getattr(self.copier, method)
+
+        def gated(*args, **kwargs):
+            self.calls += 1
+            self.entered.set()
+            assert self.opened.wait(10), "the test never opened the gate"
+            return real(*args, **kwargs)
+        setattr(self.copier, method, gated)
+        return self
+
+
+def test_slow_restore_does_not_hold_docker_create(driver, service, tmp_path, monkeypatch):
+    monkeypatch.setattr("plugin.driver.DOCKER_CALL_BUDGET", 0.05)
+    driver.create("src", {})
+    write(tmp_path, "src", {"f": "restored bytes"})
+    service.api_create("src")
+    gate = Gate(service.engines["file"].copier).wrap("restore")
+    driver.create("big", {"RestoreFrom": "src@latest"})        # answers while the copy runs
+    assert gate.entered.is_set()
+    assert driver.get("big")["Status"]["Restore"]["State"] == "running"
+    with pytest.raises(InUse, match="volume big is still being restored"):
+        driver.mount("big", "c1")
+    with pytest.raises(InUse, match="still being restored"):
+        driver.remove("big")
+    gate.opened.set()
+    assert driver.find("big").job.wait(10)
+    target = driver.mount("big", "c1")
+    assert driver.get("big")["Status"]["Restore"]["State"] == "done"
+    assert read_tree(data(tmp_path, "big")) == {"f": "restored bytes"} and target.endswith("/big")
+
+
+def test_slow_final_backup_does_not_hold_docker_remove(driver, service, tmp_path, monkeypatch):
+    service.final_wait = 0.05
+    driver.create("v", {"Backup": "daily"})
+    write(tmp_path, "v", {"f": "x"})
+    gate = Gate(service.engines["file"].copier).wrap("backup")
+    with pytest.raises(BackupError, match="volume v was not removed yet: its final backup is still running"):
+        driver.remove("v")
+    assert data(tmp_path, "v").exists() and driver.find("v") is not None
+    gate.opened.set()
+    service.final_wait = 10
+    driver.remove("v")                                            # the same job, not a second backup
+    assert gate.calls == 1
+    assert [b["Origin"] for b in service.api_list("v")] == ["final"] and not data(tmp_path, "v").exists()
+
+
+def test_final_backup_is_taken_again_if_the_volume_was_used_meanwhile(driver, service, tmp_path, clock):
+    service.final_wait = 0.05
+    driver.create("v", {"Backup": "daily"})
+    write(tmp_path, "v", {"f": "before"})
+    gate = Gate(service.engines["file"].copier).wrap("backup")
+    with pytest.raises(BackupError, match="still running"):
+        driver.remove("v")
+    gate.opened.set()
+    clock.advance(minutes=1)
+    driver.mount("v", "c1")
+    write(tmp_path, "v", {"f": "after"})
+    driver.unmount("v", "c1")
+    service.final_wait = 10
+    driver.remove("v")
+    assert gate.calls == 2
+    driver.create("w", {"RestoreFrom": "v@latest"})
+    assert read_tree(data(tmp_path, "w")) == {"f": "after"}
