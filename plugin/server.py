@@ -70,7 +70,7 @@ class PluginServer(BaseApplication):
         self.cfg.set("timeout", 0)            # long Mounts must not get the worker killed
         self.cfg.set("graceful_timeout", 10)
         self.cfg.set("accesslog", None)
-        self.cfg.set("errorlog", "-")
+        self.cfg.set("errorlog", "/dev/stdout")   # Docker logs a plugin's stderr as errors
         if "control_socket_disable" in self.cfg.settings:   # gunicorn >= 24
             self.cfg.set("control_socket_disable", True)
 
@@ -79,7 +79,7 @@ class PluginServer(BaseApplication):
 
 
 def main():
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
+    logging.basicConfig(stream=sys.stdout, level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     socket_path = os.environ.get("SOCKET", "").strip() or "/run/docker/plugins/vsphere.sock"
     os.makedirs(os.path.dirname(socket_path), exist_ok=True)

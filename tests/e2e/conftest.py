@@ -1,6 +1,12 @@
 """Session fixtures of the end-to-end tests: a Docker engine, the test image,
-the vCenter simulator, and the vsphere-volume plugin built from this checkout and
-enabled in it, configured for both a folder store and the simulator.
+the vCenter simulator (tests/e2e/simulator.py), and the vsphere-volume plugin
+built from this checkout and enabled in it, once per session.
+
+The plugin's settings name the simulator (VSPHERE_URL, VSPHERE_USER,
+VSPHERE_PASSWORD_FILE, VSPHERE_CA_FILE, VSPHERE_VM and the test-only loop-device
+mode over its datastore folders); its VOLUME_STORES is the folder store
+``default``. The module fixture ``datastore_stores`` adds the datastore stores
+ds0 and ds1 (a plugin restart) for the tests of VMDK volumes.
 
 ``scripts/test`` starts the private engine and exports DOCKER_HOST before
 pytest runs; these fixtures also work from a bare ``pytest tests/e2e``.
@@ -9,6 +15,7 @@ Environment knobs:
   BASE_IMAGE     image to build on and run test containers from (default
                  local/debian-python:bookworm, made by scripts/base-image)
   VV_KEEP_STATE  set to 1 to keep the plugin's host state folder after the run
+                 (the simulator removes its datastore folders when it stops)
 """
 
 from __future__ import annotations
