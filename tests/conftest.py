@@ -1,6 +1,6 @@
 """Fixtures shared by every tier: a driver over real directory stores in a temp folder."""
 
-import os
+from datetime import datetime, timezone
 
 import pytest
 
@@ -8,36 +8,13 @@ from plugin.assembly import build_driver
 from plugin.protocol import create_app
 from plugin.settings import from_env
 
-
-class FakeMounter:
-    """Records bind mounts instead of making them (unit tier only)."""
-
-    def __init__(self):
-        self.mounted = {}  # target -> source
-        self.fail_next_bind = None
-
-    def is_mounted(self, target):
-        return target in self.mounted
-
-    def bind(self, source, target):
-        if self.fail_next_bind:
-            error, self.fail_next_bind = self.fail_next_bind, None
-            raise error
-        os.makedirs(target, exist_ok=True)
-        self.mounted[target] = source
-
-    def mount(self, device, target, options=(), fstype=None):
-        self.mounted[target] = device
-
-    def unmount(self, target):
-        self.mounted.pop(target, None)
+from .fakes import FakeClock, FakeMounter, InlineExecutor
 
 
-class InlineExecutor:
-    """Runs each scheduled backup at once, in the caller's thread."""
-
-    def submit(self, fn, *args):
-        fn(*args)
+@pytest.fixture
+def clock():
+    """A FakeClock at Monday 2026-11-23 00:00 UTC."""
+    return FakeClock(datetime(2026, 11, 23, 0, 0, tzinfo=timezone.utc))
 
 
 @pytest.fixture

@@ -2,26 +2,11 @@
 
 import os
 from datetime import datetime, timedelta, timezone
+import threading
 
 import pytest
 
 from plugin.errors import BackupError, InUse, InvalidOption, NotFound
-
-
-class Clock:
-    def __init__(self, now):
-        self.now = now
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, **delta):
-        self.now += timedelta(**delta)
-
-
-@pytest.fixture
-def clock():
-    return Clock(datetime(2026, 11, 23, 0, 0, tzinfo=timezone.utc))
 
 
 @pytest.fixture
@@ -218,7 +203,7 @@ class Gate:
     """Holds a copy until the test opens it: slow work without sleeping."""
 
     def __init__(self, copier):
-        self.copier, self.entered, self.opened = copier, __import__("threading").Event(), __import__("threading").Event()
+        self.copier, self.entered, self.opened = copier, threading.Event(), threading.Event()
         self.calls = 0
 
     def wrap(self, method):

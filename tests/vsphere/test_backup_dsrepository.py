@@ -17,23 +17,12 @@ from plugin.backup.lease import LeaseHeld, LeaseLost, Leases
 from plugin.errors import BackupError, InvalidOption, NotFound
 from plugin.vsphere.files import DatastoreFiles
 
+from tests.fakes import FakeClock
+
 from .conftest import local_file
 
 DS = "LocalDS_1"
 T0 = datetime(2026, 11, 23, 2, 0, tzinfo=timezone.utc)
-
-
-class Clock:
-    """An aware clock the test moves."""
-
-    def __init__(self, now=T0):
-        self.now = now
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, **delta):
-        self.now += timedelta(**delta)
 
 
 @pytest.fixture
@@ -211,7 +200,7 @@ def test_commit_abort_and_delete_take_the_round_trips_the_module_says(repo, sess
 
 @pytest.fixture
 def clock():
-    return Clock()
+    return FakeClock(T0)
 
 
 @pytest.fixture

@@ -1,0 +1,67 @@
+"""Stand-ins the tests inject: a clock that moves only when told, executors run by hand,
+a mounter that records instead of mounting."""
+
+import os
+from datetime import timedelta
+
+
+class FakeClock:
+    """A clock the test moves; calling it returns the current aware time."""
+
+    def __init__(self, start):
+        self.now = start
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, **delta):
+        self.now += timedelta(**delta)
+        return self.now
+
+
+class ManualExecutor:
+    """Holds submitted runs until the test finishes them, to see what is running at once."""
+
+    def __init__(self):
+        self.pending = []
+
+    def submit(self, fn, *args):
+        self.pending.append((fn, args))
+
+    def finish(self, count=None):
+        """Run the oldest ``count`` held runs (all when None) to completion."""
+        count = len(self.pending) if count is None else count
+        for _ in range(count):
+            fn, args = self.pending.pop(0)
+            fn(*args)
+
+
+class InlineExecutor:
+    """Runs each submitted run at once, in the caller's thread."""
+
+    def submit(self, fn, *args):
+        fn(*args)
+
+
+class FakeMounter:
+    """Records bind mounts instead of making them (unit tier only)."""
+
+    def __init__(self):
+        self.mounted = {}  # target -> source
+        self.fail_next_bind = None
+
+    def is_mounted(self, target):
+        return target in self.mounted
+
+    def bind(self, source, target):
+        if self.fail_next_bind:
+            error, self.fail_next_bind = self.fail_next_bind, None
+            raise error
+        os.makedirs(target, exist_ok=True)
+        self.mounted[target] = source
+
+    def mount(self, device, target, options=(), fstype=None):
+        self.mounted[target] = device
+
+    def unmount(self, target):
+        self.mounted.pop(target, None)
