@@ -68,6 +68,9 @@ class Session:
         self._stub_factory = stub_factory
         self._http_factory = http_factory
         self._login_lock = threading.RLock()
+        # A refused login is not tried again: the password is read once, at start, and
+        # vCenter locks an account out after a few failures (5 by default).
+        self._refused = None
         self._generation = 0          # number of successful logins; 0 = never logged in
         self._stub = None
         self._content = None
@@ -107,6 +110,8 @@ class Session:
         """Log in now if not logged in yet. Raises VSphereAuthError, VSphereTLSError,
         VSphereUnavailable, or ConfigError for an unknown datacenter."""
         with self._login_lock:
+            if self._refused is not None:
+                raise self._refused
             if not self._generation:
                 self._login_locked()
 
@@ -131,7 +136,10 @@ class Session:
         try:
             self._transport(lambda: manager.Login(self.settings.user, self.settings.password), what)
         except vmodl.MethodFault as fault:
-            raise faults.translate(fault, what) from None
+            error = faults.translate(fault, what)
+            if isinstance(fault, vim.fault.InvalidLogin):
+                self._refused = error
+            raise error from None
         self._generation += 1
         if self._datacenter is None:
             try:

@@ -141,3 +141,13 @@ def test_counting_scopes_nest_and_only_count_their_own_thread(session):
             session.get_properties(session.datacenter.ref, ["name"])
     assert inner == {"RetrievePropertiesEx": 1}
     assert outer == {"RetrievePropertiesEx": 2}
+
+
+def test_a_refused_login_is_not_tried_again(vcsim, make_session):
+    """vCenter locks accounts out after a few failures: one plugin start, one attempt."""
+    session = make_session(vcsim, password="not-the-" + PASSWORD)
+    with session.counting() as trips:
+        for _ in range(3):
+            with pytest.raises(VSphereAuthError, match="wrong user name or password"):
+                session.login()
+    assert trips["Login"] == 1
