@@ -2,6 +2,10 @@
 
 The one place that knows which concrete class serves which kind of store. Everything
 is passed in, so tests assemble the same graph with their own collaborators.
+
+In VCH sidecar mode (``VCH_URL`` set) every datastore and NFS store is built as in
+direct mode and then wrapped in a ``vch.store.VchStore`` (``vch_sidecar``); the backup
+service reaches the wrapped store through it.
 """
 
 import logging
@@ -68,7 +72,40 @@ def vsphere_factory(settings, mounter):
         return datastore_store_factory(settings.env, mounter, os.path.join(settings.mount_root, DISKS_DIR))
     except ConfigError as err:
         log.error("vCenter settings are invalid: %s", err)
-        return lambda spec: UnavailableStore(spec, f"volume store {spec.label}: {err}")
+        reason = str(err)
+        return lambda spec: UnavailableStore(spec, f"volume store {spec.label}: {reason}")
+
+
+class BrokenSidecar:
+    """Sidecar mode with invalid VCH_* settings: every store a VCH would serve says why."""
+
+    def __init__(self, reason, kinds):
+        self.reason = reason
+        self.kinds = kinds
+
+    def wrap(self, store):
+        if store.spec.kind not in self.kinds:
+            return store
+        return UnavailableStore(store.spec, f"volume store {store.label} (VCH sidecar mode): {self.reason}")
+
+    def bind(self, driver):
+        pass
+
+
+def vch_sidecar(settings):
+    """The ``vch.store.Sidecar`` when VCH_URL is set, else None.
+
+    Invalid VCH_* settings make every store a VCH would serve unavailable with the
+    reason (``BrokenSidecar``); folder stores are served all the same.
+    """
+    if not settings.vch_url:
+        return None
+    from .vch.store import VCH_KINDS, sidecar_from_env  # the docker SDK is loaded only when needed
+    try:
+        return sidecar_from_env(settings.env, settings.state_dir)
+    except ConfigError as err:
+        log.error("VCH settings are invalid: %s", err)
+        return BrokenSidecar(err, VCH_KINDS)
 
 
 def build_backups(settings, stores, vsphere=None, clock=utc_now, executor=None, scheduler_thread=True):
@@ -76,7 +113,9 @@ def build_backups(settings, stores, vsphere=None, clock=utc_now, executor=None, 
     owner = f"host {socket.gethostname()}, plugin pid {os.getpid()}"
     engines = [DirectoryEngine(clock=clock)]
     repositories, leases = {}, {}
-    for label, store in stores.items():
+    # A VCH store keeps its volumes where the store it wraps (``inner``) does.
+    served = {label: getattr(store, "inner", store) for label, store in stores.items()}
+    for label, store in served.items():
         if isinstance(store, DirectoryStore):
             repositories[label] = LocalBackupRepository(store.root)
             leases[label] = Leases(LocalLeaseFolder(store.root), owner, clock)
@@ -87,7 +126,7 @@ def build_backups(settings, stores, vsphere=None, clock=utc_now, executor=None, 
         from .backup.vmdkengine import VmdkEngine
         from .stores.vmdk import DatastoreStore
         engines.append(VmdkEngine(session, clock=clock))
-        for label, store in stores.items():
+        for label, store in served.items():
             if isinstance(store, DatastoreStore):
                 repositories[label] = DatastoreBackupRepository(
                     session, store.datastore, store.spec.path, inventory=store.inventory)
@@ -99,16 +138,22 @@ def build_backups(settings, stores, vsphere=None, clock=utc_now, executor=None, 
                          scheduler_thread=scheduler_thread)
 
 
-def build_driver(settings, mounter=None, vsphere=None, backups=True, clock=utc_now, **backup_args):
+def build_driver(settings, mounter=None, vsphere=None, backups=True, clock=utc_now, sidecar=None,
+                 **backup_args):
     """The VolumeDriver for ``settings``, with its BackupService unless ``backups`` is False.
 
-    ``vsphere(spec)`` builds datastore stores (default: ``vsphere_factory``);
+    ``vsphere(spec)`` builds datastore stores (default: ``vsphere_factory``); ``sidecar``
+    wraps stores for VCH sidecar mode (default: ``vch_sidecar``, None in direct mode);
     ``backup_args`` go to ``build_backups`` (executor, scheduler_thread).
     """
     mounter = mounter or Mounter()
     if vsphere is None:
         vsphere = vsphere_factory(settings, mounter)
+    if sidecar is None:
+        sidecar = vch_sidecar(settings)
     stores = {spec.label: build_store(spec, settings, mounter, vsphere) for spec in settings.volume_stores}
+    if sidecar is not None:
+        stores = {label: sidecar.wrap(store) for label, store in stores.items()}
     default = "default" if "default" in stores else next(iter(stores))
     mounts = MountTable(os.path.join(settings.state_dir, "mounts.json"))
     service = build_backups(settings, stores, vsphere, clock, **backup_args) if backups else None
@@ -116,4 +161,6 @@ def build_driver(settings, mounter=None, vsphere=None, backups=True, clock=utc_n
                           backups=service, clock=clock)
     if service is not None:
         service.bind(driver)
+    if sidecar is not None:
+        sidecar.bind(driver)
     return driver

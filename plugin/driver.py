@@ -143,6 +143,34 @@ class VolumeDriver:
         self._volumes[stored.name] = volume
         self.backups.volume_added(volume)
 
+    def sync_store(self, label, names, lookup):
+        """Follow a store whose volumes also change outside this plugin (a VCH's): after
+        its background refresh, register the volumes it lists that are not known yet and
+        forget its volumes it no longer lists (kept while mounted here, until unmounted).
+
+        ``names``: every name the store lists now; ``lookup(name)`` -> StoredVolume or
+        None is asked again under the name's lock, so that a create or remove of this
+        plugin that ran meanwhile wins. Ignored until start-up discovery is done and for
+        an unavailable store: the next refresh brings the changes.
+        """
+        if not self.ready.is_set() or label in self.store_errors:
+            return
+        store = self.stores[label]
+        listed = set(names)
+        mine = {v.name for v in self.volumes() if v.store == label}
+        for name in sorted((listed - set(self._volumes)) | (mine - listed)):
+            with self._locks.hold(name):
+                stored, volume = lookup(name), self._volumes.get(name)
+                if stored is not None and volume is None:
+                    self._register_discovered(store, stored)
+                    log.info("volume %s appeared in volume store %s", name, label)
+                elif stored is None and volume is not None and volume.store == label \
+                        and not self.mounts.count(name):
+                    with self._registry_lock:
+                        self._volumes.pop(name, None)
+                    self.backups.volume_removed(volume)
+                    log.info("volume %s is gone from volume store %s", name, label)
+
     def _options_found_in(self, label, given):
         # The store the volume was found in is where it lives, whatever was recorded.
         given = {k: v for k, v in given.items() if k.lower() != VOLUME_STORE.lower()}
@@ -266,14 +294,14 @@ class VolumeDriver:
             # A restored volume takes the backed-up volume's Capacity and store by default.
             options = parse_options(self.backups.restore_defaults(options.restore_from, given),
                                     self.stores, self.default_store)
+        store = self._store_for(options.store)
+        self._store_for(options.backup_store)
         self.backups.check_policy(options)
         with self._locks.hold(name):
             existing = self._volumes.get(name)
             if existing is not None:
                 self._check_same(existing, options)
                 return
-            store = self._store_for(options.store)
-            self._store_for(options.backup_store)
             store.create(name, options, docker_metadata(name, options.given))
             now = self._clock().isoformat(timespec="seconds")
             volume = Volume(name, store.label, options, now)

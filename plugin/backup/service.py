@@ -119,13 +119,19 @@ class BackupService:
 
     # --- driver hooks -----------------------------------------------------------------------
     def check_policy(self, options):
-        """Refuse a BackupStore whose kind cannot hold this volume's backups."""
+        """Refuse a backup policy this plugin cannot carry out for these options: no
+        engine for the volume's kind of store, or a BackupStore of another family."""
         store, target = self.stores[options.store], self.stores[options.backup_store]
-        if self._engine(store) is not self.engines.get(target.spec.kind):
+        engine = self.engines.get(store.spec.kind)
+        if engine is None:
+            if options.backup.kind != OFF:
+                raise InvalidOption(f"Backup={options.backup.text!r}: volumes of store {store.label} "
+                                    f"({store.spec.kind}) cannot be backed up by this plugin now")
+            return
+        if self.engines.get(target.spec.kind) is not engine:
             raise InvalidOption(
                 f"BackupStore={options.backup_store!r} is a {target.spec.kind} store: backups of "
-                f"{store.spec.kind} volumes go to a store of the same family "
-                f"({', '.join(sorted(self._engine(store).kinds))})")
+                f"{store.spec.kind} volumes go to a store of the same family ({', '.join(sorted(engine.kinds))})")
 
     def volume_added(self, volume):
         self.scheduler.set(volume.name, volume.options.backup)

@@ -30,7 +30,7 @@ from typing import Dict, Iterator, List, Optional
 
 import pytest
 
-from . import simulator
+from . import simulator, user
 from .dockercli import docker, run
 from .simulator import Simulator
 
@@ -238,3 +238,16 @@ def datastore_stores(plugin: Plugin) -> Iterator[Plugin]:
         yield plugin
     finally:
         plugin.configure(VOLUME_STORES=FOLDER_STORES)
+
+
+@pytest.fixture
+def volume(plugin):
+    """``volume(prefix)`` gives a fresh volume name; what still exists is removed at the end."""
+    names = []
+
+    def make(prefix="vol"):
+        names.append(user.unique(prefix))
+        return names[-1]
+    yield make
+    for name in names:
+        docker("volume", "rm", "-f", name, check=False)

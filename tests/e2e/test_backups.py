@@ -1,55 +1,13 @@
 """Backups and restores as a user makes them: docker CLI, compose and vsphere-volume."""
 
-import json
 import os
-import subprocess
-import sys
 import textwrap
-import uuid
-
-import pytest
 
 from .dockercli import compose, docker
+from .user import backups, inspect, run_on as run, unique, vv
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def unique(prefix):
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def vv(plugin, *args, check=True):
-    """Run the vsphere-volume command; return (exit code, stdout, stderr)."""
-    done = subprocess.run([sys.executable, "-m", "plugin.cli", "--plugin", plugin.name, *args],
-                          capture_output=True, text=True, timeout=300, cwd=REPO)
-    if check:
-        assert done.returncode == 0, f"vsphere-volume {' '.join(args)}: {done.stderr}"
-    return done.returncode, done.stdout, done.stderr
-
-
-def backups(plugin, name):
-    return json.loads(vv(plugin, "backups", name, "--json")[1])
-
-
-def run(image, volume, script, *extra):
-    return docker("run", "--rm", "--network", "none", *extra, "-v", f"{volume}:/data", image,
-                  "sh", "-c", script).stdout
-
-
-@pytest.fixture
-def volumes(plugin):
-    names = []
-
-    def make(prefix="bk"):
-        names.append(unique(prefix))
-        return names[-1]
-    yield make
-    for name in names:
-        docker("volume", "rm", "-f", name, check=False)
-
-
-def test_backup_change_restore_as_new_volume_and_in_place(plugin, volumes, test_image):
-    name, copy = volumes("orders"), volumes("orders-copy")
+def test_backup_change_restore_as_new_volume_and_in_place(plugin, volume, test_image):
+    name, copy = volume("orders"), volume("orders-copy")
     docker("volume", "create", "-d", plugin.name, "--opt", "Backup=daily", "--opt", "BackupKeep=5", name)
     run(test_image, name, "echo 'order 1' > /data/orders; mkdir /data/img; "
                           "head -c 100000 /dev/urandom > /data/img/blob; cd /data && sha256sum img/blob > sums")
@@ -79,23 +37,23 @@ def test_backup_change_restore_as_new_volume_and_in_place(plugin, volumes, test_
     safety = [b for b in backups(plugin, name) if b["Origin"] == "pre-restore"]
     assert len(safety) == 1
     # The safety backup holds what was there before the restore.
-    restored_safety = volumes("safety")
+    restored_safety = volume("safety")
     docker("volume", "create", "-d", plugin.name, "--opt", f"RestoreFrom={name}@{safety[0]['Id']}",
            restored_safety)
     assert run(test_image, restored_safety, "cat /data/orders") == "order 2\n"
 
 
-def test_inspect_shows_backup_status(plugin, volumes, test_image):
-    name = volumes("status")
+def test_inspect_shows_backup_status(plugin, volume, test_image):
+    name = volume("status")
     docker("volume", "create", "-d", plugin.name, "--opt", "Backup=daily@03:30", name)
     vv(plugin, "backup", name)
-    status = json.loads(docker("volume", "inspect", name).stdout)[0]["Status"]["Backup"]
+    status = inspect(name)["Status"]["Backup"]
     assert status["Policy"] == "daily@03:30" and status["NextRun"].endswith("T03:30:00Z")
     assert status["Backups"] == 1 and status["LastBackup"]["Result"] == "ok" and status["LastError"] == ""
 
 
-def test_remove_with_policy_leaves_a_restorable_final_backup(plugin, volumes, test_image):
-    name, back = volumes("leaving"), volumes("back")
+def test_remove_with_policy_leaves_a_restorable_final_backup(plugin, volume, test_image):
+    name, back = volume("leaving"), volume("back")
     docker("volume", "create", "-d", plugin.name, "--opt", "Backup=weekly", name)
     run(test_image, name, "echo 'keep me' > /data/f")
     docker("volume", "rm", name)
@@ -106,8 +64,8 @@ def test_remove_with_policy_leaves_a_restorable_final_backup(plugin, volumes, te
     assert run(test_image, back, "cat /data/f") == "keep me\n"
 
 
-def test_compose_restores_from_a_backup(plugin, volumes, test_image, tmp_path):
-    source = volumes("src")
+def test_compose_restores_from_a_backup(plugin, volume, test_image, tmp_path):
+    source = volume("src")
     docker("volume", "create", "-d", plugin.name, source)
     run(test_image, source, "echo 'from the backup' > /data/f")
     vv(plugin, "backup", source)

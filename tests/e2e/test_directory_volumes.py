@@ -7,41 +7,11 @@ reads, `docker volume inspect`, the files under the plugin's data folder, the er
 import json
 import os
 import textwrap
-import uuid
 
 import pytest
 
 from .dockercli import compose, docker
-
-
-def unique(prefix):
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def inspect(name):
-    return json.loads(docker("volume", "inspect", name).stdout)[0]
-
-
-def volume_names():
-    return set(docker("volume", "ls", "-q").stdout.split())
-
-
-@pytest.fixture
-def volume(plugin):
-    """A fresh volume name; removed at the end if it still exists."""
-    names = []
-
-    def make(prefix="vol"):
-        names.append(unique(prefix))
-        return names[-1]
-    yield make
-    for name in names:
-        docker("volume", "rm", "-f", name, check=False)
-
-
-def run(image, volume_name, script, *extra):
-    return docker("run", "--rm", "--network", "none", *extra, "-v", f"{volume_name}:/data", image,
-                  "sh", "-c", script).stdout
+from .user import inspect, run_on as run, unique, volume_names
 
 
 def test_create_with_options_is_inspectable_and_laid_out_like_vic(plugin, volume):

@@ -21,6 +21,7 @@ import uuid
 import pytest
 
 from .dockercli import docker
+from .user import inspect, run_on as run, unique, volume_names
 from .simulator import make_vic_volume, vic_label
 
 DS0, DS1 = "LocalDS_0", "LocalDS_1"
@@ -28,43 +29,13 @@ ROOT0, ROOT1 = "volumes/e2e", "VIC"          # the stores' root folders on the d
 LOG_WAIT = 15                                # seconds the engine may take to log a plugin line
 
 
-def unique(prefix):
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def inspect(name):
-    return json.loads(docker("volume", "inspect", name).stdout)[0]
-
-
-def volume_names():
-    return set(docker("volume", "ls", "-q").stdout.split())
-
-
 # Every test here runs with the datastore stores ds0 and ds1 configured.
 pytestmark = pytest.mark.usefixtures("datastore_stores")
-
-
-@pytest.fixture
-def volume(plugin):
-    """A fresh volume name; removed at the end if it still exists."""
-    names = []
-
-    def make(prefix="vol"):
-        names.append(unique(prefix))
-        return names[-1]
-    yield make
-    for name in names:
-        docker("volume", "rm", "-f", name, check=False)
 
 
 def volume_dir(plugin, datastore, root, name):
     """The host folder of ``[datastore] root/volumes/name``."""
     return plugin.datastores[datastore] / root / "volumes" / name
-
-
-def run(image, volume_name, script, *extra):
-    return docker("run", "--rm", "--network", "none", *extra, "-v", f"{volume_name}:/data", image,
-                  "sh", "-c", script).stdout
 
 
 def in_filesystem(image_file, path):

@@ -6,7 +6,8 @@ import threading
 
 import pytest
 
-from plugin.errors import BackupError, InUse, InvalidOption, NotFound
+from plugin.errors import BackendError, BackupError, InUse, InvalidOption, NotFound
+from plugin.options import parse_options
 
 
 @pytest.fixture
@@ -146,9 +147,14 @@ def test_on_unmount_backs_up_when_the_last_container_leaves(driver, service, tmp
 
 def test_backup_store_must_be_of_the_same_family(make_driver, clock, tmp_path):
     driver = make_driver(clock=clock, VOLUME_STORES=f"file://{tmp_path}/fast:default;ds1/x:vmdk")
-    with pytest.raises(InvalidOption, match="BackupStore='vmdk' is a datastore store"):
+    # Without vCenter the datastore store is unavailable, and create says so first ...
+    with pytest.raises(BackendError, match="volume store vmdk is unavailable"):
         driver.create("v", {"BackupStore": "vmdk"})
     assert driver.list() == []
+    # ... and the policy check refuses the mix of families on its own.
+    options = parse_options({"BackupStore": "vmdk"}, driver.stores)
+    with pytest.raises(InvalidOption, match="BackupStore='vmdk' is a datastore store: backups of file volumes"):
+        driver.backups.check_policy(options)
 
 
 def test_backup_store_elsewhere(driver, service, tmp_path):

@@ -172,3 +172,14 @@ def test_same_name_is_serialized_other_names_run_in_parallel(driver):
     worker.join(5)
     blocked.join(5)
     assert sorted(v["Name"] for v in driver.list()) == ["fast", "slow"]
+
+
+def test_invalid_vcenter_settings_make_datastore_stores_unavailable_not_the_plugin(make_driver, tmp_path):
+    driver = make_driver(VOLUME_STORES=f"file://{tmp_path}/fast:default;ds1/vols:vmdk",
+                         VSPHERE_URL="ftp://vcenter.example", VSPHERE_USER="u", VSPHERE_PASSWORD="p")
+    with pytest.raises(Exception) as err:
+        driver.create("v", {"VolumeStore": "vmdk"})
+    assert "volume store vmdk" in str(err.value) and "VSPHERE_URL" in str(err.value)
+    driver.create("w", {})
+    assert [v["Name"] for v in driver.list()] == ["w"]
+    assert driver.describe()["Stores"][1]["Error"].startswith("volume store vmdk")

@@ -1,0 +1,43 @@
+"""What a user types, as helpers: names, `docker volume inspect`, a container over a
+volume, the vsphere-volume command."""
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+
+from .dockercli import docker
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def unique(prefix):
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def inspect(name):
+    return json.loads(docker("volume", "inspect", name).stdout)[0]
+
+
+def volume_names():
+    return set(docker("volume", "ls", "-q").stdout.split())
+
+
+def run_on(image, volume_name, script, *extra):
+    """`docker run --rm -v volume_name:/data image sh -c script`; its stdout."""
+    return docker("run", "--rm", "--network", "none", *extra, "-v", f"{volume_name}:/data", image,
+                  "sh", "-c", script).stdout
+
+
+def vv(plugin, *args, check=True):
+    """Run the vsphere-volume command; return (exit code, stdout, stderr)."""
+    done = subprocess.run([sys.executable, "-m", "plugin.cli", "--plugin", plugin.name, *args],
+                          capture_output=True, text=True, timeout=300, cwd=REPO)
+    if check:
+        assert done.returncode == 0, f"vsphere-volume {' '.join(args)}: {done.stderr}"
+    return done.returncode, done.stdout, done.stderr
+
+
+def backups(plugin, name):
+    return json.loads(vv(plugin, "backups", name, "--json")[1])
