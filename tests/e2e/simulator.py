@@ -269,3 +269,31 @@ def make_vic_volume(simulator: Simulator, datastore: str, root: str, name: str, 
         subprocess.run(["mkfs.ext4", "-q", "-F", "-L", vic_label(name), "-d", content, str(flat)],
                        check=True, capture_output=True, text=True)
     return metadata
+
+
+def main(argv):
+    """``python3 -m tests.e2e.simulator HOST_ROOT PLUGIN_ROOT SECRETS_HOST SECRETS_PLUGIN``:
+    run the simulator for scripts/demo --vsphere. Prints the plugin settings as KEY=VALUE
+    lines, then ``READY``; stops (removing its datastore folders) on SIGTERM or SIGINT."""
+    host_root, plugin_root, secrets_host, secrets_plugin = argv
+    simulator = start(build_harness(), Path(host_root), plugin_root, Path(secrets_host), secrets_plugin)
+
+    def finish(*_):
+        simulator.release_loop_devices()
+        simulator.stop()
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, finish)
+    signal.signal(signal.SIGINT, finish)
+    for key, value in simulator.plugin_settings().items():
+        print(f"{key}={value}")
+    print(f"DATASTORES={json.dumps({k: str(v) for k, v in simulator.datastores.items()})}")
+    print("READY", flush=True)
+    while True:
+        signal.pause()
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])
