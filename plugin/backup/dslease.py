@@ -67,3 +67,6 @@ class DatastoreLeaseFolder(LeaseFolder):
 
     def remove(self, name):
         self.folder.delete(name)
+
+    def names(self):
+        return sorted(self.folder.names())

@@ -60,6 +60,7 @@ class Lease:
     token: str
     taken: datetime
     expires: datetime
+    host: str = ""      # the taking host's stable identity (owner names the process too)
 
     def expired(self, now):
         return now >= self.expires
@@ -76,7 +77,7 @@ class Lease:
             obj = json.loads(data)
             return cls(volume=obj["volume"], owner=obj["owner"], token=obj["token"],
                        taken=datetime.fromisoformat(obj["taken"]),
-                       expires=datetime.fromisoformat(obj["expires"]))
+                       expires=datetime.fromisoformat(obj["expires"]), host=obj.get("host", ""))
         except (ValueError, KeyError, TypeError):
             return None
 
@@ -119,6 +120,12 @@ class LeaseFolder(abc.ABC):
     def remove(self, name):
         """Delete a lease folder."""
 
+    # names lists the lease folders (leases held, being taken, or moved aside), [] when
+    # there are none.
+    @abc.abstractmethod
+    def names(self):
+        """Names of the lease folders."""
+
 
 class LocalLeaseFolder(LeaseFolder):
     """Leases in ``<backup root>/backups/.leases/`` on a folder this host sees."""
@@ -159,6 +166,12 @@ class LocalLeaseFolder(LeaseFolder):
     def remove(self, name):
         shutil.rmtree(self.root / name, ignore_errors=True)
 
+    def names(self):
+        try:
+            return sorted(os.listdir(self.root))
+        except FileNotFoundError:
+            return []
+
 
 def _new_token():
     return uuid.uuid4().hex
@@ -168,13 +181,15 @@ class Leases:
     """Takes, renews, releases and breaks the backup leases of one backup store.
 
     ``owner`` says who this host is, for messages (``host docker-3, plugin pid 41``);
+    ``host`` is this host's stable identity (the same after a plugin restart);
     ``clock()`` returns the aware current time; ``ttl`` is how long a lease lasts
     unless renewed.
     """
 
-    def __init__(self, folder, owner, clock, ttl=DEFAULT_TTL, new_token=_new_token):
+    def __init__(self, folder, owner, clock, ttl=DEFAULT_TTL, new_token=_new_token, host=""):
         self.folder = folder
         self.owner = owner
+        self.host = host
         self.clock = clock
         self.ttl = ttl
         self.new_token = new_token
@@ -204,7 +219,7 @@ class Leases:
         validate_name(volume)
         for _ in range(2):
             now = self.clock()
-            lease = Lease(volume, self.owner, self.new_token(), now, now + self.ttl)
+            lease = Lease(volume, self.owner, self.new_token(), now, now + self.ttl, self.host)
             if self.folder.make(volume):
                 try:
                     self.folder.write(volume, lease.encode())
@@ -236,6 +251,23 @@ class Leases:
         log.info("broke the expired backup lease of volume %s held by %s (expired %s)",
                  volume, expired.owner, expired.expires.isoformat())
         self.folder.remove(aside)
+
+    def break_left_by_this_host(self):
+        """At start: break the leases this host's previous plugin process left (it died
+        holding them; no backup of this host runs yet). Returns the volumes freed."""
+        if not self.host:
+            return []
+        freed = []
+        for name in self.folder.names():
+            if name.startswith("."):
+                continue            # moved aside: being released or broken
+            current = self.holder(name)
+            if current is not None and current.host == self.host:
+                log.info("breaking the backup lease of volume %s left by this host's previous plugin "
+                         "process (%s)", name, current.owner)
+                self._break(name, current)
+                freed.append(name)
+        return freed
 
     def break_expired(self, volume):
         """Break the lease on ``volume`` if it has expired; True when one was broken."""

@@ -29,6 +29,7 @@ from ..jobs import DOCKER_CALL_BUDGET, Job
 from ..options import CAPACITY, RESTORE_FROM, VOLUME_STORE, canonical_keys
 from ..stores.base import docker_metadata
 from .manifest import UNCHANGED, Manifest
+from .lease import LeaseHeld
 from .retention import FINAL, MANUAL, PRE_RESTORE, SCHEDULE, parse_keep, referrers
 from .schedule import OFF, ON_UNMOUNT
 from .scheduler import BackupScheduler
@@ -102,16 +103,16 @@ class BackupService:
                 if self.repositories[label].list(volume_name)]
 
     def _find(self, volume_name, ref):
-        """(repository, manifest) of backup ``ref`` (an id or ``latest``) of a volume."""
+        """(store label, repository, manifest) of backup ``ref`` (an id or ``latest``)."""
         holding = self._holding(volume_name)
         if not holding:
             raise NotFound(f"volume {volume_name} has no backups")
         if ref == "latest":
-            newest = [(repo, repo.latest(volume_name)) for _, repo in holding]
-            return max(newest, key=lambda pair: pair[1].created)
-        for _, repository in holding:
+            newest = [(label, repo, repo.latest(volume_name)) for label, repo in holding]
+            return max(newest, key=lambda found: found[2].created)
+        for label, repository in holding:
             try:
-                return repository, repository.read(volume_name, ref)
+                return label, repository, repository.read(volume_name, ref)
             except NotFound:
                 continue
         raise NotFound(f"volume {volume_name} has no backup {ref} "
@@ -181,7 +182,7 @@ class BackupService:
 
     def restore_defaults(self, ref, given):
         """``given`` completed with the backed-up volume's Capacity and store, when absent."""
-        _, manifest = self._find(ref.volume, ref.backup)
+        _, _, manifest = self._find(ref.volume, ref.backup)
         keys = canonical_keys(given)
         completed = dict(given)
         recorded = {canonical: manifest.options[key]
@@ -196,18 +197,20 @@ class BackupService:
 
     def restore_into(self, volume, ref):
         """Fill the new, empty ``volume`` from backup ``ref`` (driver holds its lock)."""
-        repository, manifest = self._find(ref.volume, ref.backup)
-        self._restore(repository, manifest, volume)
+        self._restore(*self._find(ref.volume, ref.backup), volume)
 
-    def _restore(self, repository, manifest, volume):
+    def _restore(self, label, repository, manifest, volume):
+        """Copy backup ``manifest`` into ``volume``. The backed-up volume's lease is held
+        meanwhile, so no host prunes the backup being read (``_reading`` covers this host)."""
         data = repository.data_manifest(manifest)
         store = self.stores[volume.store]
         key = (data.volume, data.backup_id)
         with self._guard:
             self._reading[key] = self._reading.get(key, 0) + 1
         try:
-            self._engine(store).restore_replace(
-                data, repository.location(data.volume, data.backup_id), store, volume.name)
+            with self.leases[label].hold(data.volume):
+                self._engine(store).restore_replace(
+                    data, repository.location(data.volume, data.backup_id), store, volume.name)
         finally:
             with self._guard:
                 self._reading[key] -= 1
@@ -246,6 +249,13 @@ class BackupService:
                     self.repositories[label].cleanup_incomplete(before=now.replace(microsecond=0) - _DAY)
             except VolumeError as err:
                 log.error("volume store %s: could not clean up after an interrupted backup: %s", label, err)
+        for label, leases in self.leases.items():
+            if label in self.driver.store_errors:
+                continue
+            try:
+                leases.break_left_by_this_host()   # our previous process died holding them
+            except VolumeError as err:
+                log.error("volume store %s: could not release this host's old backup leases: %s", label, err)
         for volume in self.driver.volumes():
             self._refresh(volume.name)
         self.scheduler.forget_others()
@@ -279,6 +289,12 @@ class BackupService:
         started = self.clock()
         try:
             manifest = self._backup(volume, origin, started)
+        except LeaseHeld as err:
+            # Another host is backing it up: its backup does the work; not a failure.
+            self._last[volume.name] = {"Time": _iso(started), "Origin": origin, "Result": "skipped",
+                                       "Error": str(err)}
+            log.info("volume %s: %s backup skipped: %s", volume.name, origin, err)
+            raise
         except VolumeError as err:
             self._last[volume.name] = {"Time": _iso(started), "Origin": origin, "Result": "failed",
                                        "Error": str(err)}
@@ -342,7 +358,7 @@ class BackupService:
         options); in place when ``target`` is empty or ``name``: that needs ``force``,
         is refused while the volume is mounted, and first backs up the current data.
         """
-        repository, manifest = self._find(name, backup)
+        label, repository, manifest = self._find(name, backup)
         target = target or name
         if target != name or self.driver.find(name) is None:
             given = {k: v for k, v in manifest.options.items() if k.lower() != RESTORE_FROM.lower()}
@@ -361,7 +377,7 @@ class BackupService:
                 raise InUse(f"volume {name} is mounted {mounted} time(s): stop its containers "
                             "before restoring it in place")
             safety = self.backup(volume, PRE_RESTORE)
-            self._restore(repository, manifest, volume)
+            self._restore(label, repository, manifest, volume)
         return {"Volume": name, "Backup": manifest.backup_id, "SafetyBackup": safety.backup_id}
 
     def api_delete(self, name, backup_id):

@@ -63,6 +63,7 @@ relabel, + the metadata PUT); restore_replace 10; cleanup_leftovers 1 (+2 to 3 p
 """
 
 import logging
+import os
 import re
 import threading
 import uuid as uuidlib
@@ -77,7 +78,7 @@ from ..storespec import DATASTORE
 from ..stores.devices import DiskInfo, run
 from ..stores.vmdk import capacity_kb, metadata_capacity_mb, vic_label
 from ..vsphere.browse import search_tree
-from ..vsphere.vmdisks import disk_path, find_disk
+from ..vsphere.vmdisks import disk_path, find_disk, normalize_disk_uuid
 from .engine import BackupEngine, CopyOutcome
 from .manifest import DIRECT_CLONE, SNAPSHOT_CLONE, UNCHANGED
 
@@ -170,6 +171,12 @@ class StoreAccess:
 
     def is_mounted_here(self, name):
         return self.store.mounter.is_mounted(self.mountpoint(name))
+
+    def volumes_mounted_here(self):
+        """Names of this store's volumes whose filesystem is mounted on this host."""
+        root = self.store.mount_root
+        names = os.listdir(root) if os.path.isdir(root) else []
+        return [name for name in names if self.is_mounted_here(name)]
 
     def new_staging(self):
         """A new staging folder of this host (relative path), made on the datastore."""
@@ -296,14 +303,17 @@ class VmdkEngine(BackupEngine):
         if mountpoint is None:
             yield
             return
+        self._hold(mountpoint)   # cleanup_leftovers thaws what is frozen and not held
         try:
             self.runner(["fsfreeze", "--freeze", mountpoint])
         except MountError as err:
+            self._release(mountpoint)
             raise BackupError(f"cannot freeze the filesystem at {mountpoint} for a consistent snapshot: "
                               f"{err}") from None
         try:
             yield
         finally:
+            self._release(mountpoint)
             try:
                 self.runner(["fsfreeze", "--unfreeze", mountpoint])
             except MountError as err:
@@ -395,6 +405,7 @@ class VmdkEngine(BackupEngine):
         """Remove this engine's leftovers from this host's VM (see the module docstring);
         return what was removed: snapshot names and staged disk paths."""
         access = StoreAccess(store)
+        self._thaw_left_frozen(access)
         vm = access.host_vm
         facts = self.session.get_properties(vm.ref, ["snapshot", "config.hardware.device"])
         info = facts.get("snapshot")
@@ -420,6 +431,20 @@ class VmdkEngine(BackupEngine):
                     vm.remove_disk(device)
                 removed.append(path)
         return removed
+
+    def _thaw_left_frozen(self, access):
+        """Thaw the filesystems of this store mounted here that a killed plugin left frozen
+        (containers writing to them hang). Thawing one that is not frozen fails harmlessly."""
+        for name in access.volumes_mounted_here():
+            mountpoint = access.mountpoint(name)
+            if self._is_busy(mountpoint):
+                continue
+            try:
+                self.runner(["fsfreeze", "--unfreeze", mountpoint])
+            except MountError:
+                continue            # not frozen: the usual case
+            LOG.warning("volume %s: its filesystem at %s was left frozen by an interrupted backup; thawed",
+                        name, mountpoint)
 
     # --- restore --------------------------------------------------------------------
 
@@ -462,6 +487,15 @@ class VmdkEngine(BackupEngine):
         try:
             self._copy(source, restored)
             self._set_uuid(restored, current_uuid)
+            if name != manifest.volume:
+                # VIC finds a volume's filesystem by its label: give it the label of its new name.
+                info = DiskInfo(access.datastore, f"{staging}/{name}.vmdk", normalize_disk_uuid(current_uuid),
+                                metadata_capacity_mb(manifest.metadata))
+                self._hold(info.ds_path)
+                try:
+                    self._relabel(access, info, name)
+                finally:
+                    self._release(info.ds_path)
             self.session.call_task(self.session.content.virtualDiskManager, "MoveVirtualDisk_Task",
                                    sourceName=restored, sourceDatacenter=self.session.datacenter.ref,
                                    destName=disk, destDatacenter=self.session.datacenter.ref, force=True,

@@ -175,3 +175,17 @@ def test_a_vcenter_failure_while_renewing_is_a_lost_lease(tmp_path, clock):
 def test_bad_volume_names_are_refused(host_a):
     with pytest.raises(Exception, match="not valid"):
         host_a.take("../../etc")
+
+
+def test_a_restarted_plugin_breaks_only_the_leases_its_host_left(tmp_path, clock):
+    from plugin.backup.lease import Leases, LocalLeaseFolder
+
+    folder = LocalLeaseFolder(tmp_path)
+    before = Leases(folder, "host a, plugin pid 1", clock, host="a")
+    other = Leases(folder, "host b, plugin pid 7", clock, host="b")
+    before.take("mine")
+    other.take("theirs")
+    after = Leases(folder, "host a, plugin pid 1", clock, host="a")   # same host, new process
+    assert after.break_left_by_this_host() == ["mine"]
+    assert after.take("mine").owner == "host a, plugin pid 1"
+    assert after.holder("theirs").owner == "host b, plugin pid 7"
