@@ -253,9 +253,9 @@ class VolumeDriver:
     def list(self):
         """Docker's List: every volume, from memory."""
         self._wait_ready()
-        volumes = list(self._volumes.values())
-        return [{"Name": v.name, "Mountpoint": self.mountpoint(v.name) if self.mounts.count(v.name) else ""}
-                for v in volumes]
+        mounted = set(self.mounts.names())
+        return [{"Name": name, "Mountpoint": self.mountpoint(name) if name in mounted else ""}
+                for name in list(self._volumes)]
 
     def path(self, name):
         self._wait_ready()
