@@ -110,7 +110,8 @@ def vch_sidecar(settings):
 
 def build_backups(settings, stores, vsphere=None, clock=utc_now, executor=None, scheduler_thread=True):
     """The BackupService over ``stores``: an engine per kind, a catalog and leases per store."""
-    owner = f"host {socket.gethostname()}, plugin pid {os.getpid()}"
+    host = socket.gethostname()
+    owner = f"host {host}, plugin pid {os.getpid()}"
     engines = [DirectoryEngine(clock=clock)]
     repositories, leases = {}, {}
     # A VCH store keeps its volumes where the store it wraps (``inner``) does.
@@ -118,7 +119,7 @@ def build_backups(settings, stores, vsphere=None, clock=utc_now, executor=None, 
     for label, store in served.items():
         if isinstance(store, DirectoryStore):
             repositories[label] = LocalBackupRepository(store.root)
-            leases[label] = Leases(LocalLeaseFolder(store.root), owner, clock)
+            leases[label] = Leases(LocalLeaseFolder(store.root), owner, clock, host=host)
     session = getattr(vsphere, "session", None)
     if session is not None:
         from .backup.dslease import DatastoreLeaseFolder
@@ -131,7 +132,7 @@ def build_backups(settings, stores, vsphere=None, clock=utc_now, executor=None, 
                 repositories[label] = DatastoreBackupRepository(
                     session, store.datastore, store.spec.path, inventory=store.inventory)
                 leases[label] = Leases(DatastoreLeaseFolder(
-                    session, store.datastore, store.spec.path, inventory=store.inventory), owner, clock)
+                    session, store.datastore, store.spec.path, inventory=store.inventory), owner, clock, host=host)
     state = JsonFileStateStore(os.path.join(settings.state_dir, "backup-schedule.json"))
     return BackupService(stores, engines, repositories, leases, state_store=state, clock=clock,
                          tz=settings.tz, concurrency=settings.backup_concurrency, executor=executor,

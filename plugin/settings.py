@@ -36,11 +36,19 @@ class Settings:
     def default_store_root(self):
         return os.path.join(self.data_dir, "default")
 
+    @property
+    def vch_url(self):
+        """VCH_URL: the VCH's Docker API in sidecar mode ("" in direct mode)."""
+        return self.env.get("VCH_URL", "").strip()
+
     def public(self):
         """The settings safe to print: no secrets."""
-        return {"VOLUME_STORES": [s.spec for s in self.volume_stores], "DATA_DIR": self.data_dir,
-                "MOUNT_ROOT": self.mount_root, "TZ": self.tz,
-                "BACKUP_CONCURRENCY": self.backup_concurrency}
+        shown = {"VOLUME_STORES": [s.spec for s in self.volume_stores], "DATA_DIR": self.data_dir,
+                 "MOUNT_ROOT": self.mount_root, "TZ": self.tz,
+                 "BACKUP_CONCURRENCY": self.backup_concurrency}
+        if self.vch_url:
+            shown["VCH_URL"] = self.vch_url
+        return shown
 
 
 def _int_setting(env, key, default, low, high):

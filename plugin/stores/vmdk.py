@@ -196,7 +196,9 @@ class DatastoreStore(VolumeStore):
             self._volumes[volume.name] = volume
         return volume
 
-    def _forget(self, name):
+    def forget(self, name):
+        """Drop what is cached of volume ``name`` (its disk was made or deleted elsewhere,
+        by a VCH for example)."""
         with self._lock:
             self._volumes.pop(name, None)
 
@@ -314,7 +316,7 @@ class DatastoreStore(VolumeStore):
         if users:
             raise InUse(self._in_use_message(name, users))
         self._delete_folder(self.volume_folder(name))
-        self._forget(name)
+        self.forget(name)
 
     def attach(self, name):
         volume = self._volume(name)
