@@ -27,26 +27,17 @@ import secrets
 import signal
 import subprocess
 import tempfile
-import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Dict, Iterator, List, Optional
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.harness import build_harness, start_harness
+
 
 USER = "e2e-operator@vsphere.local"
 DATACENTER = "DC0"
-READY_TIMEOUT = 60          # seconds for the harness to print its ready line (a hang guard)
 STOP_TIMEOUT = 30
-
-
-def build_harness() -> str:
-    """Path of the harness binary (scripts/build-vcsim builds it once, then caches it)."""
-    result = subprocess.run([str(REPO_ROOT / "scripts" / "build-vcsim")], capture_output=True,
-                            text=True, check=False, timeout=600)
-    assert result.returncode == 0, f"scripts/build-vcsim failed:\n{result.stderr}"
-    return result.stdout.strip().splitlines()[-1]
 
 
 def vic_label(name: str) -> str:
@@ -65,7 +56,7 @@ class Simulator:
     secrets_host: Path              # host folder of the CA and password files
     secrets_plugin: PurePosixPath   # the same folder inside the plugin
     password: str = field(repr=False)
-    log: List[str] = field(default_factory=list)   # the harness's stderr (one line per request)
+    log: List[str] = field(default_factory=list)   # the harness's stderr
 
     @property
     def url(self) -> str:
@@ -214,19 +205,8 @@ def start(binary: str, host_root: Path, plugin_root: str, secrets_host: Path,
     argv = [binary, "-listen", "127.0.0.1:0", "-user", USER, "-password", password,
             "-dir", str(host_root), "-cert-file", str(secrets_host / "vcsim-ca.pem"),
             "-datastores", str(datastores)]
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               stdin=subprocess.DEVNULL)
-    log: List[str] = []
-    # The harness logs every request on stderr: keep draining it.
-    threading.Thread(target=lambda: log.extend(process.stderr), daemon=True).start()
-    timer = threading.Timer(READY_TIMEOUT, process.kill)
-    timer.start()
-    try:
-        line = process.stdout.readline()
-    finally:
-        timer.cancel()
-    assert line, f"vcsim-harness did not start: {''.join(log)[-2000:]}"
-    simulator = Simulator(process, json.loads(line), host_root, PurePosixPath(plugin_root),
+    process, info, log = start_harness(argv)
+    simulator = Simulator(process, info, host_root, PurePosixPath(plugin_root),
                           secrets_host, PurePosixPath(secrets_plugin), password, log)
     simulator.write_secret("password", password)
     return simulator

@@ -9,12 +9,10 @@ Sessions get a recording ``sleep``: nothing in these tests really waits for a ba
 These tests need root (losetup, mkfs.ext4, mount), as the machine recipe provides.
 """
 
-import json
 import os
 import re
 import signal
 import subprocess
-import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,19 +29,16 @@ from plugin.vsphere.inventory import Inventory
 from plugin.vsphere.retry import Backoff
 from plugin.vsphere.session import Session
 from plugin.vsphere.settings import VSphereSettings
+from tests.harness import build_harness, start_harness
 from plugin.vsphere.vmdisks import detach_spec
 
 REPO = Path(__file__).resolve().parents[2]
 USER, PASSWORD = "vcsim-user", "s3cret-Pa55word"
-READY_TIMEOUT = 60          # seconds for the harness to print its ready line (a hang guard)
 
 
 @pytest.fixture(scope="session")
 def vcsim_binary():
-    result = subprocess.run([str(REPO / "scripts" / "build-vcsim")], capture_output=True, text=True,
-                            check=False)
-    assert result.returncode == 0, f"scripts/build-vcsim failed:\n{result.stderr}"
-    return result.stdout.strip().splitlines()[-1]
+    return build_harness()
 
 
 @dataclass
@@ -86,18 +81,8 @@ def _start(binary, folder, *flags):
     folder.mkdir(parents=True, exist_ok=True)
     argv = [binary, "-listen", "127.0.0.1:0", "-user", USER, "-password", PASSWORD,
             "-dir", str(folder), "-datastores", "2", *flags]
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines = []
-    # The harness logs every request on stderr: keep draining it.
-    threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True).start()
-    timer = threading.Timer(READY_TIMEOUT, process.kill)
-    timer.start()
-    try:
-        line = process.stdout.readline()
-    finally:
-        timer.cancel()
-    assert line, f"vcsim-harness did not start: {''.join(lines)[-2000:]}"
-    return Simulator(process, json.loads(line), folder, lines)
+    process, info, lines = start_harness(argv)
+    return Simulator(process, info, folder, lines)
 
 
 @pytest.fixture(scope="session")
