@@ -39,7 +39,8 @@ class Volume:
     options: object      # options.VolumeOptions
     created_at: str = ""
     problem: str = ""    # why its recorded options could not be used, if so
-    job: object = None   # jobs.Job filling it from a backup (RestoreFrom), if any
+    job: object = None       # jobs.Job of its last slow step: restore (RestoreFrom), attach, detach
+    restore: object = None   # the Job that filled it from a backup (RestoreFrom), for Status
 
 
 class NoBackups:
@@ -241,8 +242,10 @@ class VolumeDriver:
             status["Backup"] = backup
         if volume.problem:
             status["Problem"] = volume.problem
-        if volume.job is not None:
-            status["Restore"] = volume.job.describe()
+        if volume.restore is not None:
+            status["Restore"] = volume.restore.describe()
+        if volume.job is not None and volume.job is not volume.restore and not volume.job.done:
+            status["Busy"] = volume.job.describe()
         return {
             "Name": name,
             "Mountpoint": self.mountpoint(name) if mounted else "",
@@ -306,8 +309,8 @@ class VolumeDriver:
             now = self._clock().isoformat(timespec="seconds")
             volume = Volume(name, store.label, options, now)
             if options.restore_from:
-                volume.job = Job(lambda: self._fill_from_backup(volume),
-                                 f"restore from {options.restore_from}", self._clock)
+                volume.job = volume.restore = Job(lambda: self._fill_from_backup(volume),
+                                                  f"restore from {options.restore_from}", self._clock)
             with self._registry_lock:
                 self._volumes[name] = volume
             log.info("volume %s created in store %s with options %s", name, store.label, options.describe())
@@ -331,13 +334,37 @@ class VolumeDriver:
         self.backups.volume_added(volume)
 
     def _await_job(self, volume):
-        """Wait (bounded) for a volume's restore job; raise if it is still running."""
+        """Wait (bounded) for the volume's background job (restore, attach, detach);
+        raise InUse if it is still running. Calls that change a volume start with this,
+        so a job that outlived its Docker call is never run twice at once."""
         job = volume.job
         if job is None or job.done:
             return
         if not job.wait(DOCKER_CALL_BUDGET):
-            raise InUse(f"volume {volume.name} is still being restored ({job.what}, started "
-                        f"{job.started.isoformat(timespec='seconds')}): try again in a moment")
+            started = job.started.isoformat(timespec="seconds")
+            if job.what.startswith("restore"):
+                raise InUse(f"volume {volume.name} is still being restored ({job.what}, started {started}): "
+                            "try again in a moment")
+            raise InUse(f"volume {volume.name} is busy: {job.what} (started {started}) is still running; "
+                        "try again in a moment")
+
+    def _bounded(self, volume, what, fn, required=True):
+        """Run ``fn`` as the volume's job and wait for it at most DOCKER_CALL_BUDGET.
+
+        Returns its result; raises what it raised. When it is still running: raises
+        InUse if ``required``, else logs and returns None (it goes on; the next call on
+        the volume waits for it through ``_await_job``).
+        """
+        job = volume.job = Job(fn, what, self._clock).start()
+        if not job.wait(DOCKER_CALL_BUDGET):
+            if required:
+                raise InUse(f"volume {volume.name} is not ready yet: {what} is still running "
+                            "(vCenter answers slowly); try again in a moment")
+            log.warning("volume %s: %s goes on in the background", volume.name, what)
+            return None
+        if job.error is not None:
+            raise job.error
+        return job.result
 
     @staticmethod
     def _check_same(existing, options):
@@ -364,6 +391,7 @@ class VolumeDriver:
             volume = self._volume(name)
             self._check_unmounted(name)
             store = self._store_for(volume.store)
+            store.detach(name)   # an attach that outlived its Mount call may have left it attached
             store.remove(name)
             with self._registry_lock:
                 self._volumes.pop(name, None)
@@ -386,7 +414,7 @@ class VolumeDriver:
             target = self.mountpoint(name)
             if self.mounts.count(name) == 0 or not self.mounter.is_mounted(target):
                 store = self._store_for(volume.store)
-                source = store.attach(name)
+                source = self._bounded(volume, f"attaching volume {name}", lambda: store.attach(name))
                 try:
                     self.mounter.bind(source, target)
                 except BaseException:
@@ -397,8 +425,10 @@ class VolumeDriver:
             return target
 
     def unmount(self, name, caller):
-        """Docker's Unmount: release one mount of ``caller``; the last one detaches."""
+        """Docker's Unmount: release one mount of ``caller``; the last one detaches (a
+        detach slower than DOCKER_CALL_BUDGET finishes in the background)."""
         self._wait_ready()
+        self._await_job(self._volume(name))
         with self._locks.hold(name):
             volume = self._volume(name)
             if not self.mounts.release(name, caller or ""):
@@ -411,7 +441,8 @@ class VolumeDriver:
         self.mounter.unmount(self.mountpoint(name))
         volume = self._volumes.get(name)
         if volume is not None:
-            self.stores[volume.store].detach(name)
+            store = self.stores[volume.store]
+            self._bounded(volume, f"detaching volume {name}", lambda: store.detach(name), required=False)
 
     # --- description ---------------------------------------------------------------------
     def describe(self):

@@ -183,3 +183,50 @@ def test_invalid_vcenter_settings_make_datastore_stores_unavailable_not_the_plug
     driver.create("w", {})
     assert [v["Name"] for v in driver.list()] == ["w"]
     assert driver.describe()["Stores"][1]["Error"].startswith("volume store vmdk")
+
+
+class SlowStore:
+    """Wraps a store so attach/detach block until the test lets them go."""
+
+    def __init__(self, store, method):
+        import threading
+        self.entered, self.opened = threading.Event(), threading.Event()
+        real = getattr(store, method)
+
+        def slow(name):
+            self.entered.set()
+            assert self.opened.wait(10), "the test never let the store go on"
+            return real(name)
+        setattr(store, method, slow)
+
+
+def test_a_slow_attach_answers_docker_in_time_and_is_not_run_twice(driver, mounter, monkeypatch):
+    monkeypatch.setattr("plugin.driver.DOCKER_CALL_BUDGET", 0.05)
+    driver.create("v", {})
+    slow = SlowStore(driver.stores["default"], "attach")
+    with pytest.raises(InUse, match="volume v is not ready yet: attaching volume v is still running"):
+        driver.mount("v", "c1")
+    assert driver.get("v")["Status"]["Mounts"] == 0                  # no phantom mount recorded
+    assert driver.get("v")["Status"]["Busy"]["State"] == "running"
+    with pytest.raises(InUse, match="volume v is busy: attaching volume v"):
+        driver.mount("v", "c1")                                        # waits for the same attach
+    slow.opened.set()
+    assert driver.find("v").job.wait(10)
+    target = driver.mount("v", "c1")                                   # the attach is done: mounts
+    assert mounter.is_mounted(target) and driver.get("v")["Status"]["Mounts"] == 1
+
+
+def test_a_slow_detach_does_not_hold_docker_unmount(driver, mounter, monkeypatch):
+    monkeypatch.setattr("plugin.driver.DOCKER_CALL_BUDGET", 0.05)
+    driver.create("v", {})
+    target = driver.mount("v", "c1")
+    slow = SlowStore(driver.stores["default"], "detach")
+    driver.unmount("v", "c1")                                          # answers; detach goes on
+    assert slow.entered.is_set() and not mounter.is_mounted(target)
+    assert driver.get("v")["Status"]["Mounts"] == 0
+    with pytest.raises(InUse, match="volume v is busy: detaching volume v"):
+        driver.remove("v")
+    slow.opened.set()
+    assert driver.find("v").job.wait(10)
+    driver.remove("v")
+    assert driver.list() == []
