@@ -97,7 +97,9 @@ class VolumeDriver:
         self.backups = backups or NoBackups()
         self._clock = clock or (lambda: datetime.datetime.now(datetime.timezone.utc))
         self._locks = NameLocks()
-        self._volumes = {}              # name -> Volume; replaced, never mutated in place
+        self._volumes = {}              # name -> Volume; written only by _register/_unregister
+        self._changes = 0               # counts registry writes: List's cache key with mounts.changes
+        self._listed = (None, [])       # (cache key, the List reply)
         self._registry_lock = threading.Lock()
         self.store_errors = {}          # label -> why the store is unavailable
         self.ready = threading.Event()
@@ -141,7 +143,7 @@ class VolumeDriver:
             problem = problem or f"recorded options not usable ({err}); using defaults"
             options = parse_options({}, self.stores, default_store=store.label)
         volume = Volume(stored.name, store.label, options, stored.created_at, problem)
-        self._volumes[stored.name] = volume
+        self._register(volume)
         self.backups.volume_added(volume)
 
     def sync_store(self, label, names, lookup):
@@ -167,8 +169,7 @@ class VolumeDriver:
                     log.info("volume %s appeared in volume store %s", name, label)
                 elif stored is None and volume is not None and volume.store == label \
                         and not self.mounts.count(name):
-                    with self._registry_lock:
-                        self._volumes.pop(name, None)
+                    self._unregister(name)
                     self.backups.volume_removed(volume)
                     log.info("volume %s is gone from volume store %s", name, label)
 
@@ -201,6 +202,16 @@ class VolumeDriver:
     def _wait_ready(self):
         if not self.ready.wait(READY_WAIT):
             log.warning("answering before start-up discovery finished")
+
+    def _register(self, volume):
+        with self._registry_lock:
+            self._volumes[volume.name] = volume
+            self._changes += 1
+
+    def _unregister(self, name):
+        with self._registry_lock:
+            self._volumes.pop(name, None)
+            self._changes += 1
 
     # --- lookups (memory only) ---------------------------------------------------------------
     def mountpoint(self, name):
@@ -256,9 +267,14 @@ class VolumeDriver:
     def list(self):
         """Docker's List: every volume, from memory."""
         self._wait_ready()
-        mounted = set(self.mounts.names())
-        return [{"Name": name, "Mountpoint": self.mountpoint(name) if name in mounted else ""}
-                for name in list(self._volumes)]
+        key = (self._changes, self.mounts.changes)
+        cached_key, reply = self._listed
+        if cached_key != key:
+            mounted = set(self.mounts.names())
+            reply = [{"Name": name, "Mountpoint": self.mountpoint(name) if name in mounted else ""}
+                     for name in list(self._volumes)]
+            self._listed = (key, reply)
+        return reply
 
     def path(self, name):
         self._wait_ready()
@@ -311,8 +327,7 @@ class VolumeDriver:
             if options.restore_from:
                 volume.job = volume.restore = Job(lambda: self._fill_from_backup(volume),
                                                   f"restore from {options.restore_from}", self._clock)
-            with self._registry_lock:
-                self._volumes[name] = volume
+            self._register(volume)
             log.info("volume %s created in store %s with options %s", name, store.label, options.describe())
         if volume.job is None:
             self.backups.volume_added(volume)
@@ -328,8 +343,7 @@ class VolumeDriver:
             except BaseException:
                 # The volume was created empty for this restore: nothing of the user's is lost.
                 self.stores[volume.store].remove(volume.name)
-                with self._registry_lock:
-                    self._volumes.pop(volume.name, None)
+                self._unregister(volume.name)
                 raise
         self.backups.volume_added(volume)
 
@@ -393,8 +407,7 @@ class VolumeDriver:
             store = self._store_for(volume.store)
             store.detach(name)   # an attach that outlived its Mount call may have left it attached
             store.remove(name)
-            with self._registry_lock:
-                self._volumes.pop(name, None)
+            self._unregister(name)
             self.backups.volume_removed(volume)
             log.info("volume %s removed", name)
 

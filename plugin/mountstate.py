@@ -21,6 +21,7 @@ class MountTable:
         self._path = path
         self._lock = threading.Lock()
         self._mounts = {}
+        self.changes = 0   # counts changes, so readers can cache what they derive
 
     def load(self):
         try:
@@ -35,8 +36,10 @@ class MountTable:
             for name, callers in raw.items() if isinstance(callers, dict)
         }
         self._mounts = {name: callers for name, callers in self._mounts.items() if callers}
+        self.changes += 1
 
     def _save(self):
+        self.changes += 1
         os.makedirs(os.path.dirname(self._path), exist_ok=True)
         atomic_write_json(self._path, self._mounts)
 

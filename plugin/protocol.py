@@ -107,9 +107,16 @@ def create_app(driver, backup_api=None):
     def get(body):
         return {"Volume": driver.get(_field(body, "Name")), "Err": ""}
 
+    encoded_list = [(None, b"")]   # (the driver's List reply, its JSON): re-encoded when it changes
+
     @endpoint("/VolumeDriver.List")
     def list_volumes(_):
-        return {"Volumes": driver.list(), "Err": ""}
+        volumes = driver.list()
+        source, body = encoded_list[0]
+        if volumes is not source:
+            body = json.dumps({"Volumes": volumes, "Err": ""}).encode()
+            encoded_list[0] = (volumes, body)
+        return body
 
     @endpoint("/VolumeDriver.Capabilities")
     def capabilities(_):

@@ -230,3 +230,17 @@ def test_a_slow_detach_does_not_hold_docker_unmount(driver, mounter, monkeypatch
     assert driver.find("v").job.wait(10)
     driver.remove("v")
     assert driver.list() == []
+
+
+def test_list_follows_every_change(driver):
+    assert driver.list() == []
+    driver.create("a", {})
+    assert driver.list() == [{"Name": "a", "Mountpoint": ""}]
+    target = driver.mount("a", "c1")
+    assert driver.list() == [{"Name": "a", "Mountpoint": target}]
+    driver.create("b", {})
+    assert [v["Name"] for v in driver.list()] == ["a", "b"]
+    driver.unmount("a", "c1")
+    assert driver.list()[0] == {"Name": "a", "Mountpoint": ""}
+    driver.remove("a")
+    assert driver.list() == [{"Name": "b", "Mountpoint": ""}]
