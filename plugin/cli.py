@@ -37,8 +37,12 @@ def cmd_status(client, args, out):
     return EXIT_OK
 
 
-def _progress(call, what, out, interval=2.0):
-    """Run ``call()`` in a thread, printing elapsed time while it runs; return its result."""
+PROGRESS_EVERY = 1.0   # seconds between two looks at /Backup.Progress
+
+
+def _with_progress(client, name, call, what, out):
+    """Run ``call()`` in a thread; on a terminal, show what the plugin says the backup or
+    restore of ``name`` is doing (``/Backup.Progress``) until it returns its result."""
     import threading
     import time
 
@@ -54,12 +58,21 @@ def _progress(call, what, out, interval=2.0):
     started = time.monotonic()
     worker.start()
     tty = getattr(out, "isatty", lambda: False)()
+    shown = 0
     while worker.is_alive():
-        worker.join(interval)
+        worker.join(PROGRESS_EVERY)
         if worker.is_alive() and tty:
-            print(f"\r{what}... {time.monotonic() - started:.0f}s", end="", file=out, flush=True)
-    if tty:
-        print("\r" + " " * (len(what) + 12) + "\r", end="", file=out)
+            try:
+                now = client.call("/Backup.Progress", {"Name": name}, timeout=5)["Progress"]
+            except VolumeError:
+                now = {}
+            phase = now.get("Phase", "working")
+            percent = f" {now['Percent']}%" if "Percent" in now else ""
+            line = f"{what}: {phase}{percent} ({time.monotonic() - started:.0f}s)"
+            print("\r" + line.ljust(shown), end="", file=out, flush=True)
+            shown = len(line)
+    if tty and shown:
+        print("\r" + " " * shown + "\r", end="", file=out)
     if "error" in box:
         raise box["error"]
     return box["result"]
@@ -70,8 +83,9 @@ LONG = 24 * 3600  # a backup or restore may copy for a long time; the plugin ans
 
 
 def cmd_backup(client, args, out):
-    backup = _progress(lambda: client.call("/Backup.Create", {"Name": args.name}, timeout=LONG)["Backup"],
-                       f"backing up {args.name}", out)
+    backup = _with_progress(client, args.name,
+                            lambda: client.call("/Backup.Create", {"Name": args.name}, timeout=LONG)["Backup"],
+                            f"backing up {args.name}", out)
     print(f"backup {backup['Id']} of {args.name} committed ({backup['Method']}, {backup['Size']} bytes)", file=out)
     return EXIT_OK
 
@@ -87,8 +101,9 @@ def cmd_backups(client, args, out):
 
 def cmd_restore(client, args, out):
     body = {"Name": args.name, "Backup": args.backup, "Target": args.target or "", "Force": args.force}
-    done = _progress(lambda: client.call("/Backup.Restore", body, timeout=LONG)["Restore"],
-                     f"restoring {args.name}", out)
+    done = _with_progress(client, args.target or args.name,
+                          lambda: client.call("/Backup.Restore", body, timeout=LONG)["Restore"],
+                          f"restoring {args.name}", out)
     line = f"volume {done['Volume']} restored from backup {done['Backup']} of {args.name}"
     if done.get("SafetyBackup"):
         line += f" (its previous data is in backup {done['SafetyBackup']})"

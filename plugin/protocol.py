@@ -53,7 +53,8 @@ def create_app(driver, backup_api=None):
 
     ``backup_api``, when given, serves the ``/Backup.*`` endpoints: an object with
     api_create(name), api_list(name), api_restore(name, backup, target, force),
-    api_delete(name, backup), api_prune(name) (``backup.service.BackupService``).
+    api_delete(name, backup), api_prune(name), api_progress(name)
+    (``backup.service.BackupService``).
     """
     app = Flask("vsphere-volume")
     app.json.sort_keys = False   # Docker does not care; sorting a List of 1,000 volumes does cost
@@ -147,6 +148,10 @@ def create_app(driver, backup_api=None):
         def backup_delete(body):
             backup_api.api_delete(_field(body, "Name"), _field(body, "Backup"))
             return {"Err": ""}
+
+        @endpoint("/Backup.Progress")
+        def backup_progress(body):
+            return {"Progress": backup_api.api_progress(_field(body, "Name")), "Err": ""}
 
         @endpoint("/Backup.Prune")
         def backup_prune(body):

@@ -22,13 +22,15 @@ class DirectoryEngine(BackupEngine):
         self.copier = copier or DirectoryCopier()
         self.clock = clock or (lambda: datetime.now(timezone.utc))
 
-    def backup(self, volume, store, staging, previous, lock):
+    def backup(self, volume, store, staging, previous, lock, progress=None):
         source = store.data_path(volume.name)
         previous_data = None
         if previous is not None:
             # The previous backup of this volume in this repository is a sibling folder.
             previous_data = data_folder(os.path.join(os.path.dirname(staging.location), previous.data_backup_id))
         created = self.clock()
+        if progress:
+            progress("copying files")
         result = self.copier.backup(source, data_folder(staging.location), previous_data)
         return CopyOutcome(
             method=DIRECTORY if result.changed else UNCHANGED,
@@ -44,7 +46,9 @@ class DirectoryEngine(BackupEngine):
             store.remove(target)
             raise
 
-    def restore_replace(self, manifest, location, store, name):
+    def restore_replace(self, manifest, location, store, name, progress=None):
+        if progress:
+            progress("copying files")
         staged = store.new_staging(name)
         try:
             self.copier.restore(data_folder(location), staged)

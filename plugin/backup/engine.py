@@ -45,8 +45,10 @@ class BackupEngine(abc.ABC):
     # when the data provably did not change since it, return method UNCHANGED and copy
     # nothing. On failure raise BackupError (or a VolumeError subclass) and leave cleanup
     # of the staging folder to the service; never leave a snapshot of yours behind.
+    # ``progress(phase, percent=None)``, when given, is told what is happening ("copying
+    # the disk", 42) for `vsphere-volume` and `docker volume inspect` to show.
     @abc.abstractmethod
-    def backup(self, volume, store, staging, previous, lock):
+    def backup(self, volume, store, staging, previous, lock, progress=None):
         """Copy the volume into staging; return a CopyOutcome."""
 
     # restore_new creates volume ``target`` (which does not exist) in ``store`` from the
@@ -61,7 +63,7 @@ class BackupEngine(abc.ABC):
     # backup's. The service has taken a safety backup of the current data first. A crash
     # part-way leaves either the old data or the new, or a state ``repair`` finishes.
     @abc.abstractmethod
-    def restore_replace(self, manifest, location, store, name):
+    def restore_replace(self, manifest, location, store, name, progress=None):
         """Replace a volume's data with a backup's."""
 
     # cleanup_leftovers is called at start and after a failed backup: it removes what

@@ -22,6 +22,7 @@ rm`` (the volume must not go before its data is safe) and the restore of ``Resto
 
 import logging
 import threading
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
 from ..errors import BackupError, InUse, InvalidOption, NotFound, VolumeError
@@ -72,6 +73,7 @@ class BackupService:
         self._final = {}         # volume -> the Job of its final backup, while a remove waits
         self._unmounted = {}     # volume -> when it was last unmounted by its last container
         self.final_wait = DOCKER_CALL_BUDGET
+        self._progress = {}      # volume -> what its running backup or restore is doing
 
     def bind(self, driver):
         self.driver = driver
@@ -208,9 +210,9 @@ class BackupService:
         with self._guard:
             self._reading[key] = self._reading.get(key, 0) + 1
         try:
-            with self.leases[label].hold(data.volume):
+            with self.leases[label].hold(data.volume), self._reporting(volume.name, "restore") as progress:
                 self._engine(store).restore_replace(
-                    data, repository.location(data.volume, data.backup_id), store, volume.name)
+                    data, repository.location(data.volume, data.backup_id), store, volume.name, progress)
         finally:
             with self._guard:
                 self._reading[key] -= 1
@@ -227,6 +229,8 @@ class BackupService:
         shown = dict(self.scheduler.status(name))
         shown.pop("LastRun", None), shown.pop("LastResult", None), shown.pop("LastBackup", None)
         shown["Backups"] = self._counts.get(name, 0)
+        if name in self._progress:
+            shown["Progress"] = dict(self._progress[name])
         last = self._last.get(name)
         if last:
             shown["LastBackup"] = last
@@ -310,12 +314,12 @@ class BackupService:
         engine = self._engine(store)
         label = volume.options.backup_store
         repository = self._repository(label)
-        with self.leases[label].hold(volume.name) as held:
+        with self.leases[label].hold(volume.name) as held, self._reporting(volume.name, "backup") as progress:
             repository.cleanup_incomplete(volume=volume.name)
             previous = repository.latest(volume.name)
             staging = repository.begin(volume.name, started)
             try:
-                outcome = engine.backup(volume, store, staging, previous, self.driver.lock)
+                outcome = engine.backup(volume, store, staging, previous, self.driver.lock, progress)
                 manifest = Manifest(
                     volume=volume.name, backup_id=staging.backup_id, method=outcome.method, origin=origin,
                     created=outcome.created, started=started, finished=max(self.clock(), started),
@@ -341,7 +345,27 @@ class BackupService:
         self._counts[volume.name] = len(repository.list(volume.name))
         return manifest
 
+    @contextmanager
+    def _reporting(self, name, what):
+        """A ``progress(phase, percent=None)`` reporter for the engines while ``what`` runs."""
+        started = _iso(self.clock())
+
+        def progress(phase, percent=None):
+            shown = {"Operation": what, "Started": started, "Phase": phase}
+            if percent is not None:
+                shown["Percent"] = percent
+            self._progress[name] = shown
+        progress("starting")
+        try:
+            yield progress
+        finally:
+            self._progress.pop(name, None)
+
     # --- the /Backup.* API ---------------------------------------------------------------------
+    def api_progress(self, name):
+        """What the running backup or restore of ``name`` is doing; {} when none runs."""
+        return dict(self._progress.get(name, {}))
+
     def api_create(self, name):
         return self.backup(self.driver.lookup(name), MANUAL).summary()
 

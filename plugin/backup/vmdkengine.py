@@ -238,7 +238,8 @@ class VmdkEngine(BackupEngine):
 
     # --- backup ---------------------------------------------------------------------
 
-    def backup(self, volume, store, staging, previous, lock):
+    def backup(self, volume, store, staging, previous, lock, progress=None):
+        progress = progress or _quiet
         access = StoreAccess(store)
         name = volume.name
         source = access.disk(name)
@@ -250,9 +251,11 @@ class VmdkEngine(BackupEngine):
                 if (previous is not None and modified and previous.source == source
                         and previous.size == size and previous.source_modified == modified):
                     return CopyOutcome(UNCHANGED, "", self.clock(), source, size, modified)
-                return self._clone_direct(source, f"{staging.location}/{data}", size, modified, stopped)
+                return self._clone_direct(source, f"{staging.location}/{data}", size, modified, stopped,
+                                          progress)
+            progress("taking a snapshot")
             snapshot = self._take_snapshot(access, name, staging.backup_id, attachment)
-        return self._clone_snapshot(snapshot, source, f"{staging.location}/{data}", size)
+        return self._clone_snapshot(snapshot, source, f"{staging.location}/{data}", size, progress)
 
     def _attachment(self, access, name):
         """(_Attachment of the running VM with the disk or None, names of stopped VMs with it)."""
@@ -278,17 +281,20 @@ class VmdkEngine(BackupEngine):
                 "powered off")
         return _Attachment(running[0], device), stopped
 
-    def _copy(self, source, destination):
+    def _copy(self, source, destination, progress=None):
         # No destSpec: vCenter refuses one (the simulator says NotImplemented; choosing the
         # format of a copy is an ESXi-only feature), so the copy's format is vCenter's.
+        progress = progress or _quiet
+        progress("copying the disk")
         self.session.call_task(self.session.content.virtualDiskManager, "CopyVirtualDisk_Task",
                                sourceName=source, sourceDatacenter=self.session.datacenter.ref,
                                destName=destination, destDatacenter=self.session.datacenter.ref,
-                               timeout=self.settings.copy_timeout, what=f"copying disk {source} to {destination}")
+                               timeout=self.settings.copy_timeout, what=f"copying disk {source} to {destination}",
+                               progress=lambda percent: progress("copying the disk", percent))
 
-    def _clone_direct(self, source, destination, size, modified, stopped):
+    def _clone_direct(self, source, destination, size, modified, stopped, progress):
         started = self.clock()
-        self._copy(source, destination)
+        self._copy(source, destination, progress)
         extra = {"copy_seconds": (self.clock() - started).total_seconds()}
         if stopped:
             extra["stopped_vms"] = stopped
@@ -355,15 +361,16 @@ class VmdkEngine(BackupEngine):
         raise BackupError(f"snapshot {snapshot.name} of VM {snapshot.vm.name} does not hold the "
                           "volume's disk: it was detached while the snapshot was taken; try again")
 
-    def _clone_snapshot(self, snapshot, source, destination, size):
+    def _clone_snapshot(self, snapshot, source, destination, size, progress):
         try:
             frozen_disk = self._snapshot_disk(snapshot)
             copy_started = self.clock()
-            self._copy(frozen_disk, destination)
+            self._copy(frozen_disk, destination, progress)
             copied = self.clock()
         except BaseException:
             self._remove_snapshot(snapshot, quiet=True)
             raise
+        progress("removing the snapshot")
         self._remove_snapshot(snapshot)
         extra = {
             "snapshot": snapshot.name, "vm": snapshot.vm.name, "quiesced": self.settings.quiesce,
@@ -471,7 +478,7 @@ class VmdkEngine(BackupEngine):
             raise
         LOG.info("volume %s: restored from backup %s of volume %s", target, manifest.backup_id, manifest.volume)
 
-    def restore_replace(self, manifest, location, store, name):
+    def restore_replace(self, manifest, location, store, name, progress=None):
         access = StoreAccess(store)
         disk = access.disk(name)
         users = access.store.inventory.disk_users().users(disk)
@@ -485,7 +492,7 @@ class VmdkEngine(BackupEngine):
         staging = access.new_staging()
         restored = access.ds(f"{staging}/{name}.vmdk")
         try:
-            self._copy(source, restored)
+            self._copy(source, restored, progress)
             self._set_uuid(restored, current_uuid)
             if name != manifest.volume:
                 # VIC finds a volume's filesystem by its label: give it the label of its new name.
@@ -540,6 +547,10 @@ class VmdkEngine(BackupEngine):
                 return {}
             raise
         return dict(line.split("=", 1) for line in output.splitlines() if "=" in line)
+
+
+def _quiet(phase, percent=None):
+    """The progress reporter when nobody watches."""
 
 
 def remove_snapshot(session, ref, name, vm):

@@ -293,14 +293,19 @@ class Session:
         values = [found.get(o, {}) for o in objs]
         return values[0] if single else values
 
-    def wait_for_task(self, task, what, timeout=None):
+    def wait_for_task(self, task, what, timeout=None, progress=None):
         """The task's ``info.result`` once it succeeds; its translated ``info.error`` if it
-        fails; TaskTimeout after ``timeout`` (default ``task_timeout``) seconds."""
+        fails; TaskTimeout after ``timeout`` (default ``task_timeout``) seconds.
+        ``progress(percent)``, when given, is called with the task's ``info.progress``
+        each time it is read (vCenter reports it for long tasks such as disk copies)."""
         timeout = self.task_timeout if timeout is None else timeout
         deadline = self._clock() + timeout
         pauses = self.polling.delays()
+        paths = TASK_PATHS + ["info.progress"] if progress else TASK_PATHS
         while True:
-            info = self.get_properties(task, TASK_PATHS)
+            info = self.get_properties(task, paths)
+            if progress and info.get("info.progress") is not None:
+                progress(int(info["info.progress"]))
             state = info.get("info.state")
             if state == vim.TaskInfo.State.success:
                 return info.get("info.result")
@@ -313,11 +318,11 @@ class Session:
                     "vCenter may still complete it")
             self._sleep(pause)
 
-    def call_task(self, obj, method, *args, what=None, timeout=None, **kwargs):
+    def call_task(self, obj, method, *args, what=None, timeout=None, progress=None, **kwargs):
         """``invoke`` a method that returns a task, then ``wait_for_task``."""
         what = what or method
         task = self.invoke(obj, method, *args, what=what, **kwargs)
-        return self.wait_for_task(task, what, timeout)
+        return self.wait_for_task(task, what, timeout, progress)
 
     # --- datastore files over HTTP -------------------------------------------------
 

@@ -276,3 +276,21 @@ def test_final_backup_is_taken_again_if_the_volume_was_used_meanwhile(driver, se
     assert gate.calls == 2
     driver.create("w", {"RestoreFrom": "v@latest"})
     assert read_tree(data(tmp_path, "w")) == {"f": "after"}
+
+
+def test_progress_of_a_running_backup_is_shown(driver, service, tmp_path):
+    driver.create("v", {"Backup": "daily"})
+    write(tmp_path, "v", {"f": "x"})
+    gate = Gate(service.engines["file"].copier).wrap("backup")
+    assert service.api_progress("v") == {}
+    worker = threading.Thread(target=service.api_create, args=("v",))
+    worker.start()
+    try:
+        assert gate.entered.wait(10)
+        shown = service.api_progress("v")
+        assert shown["Operation"] == "backup" and shown["Phase"] == "copying files"
+        assert driver.get("v")["Status"]["Backup"]["Progress"] == shown
+    finally:
+        gate.opened.set()
+        worker.join(10)
+    assert service.api_progress("v") == {} and "Progress" not in driver.get("v")["Status"]["Backup"]

@@ -200,6 +200,16 @@ def test_a_task_is_awaited_through_the_property_collector(content, clock):
     assert clock.sleeps == [0.05, 0.1]
 
 
+def test_a_task_reports_its_progress_when_asked(content, clock):
+    session = make(content, clock, polling=Polling(first=0.05, factor=2, maximum=1))
+    content.propertyCollector.answers = [{"info.state": "running", "info.progress": 10},
+                                         {"info.state": "running", "info.progress": 55},
+                                         {"info.state": "success", "info.result": "done"}]
+    seen = []
+    assert session.wait_for_task(vim.Task("task-1"), "copying a disk", progress=seen.append) == "done"
+    assert seen == [10, 55]
+
+
 def test_a_task_error_is_translated(content, clock):
     session = make(content, clock)
     content.propertyCollector.answers = [

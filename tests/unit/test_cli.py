@@ -1,0 +1,74 @@
+"""The vsphere-volume command against a stand-in plugin client: output and exit codes."""
+
+import io
+import threading
+
+import pytest
+
+from plugin import cli
+from plugin.client import PluginUnreachable
+from plugin.errors import VolumeError
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+class FakeClient:
+    """Answers like the plugin; ``/Backup.Create`` waits until progress was asked twice."""
+
+    def __init__(self, fail=None):
+        self.fail = fail
+        self.asked = 0
+        self.asked_twice = threading.Event()
+
+    def call(self, path, body=None, timeout=None):
+        if self.fail:
+            raise self.fail
+        if path == "/Backup.Progress":
+            self.asked += 1
+            if self.asked >= 2:
+                self.asked_twice.set()
+            return {"Progress": {"Operation": "backup", "Phase": "copying the disk", "Percent": 40}}
+        if path == "/Backup.Create":
+            assert self.asked_twice.wait(10), "progress was never asked"
+            return {"Backup": {"Id": "20261123T020000Z", "Method": "snapshot-clone", "Size": 1024}}
+        if path == "/Backup.List":
+            return {"Backups": [{"Id": "20261123T020000Z", "Created": "2026-11-23T02:00:00Z",
+                                 "Method": "directory", "Origin": "schedule", "Size": 5, "Store": "default"}]}
+        raise AssertionError(path)
+
+
+def run(monkeypatch, client, argv, out=None):
+    monkeypatch.setattr(cli, "PluginClient", lambda socket: client)
+    out, err = out or io.StringIO(), io.StringIO()
+    code = cli.main(["--socket", "/nowhere.sock", *argv], out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_backup_shows_progress_on_a_terminal(monkeypatch):
+    client = FakeClient()
+    monkeypatch.setattr(cli, "PROGRESS_EVERY", 0.01)
+    code, out, _ = run(monkeypatch, client, ["backup", "mydata"], out=Terminal())
+    assert code == 0
+    assert "backing up mydata: copying the disk 40%" in out
+    assert out.rstrip().endswith("backup 20261123T020000Z of mydata committed (snapshot-clone, 1024 bytes)")
+
+
+def test_backups_table(monkeypatch):
+    code, out, _ = run(monkeypatch, FakeClient(), ["backups", "mydata"])
+    assert code == 0
+    assert out.splitlines()[0].split() == ["ID", "CREATED", "METHOD", "ORIGIN", "SIZE", "STORE"]
+    assert out.splitlines()[1].split()[:4] == ["20261123T020000Z", "2026-11-23T02:00:00Z", "directory", "schedule"]
+
+
+@pytest.mark.parametrize("error, code", [(VolumeError("volume x has no backups"), 1),
+                                         (PluginUnreachable("the plugin does not answer"), 3)])
+def test_exit_codes(monkeypatch, error, code):
+    got, out, err = run(monkeypatch, FakeClient(fail=error), ["backups", "x"])
+    assert got == code and out == "" and err == f"vsphere-volume: {error}\n"
+
+
+def test_usage_error_exit_code(monkeypatch):
+    assert run(monkeypatch, FakeClient(), ["restore"])[0] == 2
