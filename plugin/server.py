@@ -16,7 +16,7 @@ from gunicorn.app.base import BaseApplication
 from .assembly import build_driver
 from .errors import ConfigError
 from .protocol import create_app
-from .settings import from_env
+from .settings import SOCKET, from_env
 
 log = logging.getLogger("plugin")
 
@@ -81,7 +81,7 @@ class PluginServer(BaseApplication):
 def main():
     logging.basicConfig(stream=sys.stdout, level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    socket_path = os.environ.get("SOCKET", "").strip() or "/run/docker/plugins/vsphere.sock"
+    socket_path = os.environ.get("SOCKET", "").strip() or SOCKET   # bound before settings are read
     os.makedirs(os.path.dirname(socket_path), exist_ok=True)
     PluginServer(socket_path).run()
 

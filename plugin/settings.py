@@ -14,7 +14,6 @@ from .storespec import parse_store_specs
 DATA_DIR = "/var/lib/vsphere-volume"       # a host folder mounted into the plugin
 MOUNT_ROOT = "/mnt/volumes"                # config.json's propagatedMount
 SOCKET = "/run/docker/plugins/vsphere.sock"
-SECRET_KEYS = ("VSPHERE_PASSWORD",)
 
 
 @dataclass
@@ -31,10 +30,6 @@ class Settings:
     @property
     def state_dir(self):
         return os.path.join(self.data_dir, "state")
-
-    @property
-    def default_store_root(self):
-        return os.path.join(self.data_dir, "default")
 
     @property
     def vch_url(self):

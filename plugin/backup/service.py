@@ -226,8 +226,9 @@ class BackupService:
 
     def status(self, name):
         """Backup status for ``docker volume inspect``: memory only."""
-        shown = dict(self.scheduler.status(name))
-        shown.pop("LastRun", None), shown.pop("LastResult", None), shown.pop("LastBackup", None)
+        # The scheduler knows its own runs only; the last backup of any origin is ours.
+        scheduled = self.scheduler.status(name)
+        shown = {key: scheduled[key] for key in ("Policy", "NextRun", "Running") if key in scheduled}
         shown["Backups"] = self._counts.get(name, 0)
         if name in self._progress:
             shown["Progress"] = dict(self._progress[name])
