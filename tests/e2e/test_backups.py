@@ -4,7 +4,7 @@ import os
 import textwrap
 
 from .dockercli import compose, docker
-from .user import backups, inspect, run_on as run, unique, vv
+from .user import backups, inspect, run_on as run, running_on, unique, vv
 
 def test_backup_change_restore_as_new_volume_and_in_place(plugin, volume, test_image):
     name, copy = volume("orders"), volume("orders-copy")
@@ -22,13 +22,9 @@ def test_backup_change_restore_as_new_volume_and_in_place(plugin, volume, test_i
         "order 1\nimg/blob: OK\n"
     assert run(test_image, name, "cat /data/orders; ls /data") == "order 2\norders\nsums\n"
 
-    user = unique("user")
-    docker("run", "-d", "--name", user, "--network", "none", "-v", f"{name}:/data", test_image, "sleep", "300")
-    try:
+    with running_on(test_image, name, "true", "user"):
         code, _, err = vv(plugin, "restore", name, "--force", check=False)
         assert code == 1 and f"volume {name} is mounted 1 time(s)" in err
-    finally:
-        docker("rm", "-f", user)
     code, _, err = vv(plugin, "restore", name, check=False)
     assert code == 1 and "add --force" in err
     _, out, _ = vv(plugin, "restore", name, "--backup", first["Id"], "--force")

@@ -11,7 +11,7 @@ import textwrap
 import pytest
 
 from .dockercli import compose, docker
-from .user import inspect, run_on as run, unique, volume_names
+from .user import inspect, run_on as run, running_on, unique, volume_names
 
 
 def test_create_with_options_is_inspectable_and_laid_out_like_vic(plugin, volume):
@@ -34,17 +34,12 @@ def test_create_with_options_is_inspectable_and_laid_out_like_vic(plugin, volume
 def test_two_containers_share_data(plugin, volume, test_image):
     name = volume("shared")
     docker("volume", "create", "-d", plugin.name, name)
-    writer = unique("writer")
-    docker("run", "-d", "--name", writer, "--network", "none", "-v", f"{name}:/data", test_image,
-           "sh", "-c", "echo 'hello from writer' > /data/greeting && sleep 300")
-    try:
+    with running_on(test_image, name, "echo 'hello from writer' > /data/greeting", "writer") as writer:
         docker("exec", writer, "test", "-f", "/data/greeting")
         assert run(test_image, name, "cat /data/greeting") == "hello from writer\n"
         run(test_image, name, "echo reply > /data/reply")
         assert docker("exec", writer, "cat", "/data/reply").stdout == "reply\n"
         assert inspect(name)["Status"]["Mounts"] == 1
-    finally:
-        docker("rm", "-f", writer)
     assert inspect(name)["Status"]["Mounts"] == 0
     with open(os.path.join(plugin.state_dir, "default", "volumes", name, "greeting")) as handle:
         assert handle.read() == "hello from writer\n"
@@ -80,16 +75,11 @@ def test_compose_file_with_driver_opts(plugin, test_image, tmp_path):
 def test_remove_refused_while_in_use_then_allowed(plugin, volume, test_image):
     name = volume("busy")
     docker("volume", "create", "-d", plugin.name, name)
-    user = unique("user")
-    docker("run", "-d", "--name", user, "--network", "none", "-v", f"{name}:/data", test_image,
-           "sh", "-c", "echo keep > /data/f && sleep 300")
-    try:
+    with running_on(test_image, name, "echo keep > /data/f", "user") as user:
         refused = docker("volume", "rm", name, check=False)
         assert refused.returncode != 0 and "in use" in refused.stderr
         assert name in volume_names()
         assert docker("exec", user, "cat", "/data/f").stdout == "keep\n"
-    finally:
-        docker("rm", "-f", user)
     docker("volume", "rm", name)
     assert name not in volume_names()
     store = os.path.join(plugin.state_dir, "default")
@@ -100,10 +90,7 @@ def test_remove_refused_while_in_use_then_allowed(plugin, volume, test_image):
 def test_plugin_restart_with_a_running_container(plugin, volume, test_image):
     name = volume("restart")
     docker("volume", "create", "-d", plugin.name, name)
-    user = unique("survivor")
-    docker("run", "-d", "--name", user, "--network", "none", "-v", f"{name}:/data", test_image,
-           "sh", "-c", "echo before > /data/f && sleep 300")
-    try:
+    with running_on(test_image, name, "echo before > /data/f", "survivor") as user:
         docker("exec", user, "test", "-f", "/data/f")
         docker("plugin", "disable", "-f", plugin.name)
         docker("plugin", "enable", plugin.name)
@@ -112,8 +99,6 @@ def test_plugin_restart_with_a_running_container(plugin, volume, test_image):
         assert run(test_image, name, "cat /data/f") == "before\nduring\n"
         refused = docker("volume", "rm", name, check=False)
         assert refused.returncode != 0
-    finally:
-        docker("rm", "-f", user)
     assert inspect(name)["Status"]["Mounts"] == 0
     docker("volume", "rm", name)
 

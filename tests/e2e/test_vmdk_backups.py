@@ -4,7 +4,7 @@ a VM snapshot, then a clone of the snapshot's disk, while a container writes."""
 import pytest
 
 from .dockercli import docker
-from .user import backups, run_on as run, unique, vv
+from .user import backups, run_on as run, running_on, vv
 
 DS0, ROOT0 = "LocalDS_0", "volumes/e2e"
 
@@ -28,10 +28,7 @@ def test_backup_while_a_container_writes_then_restore_as_a_new_volume(plugin, vo
     name, copy = volume("vmdk-live"), volume("vmdk-copy")
     docker("volume", "create", "-d", plugin.name, "--opt", "VolumeStore=ds0", "--opt", "Capacity=64MB",
            "--opt", "Backup=daily", name)
-    app = unique("app")
-    docker("run", "-d", "--name", app, "--network", "none", "-v", f"{name}:/data", test_image,
-           "sh", "-c", "echo 'version 1' > /data/doc && sync && sleep 300")
-    try:
+    with running_on(test_image, name, "echo 'version 1' > /data/doc && sync") as app:
         docker("exec", app, "test", "-s", "/data/doc")
         _, out, _ = vv(plugin, "backup", name)
         assert "(snapshot-clone," in out                     # attached to a running VM: snapshot first
@@ -40,8 +37,6 @@ def test_backup_while_a_container_writes_then_restore_as_a_new_volume(plugin, vo
         assert (folder / f"{name}.vmdk").is_file() and (folder / "manifest.json").is_file()
         assert our_snapshots(plugin) == []                   # the snapshot lived only for the clone
         docker("exec", app, "sh", "-c", "echo 'version 2' > /data/doc && sync")
-    finally:
-        docker("rm", "-f", app)
     docker("volume", "create", "-d", plugin.name, "--opt", f"RestoreFrom={name}@{backup['Id']}", copy)
     assert run(test_image, copy, "cat /data/doc") == "version 1\n"
     assert run(test_image, name, "cat /data/doc") == "version 2\n"

@@ -21,7 +21,7 @@ import uuid
 import pytest
 
 from .dockercli import docker
-from .user import inspect, run_on as run, unique, volume_names
+from .user import inspect, run_on as run, running_on, unique, volume_names
 from .simulator import make_vic_volume, vic_label
 
 DS0, DS1 = "LocalDS_0", "LocalDS_1"
@@ -98,19 +98,14 @@ def test_container_bytes_land_in_the_flat_file_and_a_second_container_reads_them
     name = volume("payload")
     marker = f"written-by-a-container-{uuid.uuid4().hex}"
     docker("volume", "create", "-d", plugin.name, "--opt", "VolumeStore=ds0", "--opt", "Capacity=64MB", name)
-    writer = unique("writer")
-    docker("run", "-d", "--name", writer, "--network", "none", "-v", f"{name}:/data", test_image,
-           "sh", "-c", f"echo {marker} > /data/marker.txt && sleep 300")
     disk = f"[{DS0}] {ROOT0}/volumes/{name}/{name}.vmdk"
-    try:
+    with running_on(test_image, name, f"echo {marker} > /data/marker.txt", "writer") as writer:
         assert docker("exec", writer, "cat", "/data/marker.txt").stdout == marker + "\n"
         status = inspect(name)["Status"]
         assert status["Mounts"] == 1 and status["AttachedTo"] == plugin.simulator.host_vm
         assert disk in plugin.simulator.disks_of()
         refused = docker("volume", "rm", name, check=False)
         assert refused.returncode != 0 and "in use" in refused.stderr
-    finally:
-        docker("rm", "-f", writer)
 
     # Detached: unmounted, removed from the VM, and the bytes are in the datastore file.
     status = inspect(name)["Status"]
@@ -160,18 +155,13 @@ def test_a_volume_made_by_a_vch_is_listed_after_a_restart_and_mountable(plugin, 
 def test_a_mounted_volume_survives_a_plugin_restart(plugin, volume, test_image):
     name = volume("sticky")
     docker("volume", "create", "-d", plugin.name, "--opt", "VolumeStore=ds1", "--opt", "Capacity=64MB", name)
-    user = unique("survivor")
-    docker("run", "-d", "--name", user, "--network", "none", "-v", f"{name}:/data", test_image,
-           "sh", "-c", "echo before > /data/f && sleep 300")
-    try:
+    with running_on(test_image, name, "echo before > /data/f", "survivor") as user:
         docker("exec", user, "test", "-f", "/data/f")
         plugin.restart()
         status = inspect(name)["Status"]
         assert status["Mounts"] == 1 and status["AttachedTo"] == plugin.simulator.host_vm
         docker("exec", user, "sh", "-c", "echo during >> /data/f")
         assert run(test_image, name, "cat /data/f") == "before\nduring\n"
-    finally:
-        docker("rm", "-f", user)
     assert inspect(name)["Status"]["AttachedTo"] == ""
     flat = volume_dir(plugin, DS1, ROOT1, name) / f"{name}-flat.vmdk"
     assert in_filesystem(flat, "/.vic.vol.data/f") == "before\nduring\n"

@@ -3,6 +3,7 @@ volume, the vsphere-volume command."""
 
 import json
 import os
+from contextlib import contextmanager
 import subprocess
 import sys
 import uuid
@@ -28,6 +29,19 @@ def run_on(image, volume_name, script, *extra):
     """`docker run --rm -v volume_name:/data image sh -c script`; its stdout."""
     return docker("run", "--rm", "--network", "none", *extra, "-v", f"{volume_name}:/data", image,
                   "sh", "-c", script).stdout
+
+
+@contextmanager
+def running_on(image, volume_name, script, prefix="app"):
+    """A detached container with ``volume_name`` at /data running ``sh -c script``, then
+    ``sleep``; yields its name and removes it at the end of the block."""
+    name = unique(prefix)
+    docker("run", "-d", "--name", name, "--network", "none", "-v", f"{volume_name}:/data", image,
+           "sh", "-c", f"{script} && sleep 300")
+    try:
+        yield name
+    finally:
+        docker("rm", "-f", name)
 
 
 def vv(plugin, *args, check=True):
