@@ -41,6 +41,7 @@ class Volume:
     problem: str = ""    # why its recorded options could not be used, if so
     job: object = None       # jobs.Job of its last slow step: restore (RestoreFrom), attach, detach
     restore: object = None   # the Job that filled it from a backup (RestoreFrom), for Status
+    unclaimed_attach: bool = False   # an attach outlived its Mount call; nobody mounted it since
 
 
 class NoBackups:
@@ -405,7 +406,8 @@ class VolumeDriver:
             volume = self._volume(name)
             self._check_unmounted(name)
             store = self._store_for(volume.store)
-            store.detach(name)   # an attach that outlived its Mount call may have left it attached
+            if volume.unclaimed_attach:
+                store.detach(name)   # an attach that outlived its Mount call left it attached
             store.remove(name)
             self._unregister(name)
             self.backups.volume_removed(volume)
@@ -427,7 +429,12 @@ class VolumeDriver:
             target = self.mountpoint(name)
             if self.mounts.count(name) == 0 or not self.mounter.is_mounted(target):
                 store = self._store_for(volume.store)
-                source = self._bounded(volume, f"attaching volume {name}", lambda: store.attach(name))
+                try:
+                    source = self._bounded(volume, f"attaching volume {name}", lambda: store.attach(name))
+                except InUse:
+                    volume.unclaimed_attach = True   # it goes on: remove must detach it
+                    raise
+                volume.unclaimed_attach = False
                 try:
                     self.mounter.bind(source, target)
                 except BaseException:

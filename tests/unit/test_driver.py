@@ -244,3 +244,26 @@ def test_list_follows_every_change(driver):
     assert driver.list()[0] == {"Name": "a", "Mountpoint": ""}
     driver.remove("a")
     assert driver.list() == [{"Name": "b", "Mountpoint": ""}]
+
+
+def test_remove_detaches_an_attach_that_outlived_its_mount(driver, monkeypatch):
+    monkeypatch.setattr("plugin.driver.DOCKER_CALL_BUDGET", 0.05)
+    driver.create("v", {})
+    store = driver.stores["default"]
+    slow = SlowStore(store, "attach")
+    detached = []
+    monkeypatch.setattr(store, "detach", detached.append)
+    with pytest.raises(InUse, match="still running"):
+        driver.mount("v", "c1")
+    slow.opened.set()
+    assert driver.find("v").job.wait(10)
+    driver.remove("v")
+    assert detached == ["v"] and driver.list() == []
+
+
+def test_remove_of_a_volume_never_attached_does_not_detach(driver, monkeypatch):
+    driver.create("v", {})
+    detached = []
+    monkeypatch.setattr(driver.stores["default"], "detach", detached.append)
+    driver.remove("v")
+    assert detached == []
