@@ -103,3 +103,25 @@ class TaskTimeout(VSphereError):
 
 class BackupError(VolumeError):
     """A backup or restore could not be made."""
+
+
+# --- echoing what the user gave -------------------------------------------------------------
+
+ECHO_LIMIT = 100   # characters of a user-given value an error message repeats
+
+
+def cut(value, limit=ECHO_LIMIT):
+    """``str(value)`` cut to ``limit`` characters with an ellipsis and the full length, so
+    that a 10 MB name or option value is never echoed whole into an Err or a log line."""
+    text = str(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text)} characters)"
+
+
+def shown(value, limit=ECHO_LIMIT):
+    """``value`` quoted like ``repr`` (control characters escaped), cut as ``cut`` does."""
+    text = str(value)
+    if len(text) <= limit:
+        return repr(text)
+    return f"{repr(text[:limit])[:-1]}…{repr(text)[0]} ({len(text)} characters)"
