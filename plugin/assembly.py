@@ -21,6 +21,8 @@ from .driver import VolumeDriver
 from .errors import ConfigError
 from .mounts import Mounter
 from .mountstate import MountTable
+from .registry import StoreListings, VolumeRegistry
+from .restoremarks import RestoreMarks
 from .storespec import DATASTORE, FILE, NFS
 from .stores.base import VolumeStore
 from .stores.directory import DirectoryStore
@@ -30,6 +32,10 @@ log = logging.getLogger(__name__)
 # Where datastore stores mount their filesystems, inside the propagated mount. Volume
 # names cannot start with a dot, so this never clashes with a volume's bind mount.
 DISKS_DIR = ".disks"
+
+# In the plugin's state folder: the stores' last listings, the unfinished restores.
+LISTINGS_DIR = "listings"
+RESTORES_FILE = "restores.json"
 
 
 class UnavailableStore(VolumeStore):
@@ -42,7 +48,7 @@ class UnavailableStore(VolumeStore):
     def _fail(self, *_):
         raise ConfigError(self.reason)
 
-    open = discover = create = remove = attach = detach = _fail
+    open = discover = lookup = create = remove = attach = detach = _fail
 
 
 def build_store(spec, settings, mounter, vsphere=None):
@@ -140,11 +146,12 @@ def build_backups(settings, stores, vsphere=None, clock=utc_now, executor=None, 
 
 
 def build_driver(settings, mounter=None, vsphere=None, backups=True, clock=utc_now, sidecar=None,
-                 **backup_args):
+                 budgets=None, **backup_args):
     """The VolumeDriver for ``settings``, with its BackupService unless ``backups`` is False.
 
     ``vsphere(spec)`` builds datastore stores (default: ``vsphere_factory``); ``sidecar``
     wraps stores for VCH sidecar mode (default: ``vch_sidecar``, None in direct mode);
+    ``budgets``: the Docker calls' jobs.CallBudgets (default: Docker's limits with margin);
     ``backup_args`` go to ``build_backups`` (executor, scheduler_thread).
     """
     mounter = mounter or Mounter()
@@ -158,8 +165,11 @@ def build_driver(settings, mounter=None, vsphere=None, backups=True, clock=utc_n
     default = "default" if "default" in stores else next(iter(stores))
     mounts = MountTable(os.path.join(settings.state_dir, "mounts.json"))
     service = build_backups(settings, stores, vsphere, clock, **backup_args) if backups else None
+    registry = VolumeRegistry(StoreListings(os.path.join(settings.state_dir, LISTINGS_DIR)))
+    restores = RestoreMarks(os.path.join(settings.state_dir, RESTORES_FILE))
     driver = VolumeDriver(stores, mounts, mounter, settings.mount_root, default_store=default,
-                          backups=service, clock=clock)
+                          backups=service, clock=clock, registry=registry, restores=restores,
+                          budgets=budgets, watch={"refresh": settings.store_refresh})
     if service is not None:
         service.bind(driver)
     if sidecar is not None:

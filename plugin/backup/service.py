@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
 from ..errors import BackupError, InUse, InvalidOption, NotFound, VolumeError
-from ..jobs import DOCKER_CALL_BUDGET, Job
+from ..jobs import CallBudgets, Job
 from ..options import CAPACITY, RESTORE_FROM, VOLUME_STORE, canonical_keys
 from ..stores.base import docker_metadata
 from .manifest import UNCHANGED, Manifest
@@ -72,7 +72,7 @@ class BackupService:
         self._reading = {}       # (volume, backup id) -> how many restores are reading it
         self._final = {}         # volume -> the Job of its final backup, while a remove waits
         self._unmounted = {}     # volume -> when it was last unmounted by its last container
-        self.final_wait = DOCKER_CALL_BUDGET
+        self.final_wait = CallBudgets().other
         self._progress = {}      # volume -> what its running backup or restore is doing
 
     def bind(self, driver):
@@ -142,11 +142,11 @@ class BackupService:
     def volume_removed(self, volume):
         self.scheduler.remove(volume.name)
 
-    def before_remove(self, volume):
+    def before_remove(self, volume, wait=None):
         """A volume with a backup policy is removed only once its final backup committed.
 
         The final backup runs as a Job; this waits for it at most ``wait`` seconds
-        (Docker's Remove must answer) and otherwise refuses with a message to run the
+        (default ``final_wait``: Docker's Remove must answer) and otherwise refuses with a message to run the
         remove again. A later remove uses the same job, unless the volume was mounted and
         unmounted since it started (its data may have changed): then it starts another.
         """
@@ -158,7 +158,7 @@ class BackupService:
             if job is None or (job.done and job.error) or job.started < self._unmounted.get(name, job.started):
                 job = self._final[name] = Job(lambda earlier=job: self._final_backup(volume, earlier),
                                               f"final backup of {name}", self.clock).start()
-        if not job.wait(self.final_wait):
+        if not job.wait(self.final_wait if wait is None else min(wait, self.final_wait)):
             raise BackupError(
                 f"volume {name} was not removed yet: its final backup is still running (started "
                 f"{_iso(job.started)}); run docker volume rm {name} again once "
@@ -239,30 +239,32 @@ class BackupService:
         return shown
 
     # --- start ---------------------------------------------------------------------------
-    def started(self):
-        """After discovery: clean leftovers, count backups, start the scheduler."""
+    def store_opened(self, label):
+        """Store ``label`` answered for the first time since start: clean what an
+        interrupted backup left there, break the leases this host's previous process
+        left, and count the backups of its volumes."""
+        store = self.stores[label]
         now = self.clock()
-        for label, store in self.stores.items():
-            if label in self.driver.store_errors:
-                continue
+        try:
+            engine = self.engines.get(store.spec.kind)
+            if engine is not None:
+                engine.cleanup_leftovers(store)
+            if label in self.repositories:
+                # Another host may be copying right now: only what is a day old is dead.
+                self.repositories[label].cleanup_incomplete(before=now.replace(microsecond=0) - _DAY)
+        except VolumeError as err:
+            log.error("volume store %s: could not clean up after an interrupted backup: %s", label, err)
+        if label in self.leases:
             try:
-                engine = self.engines.get(store.spec.kind)
-                if engine is not None:
-                    engine.cleanup_leftovers(store)
-                if label in self.repositories:
-                    # Another host may be copying right now: only what is a day old is dead.
-                    self.repositories[label].cleanup_incomplete(before=now.replace(microsecond=0) - _DAY)
-            except VolumeError as err:
-                log.error("volume store %s: could not clean up after an interrupted backup: %s", label, err)
-        for label, leases in self.leases.items():
-            if label in self.driver.store_errors:
-                continue
-            try:
-                leases.break_left_by_this_host()   # our previous process died holding them
+                self.leases[label].break_left_by_this_host()   # our previous process died holding them
             except VolumeError as err:
                 log.error("volume store %s: could not release this host's old backup leases: %s", label, err)
         for volume in self.driver.volumes():
-            self._refresh(volume.name)
+            if volume.store == label or volume.options.backup_store == label:
+                self._refresh(volume.name)
+
+    def started(self):
+        """After the stores were first tried: start the scheduler."""
         self.scheduler.forget_others()
         if self.scheduler_thread:
             self.scheduler.start()

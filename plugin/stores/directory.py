@@ -99,13 +99,20 @@ class DirectoryStore(VolumeStore):
             log.info("volume store %s: finishing an interrupted delete of %s", self.label, entry)
             shutil.rmtree(path, ignore_errors=True)
 
-    def discover(self):
+    def discover(self, known=None):
         found = []
         for entry in sorted(os.scandir(self.volumes_dir), key=lambda e: e.name):
             if not entry.is_dir(follow_symlinks=False):
                 continue
             found.append(self._read_volume(entry.name, entry.stat().st_mtime))
         return found
+
+    def lookup(self, name):
+        try:
+            mtime = os.stat(self.data_path(name)).st_mtime
+        except FileNotFoundError:
+            return None
+        return self._read_volume(name, mtime)
 
     def _read_volume(self, name, mtime):
         path = self._metadata_path(name)

@@ -229,35 +229,75 @@ class DatastoreStore(VolumeStore):
                 LOG.info("store %s: deleting the leftover of an interrupted create, %s", self.label, self.ds(path))
                 self.discard(path)
 
-    def discover(self):
-        """Every entry of ``<root>/volumes``, with its metadata, creation time and problems."""
+    def discover(self, known=None):
+        """Every entry of ``<root>/volumes``, with its metadata, creation time and problems.
+
+        The metadata of names in ``known`` (with metadata) is reused, not read again.
+        """
+        known = known or {}
         tree = search_tree(self.session, self._browser(), self.ds(self._volumes_dir))
         users = self.inventory.disk_users()
         names = sorted(tree.get("", {}))
         spelling = {name: next((d for d in METADATA_DIRS if METADATA_FILE in tree.get(f"{name}/{d}", {})), None)
                     for name in names}
+        reused = {n: known[n].metadata for n in names if spelling[n] and n in known and known[n].metadata}
         documents = self.files.read_many(
-            self.datastore, [self._metadata_path(n, d) for n, d in spelling.items() if d],
+            self.datastore, [self._metadata_path(n, d) for n, d in spelling.items() if d and n not in reused],
             workers=self.metadata_workers)
         with self._lock:
-            known, self._volumes = self._volumes, {}
+            cached, self._volumes = self._volumes, {}
         found = []
         for name in names:
-            meta, problem = {}, "no imageMetadata/DockerMetaData file"
-            if spelling[name]:
-                document = documents[self._metadata_path(name, spelling[name])]
-                if isinstance(document, VolumeError):
-                    problem = f"its metadata could not be read: {document}"
-                else:
-                    meta, problem = parse_metadata(document, spelling[name])
+            meta, problem = reused.get(name, {}), "" if name in reused else "no imageMetadata/DockerMetaData file"
+            if spelling[name] and name not in reused:
+                meta, problem = self._parsed(documents[self._metadata_path(name, spelling[name])], spelling[name])
             if f"{name}.vmdk" not in tree.get(name, {}):
                 problem = f"no disk {name}.vmdk in its folder"
             attached = ", ".join(vm.name for vm in users.users(self.disk_path(name)))
-            uuid = known[name].uuid if name in known else ""
+            uuid = cached[name].uuid if name in cached else ""
             self._remember(_Volume(name, metadata_capacity_mb(meta), uuid=uuid, attached_to=attached))
             found.append(StoredVolume(name=name, metadata=meta, problem=problem,
                                       created_at=modified_rfc3339(tree[""][name])))
         return found
+
+    def refresh(self, known):
+        """One listing of ``<root>/volumes`` (names only); known volumes as known, new ones
+        looked up (``lookup``): a steady store costs one search task, whatever its size."""
+        names = list_folder(self.session, self._browser(), self.ds(self._volumes_dir))
+        found = []
+        for name in sorted(names):
+            stored = known[name] if name in known else self.lookup(name)
+            if stored is not None:
+                found.append(stored)
+        return found
+
+    @staticmethod
+    def _parsed(document, metadata_dir):
+        """(metadata, problem) of a read that gave bytes or a VolumeError."""
+        if isinstance(document, VolumeError):
+            return {}, f"its metadata could not be read: {document}"
+        return parse_metadata(document, metadata_dir)
+
+    def lookup(self, name):
+        """Volume ``name`` as the datastore holds it now, or None: one listing of its
+        folder and one GET of its metadata."""
+        tree = search_tree(self.session, self._browser(), self.ds(self.volume_folder(name)))
+        if not tree:
+            return None
+        disk = tree.get("", {}).get(f"{name}.vmdk")
+        spelling = next((d for d in METADATA_DIRS if METADATA_FILE in tree.get(d, {})), None)
+        meta, problem = {}, "no imageMetadata/DockerMetaData file"
+        if spelling:
+            try:
+                document = self.files.read(self.datastore, self._metadata_path(name, spelling))
+            except VolumeError as err:
+                document = err
+            meta, problem = self._parsed(document, spelling)
+        if disk is None:
+            problem = f"no disk {name}.vmdk in its folder"
+        self._remember(_Volume(name, metadata_capacity_mb(meta)))
+        return StoredVolume(name=name, metadata=meta, problem=problem,
+                            created_at=modified_rfc3339(disk) if disk is not None else "")
 
     def create(self, name, options, metadata):
         staging = self.new_staging(f"the folder of volume {name}")

@@ -20,10 +20,12 @@ Environment knobs:
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional
@@ -76,6 +78,8 @@ PLUGIN_SETTINGS: Dict[str, str] = {
 
 # Time the first plugin build may take (dependencies from PyPI on a fresh engine).
 BUILD_TIMEOUT = 1800
+# Time a restarted plugin may take to try each of its stores once (a hang guard).
+READY_TIMEOUT = 120
 
 
 @dataclass
@@ -105,12 +109,18 @@ class Plugin:
 
     def configure(self, **settings: str) -> None:
         """Restart the plugin with new `docker plugin set` values, as an operator does:
-        disable (forced: volumes exist), set, enable."""
+        disable (forced: volumes exist), set, enable; then wait until it has tried each of
+        its stores once (``vsphere-volume status``: Ready), as an operator would before
+        looking at its volumes."""
         docker("plugin", "disable", "-f", self.name, timeout=60)
         if settings:
             docker("plugin", "set", self.name, *(f"{k}={v}" for k, v in settings.items()))
             self.settings.update(settings)
         docker("plugin", "enable", "--timeout", "60", self.name, timeout=90)
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not json.loads(user.vv(self, "status", "--json")[1]).get("Ready"):
+            assert time.monotonic() < deadline, f"the plugin did not try its stores within {READY_TIMEOUT} s"
+            time.sleep(0.2)
 
     def restart(self) -> None:
         """`docker plugin disable -f` then `enable`, settings unchanged."""

@@ -8,6 +8,7 @@ import pytest
 
 from plugin.errors import BackendError, BackupError, InUse, InvalidOption, NotFound
 from plugin.options import parse_options
+from tests.fakes import calls_do_not_wait
 
 
 @pytest.fixture
@@ -212,7 +213,8 @@ class Gate:
         self.copier, self.entered, self.opened = copier, threading.Event(), threading.Event()
         self.calls = 0
 
-    def wrap(self, method):
+    def wrap(self, method, monkeypatch=None):
+        """Hold ``method`` of the copier (an instance, or a class with ``monkeypatch``)."""
         real = getattr(self.copier, method)
 
         def gated(*args, **kwargs):
@@ -220,22 +222,25 @@ class Gate:
             self.entered.set()
             assert self.opened.wait(10), "the test never opened the gate"
             return real(*args, **kwargs)
-        setattr(self.copier, method, gated)
+        if monkeypatch is not None:
+            monkeypatch.setattr(self.copier, method, gated)
+        else:
+            setattr(self.copier, method, gated)
         return self
 
 
 def test_slow_restore_does_not_hold_docker_create(driver, service, tmp_path, monkeypatch):
-    monkeypatch.setattr("plugin.driver.DOCKER_CALL_BUDGET", 0.05)
     driver.create("src", {})
     write(tmp_path, "src", {"f": "restored bytes"})
     service.api_create("src")
     gate = Gate(service.engines["file"].copier).wrap("restore")
-    driver.create("big", {"RestoreFrom": "src@latest"})        # answers while the copy runs
-    assert gate.entered.is_set()
+    with calls_do_not_wait(driver):
+        driver.create("big", {"RestoreFrom": "src@latest"})    # answers while the copy runs
+    assert gate.entered.wait(10)
     assert driver.get("big")["Status"]["Restore"]["State"] == "running"
-    with pytest.raises(InUse, match="volume big is still being restored"):
+    with calls_do_not_wait(driver), pytest.raises(InUse, match="volume big is still being restored"):
         driver.mount("big", "c1")
-    with pytest.raises(InUse, match="still being restored"):
+    with calls_do_not_wait(driver), pytest.raises(InUse, match="still being restored"):
         driver.remove("big")
     gate.opened.set()
     assert driver.find("big").job.wait(10)
