@@ -228,7 +228,7 @@ class BackupService:
         """Backup status for ``docker volume inspect``: memory only."""
         # The scheduler knows its own runs only; the last backup of any origin is ours.
         scheduled = self.scheduler.status(name)
-        shown = {key: scheduled[key] for key in ("Policy", "NextRun", "Running") if key in scheduled}
+        shown = {key: scheduled[key] for key in ("Policy", "NextRun", "Running", "ScheduleError") if key in scheduled}
         shown["Backups"] = self._counts.get(name, 0)
         if name in self._progress:
             shown["Progress"] = dict(self._progress[name])
