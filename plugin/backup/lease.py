@@ -34,6 +34,7 @@ from pathlib import Path
 from ..errors import BackupError, VolumeError
 from ..fsutil import atomic_write
 from ..options import validate_name
+from .failures import storage_errors, storage_failure
 from .repository import BACKUPS_DIR
 
 log = logging.getLogger(__name__)
@@ -128,49 +129,59 @@ class LeaseFolder(abc.ABC):
 
 
 class LocalLeaseFolder(LeaseFolder):
-    """Leases in ``<backup root>/backups/.leases/`` on a folder this host sees."""
+    """Leases in ``<backup root>/backups/.leases/`` on a folder this host sees.
+
+    Failures of the folder (full, read-only, I/O) raise BackupStorageError.
+    """
 
     def __init__(self, backup_root):
         self.root = Path(backup_root) / BACKUPS_DIR / LEASES_DIR
 
     def make(self, name):
-        self.root.mkdir(parents=True, exist_ok=True)
-        try:
-            (self.root / name).mkdir()
-        except FileExistsError:
-            return False
+        with storage_errors(f"cannot make the backup lease folder {self.root / name}"):
+            self.root.mkdir(parents=True, exist_ok=True)
+            try:
+                (self.root / name).mkdir()
+            except FileExistsError:
+                return False
         return True
 
     def write(self, name, data):
-        atomic_write(str(self.root / name / OWNER_FILE), data)
+        with storage_errors(f"cannot write the backup lease {self.root / name / OWNER_FILE}",
+                            passing=(FileNotFoundError,)):
+            atomic_write(str(self.root / name / OWNER_FILE), data)
 
     def read(self, name):
-        try:
-            return (self.root / name / OWNER_FILE).read_bytes()
-        except (FileNotFoundError, NotADirectoryError):
-            return None
+        with storage_errors(f"cannot read the backup lease {self.root / name / OWNER_FILE}"):
+            try:
+                return (self.root / name / OWNER_FILE).read_bytes()
+            except (FileNotFoundError, NotADirectoryError):
+                return None
 
     def made(self, name):
-        try:
-            return datetime.fromtimestamp(os.stat(self.root / name).st_mtime, timezone.utc)
-        except FileNotFoundError:
-            return None
+        with storage_errors(f"cannot look at the backup lease folder {self.root / name}"):
+            try:
+                return datetime.fromtimestamp(os.stat(self.root / name).st_mtime, timezone.utc)
+            except FileNotFoundError:
+                return None
 
     def move(self, name, new_name):
-        try:
-            os.rename(self.root / name, self.root / new_name)
-        except FileNotFoundError:
-            return False
+        with storage_errors(f"cannot move the backup lease folder {self.root / name} aside"):
+            try:
+                os.rename(self.root / name, self.root / new_name)
+            except FileNotFoundError:
+                return False
         return True
 
     def remove(self, name):
         shutil.rmtree(self.root / name, ignore_errors=True)
 
     def names(self):
-        try:
-            return sorted(os.listdir(self.root))
-        except FileNotFoundError:
-            return []
+        with storage_errors(f"cannot list the backup leases in {self.root}"):
+            try:
+                return sorted(os.listdir(self.root))
+            except FileNotFoundError:
+                return []
 
 
 def _new_token():
@@ -220,12 +231,8 @@ class Leases:
         for _ in range(2):
             now = self.clock()
             lease = Lease(volume, self.owner, self.new_token(), now, now + self.ttl, self.host)
-            if self.folder.make(volume):
-                try:
-                    self.folder.write(volume, lease.encode())
-                except FileNotFoundError:
-                    raise LeaseHeld(f"the backup lease of volume {volume!r} was taken over "
-                                    "while this host was taking it; try again") from None
+            if self._make(volume):
+                self._write_new(lease)
                 return lease
             current = self.holder(volume)
             if current is not None and not current.expired(now):
@@ -237,6 +244,40 @@ class Leases:
                 self._break(volume, current)
         raise LeaseHeld(f"the backup lease of volume {volume!r} was taken by another host "
                         "at the same moment; try again")
+
+    def _make(self, volume):
+        try:
+            return self.folder.make(volume)
+        except OSError as err:   # a LeaseFolder that let one through
+            raise storage_failure(f"cannot take the backup lease of volume {volume!r}", err) from None
+
+    def _write_new(self, lease):
+        """Write the owner file of the lease folder just made. On any failure the folder
+        is removed again: a half-taken lease would refuse every backup of the volume
+        (the final one of ``docker volume rm`` too) until it expired."""
+        volume = lease.volume
+        try:
+            self.folder.write(volume, lease.encode())
+        except FileNotFoundError:
+            raise LeaseHeld(f"the backup lease of volume {volume!r} was taken over "
+                            "while this host was taking it; try again") from None
+        except BaseException as err:
+            self._remove_unfinished(volume)
+            if isinstance(err, OSError):
+                raise storage_failure(f"cannot take the backup lease of volume {volume!r}", err) from None
+            raise
+
+    def _remove_unfinished(self, volume):
+        """Remove the folder of a lease this host made but could not write (no owner
+        file: no other host can hold it before it expires). Moved aside first, as a
+        release does, so a crash in between leaves nothing under the volume's name."""
+        aside = f".unfinished-{self.new_token()}"
+        try:
+            if self.folder.move(volume, aside):
+                self.folder.remove(aside)
+        except (VolumeError, OSError) as err:
+            log.error("could not remove the unfinished backup lease of volume %s (it counts as held "
+                      "until %s): %s", volume, (self.clock() + self.ttl).isoformat(), err)
 
     def _break(self, volume, expired):
         aside = f".broken-{self.new_token()}"
@@ -318,7 +359,12 @@ class Leases:
             yield held
         finally:
             held.stop()
-            self.release(held.lease)
+            try:
+                self.release(held.lease)
+            except (VolumeError, OSError) as err:
+                # Never hides the outcome of the work: the lease expires on its own.
+                log.error("could not release the backup lease of volume %s (it expires at %s): %s",
+                          volume, held.lease.expires.isoformat(), err)
 
 
 class HeldLease:

@@ -31,6 +31,7 @@ from ..errors import BackupError, InvalidName, NotFound, VolumeError
 from ..fsutil import atomic_write
 from ..options import validate_name
 from . import ids
+from .failures import storage_errors
 from .manifest import FILE_NAME, from_json
 from .retention import prunable
 
@@ -393,8 +394,10 @@ class LocalBackupRepository(FolderBackupRepository):
         path = self.location(volume, backup_id)
         for attempt in (1, 2):
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.mkdir()
+                with storage_errors(f"cannot create backup folder {path}",
+                                    passing=(FileExistsError, FileNotFoundError)):
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.mkdir()
                 return True
             except FileExistsError:
                 return False
@@ -403,41 +406,37 @@ class LocalBackupRepository(FolderBackupRepository):
                 # volume's last backup): make it again.
                 if attempt == 2:
                     raise BackupError(f"cannot create backup folder {path}: its parent keeps vanishing") from None
-            except OSError as err:
-                raise BackupError(f"cannot create backup folder {path}: {err.strerror}") from None
         raise AssertionError("unreachable")
 
     def _catalog(self, volume=None, backup_id=None):
         catalog = {}
-        for name in [volume] if volume is not None else _subfolders(self.backups):
-            if not is_volume_name(name) or not (self.backups / name).is_dir():
-                continue
-            folders = catalog.setdefault(name, {})
-            for found in [backup_id] if backup_id is not None else _subfolders(self.backups / name):
-                if not ids.is_backup_id(found):
+        with storage_errors(f"cannot list the backups in {self.backups}"):
+            for name in [volume] if volume is not None else _subfolders(self.backups):
+                if not is_volume_name(name) or not (self.backups / name).is_dir():
                     continue
-                try:
-                    folders[found] = set(os.listdir(self.backups / name / found))
-                except (FileNotFoundError, NotADirectoryError):
-                    continue
+                folders = catalog.setdefault(name, {})
+                for found in [backup_id] if backup_id is not None else _subfolders(self.backups / name):
+                    if not ids.is_backup_id(found):
+                        continue
+                    try:
+                        folders[found] = set(os.listdir(self.backups / name / found))
+                    except (FileNotFoundError, NotADirectoryError):
+                        continue
         return catalog
 
     def _read(self, volume, backup_id):
         path = self.location(volume, backup_id) / FILE_NAME
-        try:
-            return path.read_bytes()
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        except OSError as err:
-            raise BackupError(f"cannot read {path}: {err.strerror}") from None
+        with storage_errors(f"cannot read {path}"):
+            try:
+                return path.read_bytes()
+            except (FileNotFoundError, NotADirectoryError):
+                return None
 
     def _publish(self, volume, backup_id, name, data):
         path = self.location(volume, backup_id)
-        try:
+        with storage_errors(f"cannot write {path / name}"):
             sync_filesystem(path)
             atomic_write(str(path / name), data)
-        except OSError as err:
-            raise BackupError(f"cannot write {path / name}: {err.strerror}") from None
         return True
 
     def _delete(self, volume, backup_id, name=None):
@@ -446,13 +445,12 @@ class LocalBackupRepository(FolderBackupRepository):
             existed = path.is_dir()
             shutil.rmtree(path, ignore_errors=True)
             return existed
-        try:
-            os.remove(path / name)
-        except (FileNotFoundError, NotADirectoryError):
-            return False
-        except OSError as err:
-            raise BackupError(f"cannot delete backup {backup_id} of volume {volume!r}: {err.strerror}") from None
-        _fsync_dir(path)
+        with storage_errors(f"cannot delete backup {backup_id} of volume {volume!r}"):
+            try:
+                os.remove(path / name)
+            except (FileNotFoundError, NotADirectoryError):
+                return False
+            _fsync_dir(path)
         return True
 
     def _remove_if_empty(self, volume):

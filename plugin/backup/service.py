@@ -29,8 +29,9 @@ from ..errors import BackupError, InUse, InvalidOption, NotFound, VolumeError
 from ..jobs import DOCKER_CALL_BUDGET, Job
 from ..options import CAPACITY, RESTORE_FROM, VOLUME_STORE, canonical_keys
 from ..stores.base import docker_metadata
-from .manifest import UNCHANGED, Manifest
+from .failures import storage_errors
 from .lease import LeaseHeld
+from .manifest import UNCHANGED, Manifest
 from .retention import FINAL, MANUAL, PRE_RESTORE, SCHEDULE, parse_keep, referrers
 from .schedule import OFF, ON_UNMOUNT
 from .scheduler import BackupScheduler
@@ -210,7 +211,8 @@ class BackupService:
         with self._guard:
             self._reading[key] = self._reading.get(key, 0) + 1
         try:
-            with self.leases[label].hold(data.volume), self._reporting(volume.name, "restore") as progress:
+            with storage_errors(f"restore of volume {volume.name} from backup {manifest.backup_id} failed"), \
+                    self.leases[label].hold(data.volume), self._reporting(volume.name, "restore") as progress:
                 self._engine(store).restore_replace(
                     data, repository.location(data.volume, data.backup_id), store, volume.name, progress)
         finally:
@@ -293,7 +295,8 @@ class BackupService:
         """Back ``volume`` up now; return the committed Manifest. Raises VolumeError."""
         started = self.clock()
         try:
-            manifest = self._backup(volume, origin, started)
+            with storage_errors(f"{origin} backup of volume {volume.name} failed"):
+                manifest = self._backup(volume, origin, started)
         except LeaseHeld as err:
             # Another host is backing it up: its backup does the work; not a failure.
             self._last[volume.name] = {"Time": _iso(started), "Origin": origin, "Result": "skipped",

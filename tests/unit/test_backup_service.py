@@ -1,13 +1,16 @@
 """The backup service wired into the driver, on real folder stores (rsync, real files)."""
 
+import errno
 import os
 from datetime import datetime, timedelta, timezone
 import threading
 
 import pytest
 
-from plugin.errors import BackendError, BackupError, InUse, InvalidOption, NotFound
+from plugin.errors import BackendError, BackupError, BackupStorageError, InUse, InvalidOption, NotFound
 from plugin.options import parse_options
+
+from tests.filesystems import fill, small_tmpfs
 
 
 @pytest.fixture
@@ -112,6 +115,40 @@ def test_failed_final_backup_keeps_the_volume(driver, service, tmp_path):
     assert driver.get("v")["Status"]["Backup"]["LastBackup"]["Result"] == "failed"
     left = tmp_path / "fast" / "backups" / "v"
     assert not left.exists() or os.listdir(left) == []   # no half backup left
+
+
+def test_a_full_backup_store_is_a_clear_failure_in_status_and_lets_go_once_freed(make_driver, clock, tmp_path):
+    with small_tmpfs(tmp_path / "full"):
+        driver = make_driver(clock=clock, VOLUME_STORES=f"file://{tmp_path}/fast:default;file://{tmp_path}/full:full")
+        driver.create("v", {"Backup": "daily", "BackupStore": "full"})
+        write(tmp_path, "v", {"f": "precious"})
+        filler = fill(tmp_path / "full")
+        with pytest.raises(BackupStorageError, match=r"^cannot write the backup lease .*/full/backups/.leases/v/"
+                                                     r"owner.json: No space left on device; the backup store is full"):
+            driver.backups.api_create("v")
+        status = driver.get("v")["Status"]["Backup"]
+        assert status["LastBackup"]["Result"] == "failed" and "the backup store is full" in status["LastError"]
+        with pytest.raises(BackupError, match="volume v was not removed: its final backup failed: .*No space left"):
+            driver.remove("v")
+        assert read_tree(data(tmp_path, "v")) == {"f": "precious"}
+        assert os.listdir(tmp_path / "full" / "backups" / ".leases") == []     # no lease left behind
+        filler.unlink()
+        driver.remove("v")                                                     # at once, not in 10 minutes
+        assert [b["Origin"] for b in driver.backups.api_list("v")] == ["final"]
+
+
+def test_any_os_error_of_a_backup_is_typed_recorded_and_releases_the_lease(driver, service, tmp_path, monkeypatch):
+    driver.create("v", {})
+
+    def broken(*args):
+        raise OSError(errno.EIO, "Input/output error", "/srv/volumes/v/f")
+    monkeypatch.setattr(service.engines["file"].copier, "backup", broken)
+    with pytest.raises(BackupStorageError, match=r"^manual backup of volume v failed: Input/output error "
+                                                 r"\(/srv/volumes/v/f\)$"):
+        service.api_create("v")
+    assert driver.get("v")["Status"]["Backup"]["LastError"].endswith("Input/output error (/srv/volumes/v/f)")
+    assert os.listdir(tmp_path / "fast" / "backups" / ".leases") == []
+    assert not (tmp_path / "fast" / "backups" / "v").exists()         # the staged backup was aborted
 
 
 def test_scheduled_backups_and_retention_over_ten_days(driver, service, tmp_path, clock):
