@@ -1,8 +1,9 @@
 """Backup leases: of several Docker hosts sharing storage, one backs a volume up at a time.
 
 A lease is a folder named after the volume, made atomically (it either is made, or
-exists already), holding one small owner file: who holds it, a random token, and until
-when. The holder renews it while it works and removes it when done. A lease whose holder
+exists already), holding one small owner file: who holds it, what for (a backup, a
+restore reading one of its backups, a prune, a delete: so that a refusal says what is
+really going on), a random token, and until when. The holder renews it while it works and removes it when done. A lease whose holder
 died expires; the next taker breaks it: it moves the folder aside under a unique name
 (atomic too), checks that what it moved is the expired lease it read, and deletes it.
 
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 LEASES_DIR = ".leases"  # under <backup root>/backups/; no volume name starts with "."
 OWNER_FILE = "owner.json"
 DEFAULT_TTL = timedelta(minutes=10)
+BACKING_UP = "backing it up"   # the default purpose; others are the caller's own phrases
 
 
 class LeaseHeld(BackupError):
@@ -62,6 +64,7 @@ class Lease:
     taken: datetime
     expires: datetime
     host: str = ""      # the taking host's stable identity (owner names the process too)
+    purpose: str = ""   # what the holder does, as "<owner> is <purpose>": "backing it up"
 
     def expired(self, now):
         return now >= self.expires
@@ -78,9 +81,18 @@ class Lease:
             obj = json.loads(data)
             return cls(volume=obj["volume"], owner=obj["owner"], token=obj["token"],
                        taken=datetime.fromisoformat(obj["taken"]),
-                       expires=datetime.fromisoformat(obj["expires"]), host=obj.get("host", ""))
+                       expires=datetime.fromisoformat(obj["expires"]), host=obj.get("host", ""),
+                       purpose=obj.get("purpose") if isinstance(obj.get("purpose"), str) else "")
         except (ValueError, KeyError, TypeError):
             return None
+
+    def busy(self):
+        """Why a volume cannot be leased now, for a LeaseHeld message."""
+        until = f"{self.expires.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S} UTC"
+        if self.purpose:
+            return (f"volume {self.volume!r} is busy: {self.owner} is {self.purpose}; "
+                    f"its backup lease runs until {until}; try again later")
+        return f"volume {self.volume!r} is busy: {self.owner} holds its backup lease until {until}; try again later"
 
 
 class LeaseFolder(abc.ABC):
@@ -221,25 +233,24 @@ class Leases:
             return None
         return Lease(volume, "an unknown owner (a lease being taken, or left unfinished)", "", made, made + self.ttl)
 
-    def take(self, volume):
-        """Take the lease on ``volume``; return the Lease.
+    def take(self, volume, purpose=BACKING_UP):
+        """Take the lease on ``volume`` for ``purpose``; return the Lease.
 
-        An expired lease is broken first. Raises LeaseHeld naming the holder and when
+        ``purpose`` says what this host does with it, as a phrase that follows "<owner>
+        is": ``backing it up``, ``restoring its backup X into volume y``. An expired lease
+        is broken first. Raises LeaseHeld naming the holder, what it is doing, and when
         its lease expires.
         """
         validate_name(volume)
         for _ in range(2):
             now = self.clock()
-            lease = Lease(volume, self.owner, self.new_token(), now, now + self.ttl, self.host)
+            lease = Lease(volume, self.owner, self.new_token(), now, now + self.ttl, self.host, purpose)
             if self._make(volume):
                 self._write_new(lease)
                 return lease
             current = self.holder(volume)
             if current is not None and not current.expired(now):
-                raise LeaseHeld(
-                    f"volume {volume!r} is being backed up by {current.owner}: its lease runs "
-                    f"until {current.expires.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S} UTC; "
-                    "try again later")
+                raise LeaseHeld(current.busy())
             if current is not None:
                 self._break(volume, current)
         raise LeaseHeld(f"the backup lease of volume {volume!r} was taken by another host "
@@ -346,14 +357,15 @@ class Leases:
         return True
 
     @contextmanager
-    def hold(self, volume, renew_every=None, waiter=None):
-        """Take the lease, keep it renewed from a thread, and release it at the end.
+    def hold(self, volume, purpose=BACKING_UP, renew_every=None, waiter=None):
+        """Take the lease for ``purpose`` (see ``take``), keep it renewed from a thread,
+        and release it at the end.
 
         Yields a HeldLease; call its ``check()`` right before committing. ``renew_every``
         defaults to a third of ``ttl``; ``waiter`` (an object with ``wait(seconds)`` and
         ``set()``, a ``threading.Event`` by default) paces the renewals.
         """
-        held = HeldLease(self, self.take(volume), renew_every or self.ttl / 3, waiter or threading.Event())
+        held = HeldLease(self, self.take(volume, purpose), renew_every or self.ttl / 3, waiter or threading.Event())
         held.start()
         try:
             yield held

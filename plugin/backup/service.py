@@ -30,7 +30,7 @@ from ..jobs import DOCKER_CALL_BUDGET, Job
 from ..options import CAPACITY, RESTORE_FROM, VOLUME_STORE, canonical_keys
 from ..stores.base import docker_metadata
 from .failures import storage_errors
-from .lease import LeaseHeld
+from .lease import BACKING_UP, LeaseHeld
 from .manifest import UNCHANGED, Manifest
 from .retention import FINAL, MANUAL, PRE_RESTORE, SCHEDULE, parse_keep, referrers
 from .schedule import OFF, ON_UNMOUNT
@@ -212,7 +212,8 @@ class BackupService:
             self._reading[key] = self._reading.get(key, 0) + 1
         try:
             with storage_errors(f"restore of volume {volume.name} from backup {manifest.backup_id} failed"), \
-                    self.leases[label].hold(data.volume), self._reporting(volume.name, "restore") as progress:
+                    self.leases[label].hold(data.volume, _restoring(manifest, volume.name)), \
+                    self._reporting(volume.name, "restore") as progress:
                 self._engine(store).restore_replace(
                     data, repository.location(data.volume, data.backup_id), store, volume.name, progress)
         finally:
@@ -318,7 +319,8 @@ class BackupService:
         engine = self._engine(store)
         label = volume.options.backup_store
         repository = self._repository(label)
-        with self.leases[label].hold(volume.name) as held, self._reporting(volume.name, "backup") as progress:
+        with self.leases[label].hold(volume.name, BACKING_UP) as held, \
+                self._reporting(volume.name, "backup") as progress:
             repository.cleanup_incomplete(volume=volume.name)
             previous = repository.latest(volume.name)
             staging = repository.begin(volume.name, started)
@@ -410,7 +412,7 @@ class BackupService:
 
     def api_delete(self, name, backup_id):
         label, repository = self._owner_of(name, backup_id)
-        with self.leases[label].hold(name):
+        with self.leases[label].hold(name, f"deleting its backup {backup_id}"):
             others = referrers([m.info() for m in repository.list(name)], backup_id)
             if others:
                 raise BackupError(f"backup {backup_id} of volume {name} holds the data of "
@@ -432,10 +434,17 @@ class BackupService:
         keep = volume.options.keep if volume else parse_keep(None)
         deleted = []
         for label, repository in self._holding(name):
-            with self.leases[label].hold(name):
+            with self.leases[label].hold(name, "pruning its backups"):
                 deleted += repository.prune(name, keep, self.clock(), self.tz, self._reading_ids(name))
             self._counts[name] = len(repository.list(name))
         return deleted
+
+
+def _restoring(manifest, target):
+    """The purpose of the lease a restore holds on the backed-up volume."""
+    if manifest.volume == target:
+        return f"restoring its backup {manifest.backup_id} into it"
+    return f"restoring its backup {manifest.backup_id} into volume {target}"
 
 
 def _iso(when):

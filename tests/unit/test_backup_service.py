@@ -281,6 +281,27 @@ def test_slow_restore_does_not_hold_docker_create(driver, service, tmp_path, mon
     assert read_tree(data(tmp_path, "big")) == {"f": "restored bytes"} and target.endswith("/big")
 
 
+def test_a_delete_refused_during_a_restore_says_a_restore_reads_it(driver, service, tmp_path, monkeypatch):
+    monkeypatch.setattr("plugin.driver.DOCKER_CALL_BUDGET", 0.05)
+    driver.create("src", {})
+    write(tmp_path, "src", {"f": "x"})
+    backup = service.api_create("src")
+    gate = Gate(service.engines["file"].copier).wrap("restore")
+    driver.create("big", {"RestoreFrom": "src@latest"})        # answers while the copy runs
+    try:
+        assert gate.entered.wait(10)
+        with pytest.raises(BackupError, match=rf"^volume 'src' is busy: .* is restoring its backup {backup['Id']} "
+                                              r"into volume big; its backup lease runs until"):
+            service.api_delete("src", backup["Id"])
+        with pytest.raises(BackupError, match=r"^volume 'src' is busy: .* is restoring its backup"):
+            service.api_prune("src")
+    finally:
+        gate.opened.set()
+    assert driver.find("big").job.wait(10)
+    service.api_delete("src", backup["Id"])                    # once the restore is done
+    assert service.api_list("src") == []
+
+
 def test_slow_final_backup_does_not_hold_docker_remove(driver, service, tmp_path, monkeypatch):
     service.final_wait = 0.05
     driver.create("v", {"Backup": "daily"})

@@ -217,8 +217,8 @@ def test_a_lease_held_by_another_host_is_refused_with_who_and_until_when(hosts, 
     assert json.loads(owner.read_text())["owner"] == "host-1 (plugin pid 1)"
     assert [p.name for p in owner.parent.parent.iterdir()] == ["pgdata"]          # no temporary left
     clock.advance(minutes=9)
-    with pytest.raises(LeaseHeld, match=r"volume 'pgdata' is being backed up by host-1 \(plugin pid 1\): "
-                                        r"its lease runs until 2026-11-23 02:10:00 UTC"):
+    with pytest.raises(LeaseHeld, match=r"volume 'pgdata' is busy: host-1 \(plugin pid 1\) is backing it up; "
+                                        r"its backup lease runs until 2026-11-23 02:10:00 UTC"):
         host_2.take("pgdata")
     assert host_2.take("other").owner.startswith("host-2")
     lease = host_1.renew(lease)

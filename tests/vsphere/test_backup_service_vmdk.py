@@ -322,7 +322,8 @@ def test_two_plugin_instances_never_back_up_one_volume_at_the_same_time(plugins,
     first.start()
     try:
         assert in_copy.wait(HANG_GUARD), "host a's scheduled backup never reached its copy"
-        held = f"volume 'shared' is being backed up by host docker-a, plugin pid {os.getpid()}: its lease runs until"
+        held = (f"volume 'shared' is busy: host docker-a, plugin pid {os.getpid()} is backing it up; "
+                "its backup lease runs until")
         assert b.service.scheduler.tick(clock.now) == ["shared"]             # due on b too: tried, skipped
         skipped = b.service.scheduler.status("shared")
         assert skipped["LastResult"] == "skipped" and skipped["LastError"].startswith(held)

@@ -1,4 +1,5 @@
 import errno
+import json
 import os
 import threading
 from datetime import timedelta
@@ -42,12 +43,26 @@ def test_take_makes_a_folder_with_the_owner_inside(host_a, folder, clock):
 def test_a_held_lease_is_refused_with_holder_and_expiry(host_a, host_b, clock):
     host_a.take("pgdata")
     clock.advance(minutes=9)
-    with pytest.raises(LeaseHeld, match=r"volume 'pgdata' is being backed up by host-a \(plugin pid 10\): "
-                                        r"its lease runs until 2026-11-23 00:10:00 UTC"):
+    with pytest.raises(LeaseHeld, match=r"volume 'pgdata' is busy: host-a \(plugin pid 10\) is backing it up; "
+                                        r"its backup lease runs until 2026-11-23 00:10:00 UTC; try again later"):
         host_b.take("pgdata")
     with pytest.raises(LeaseHeld):
         host_a.take("pgdata")  # one backup at a time on the same host too
     assert host_b.take("other").volume == "other"
+
+
+def test_a_refusal_says_what_the_holder_is_doing(host_a, host_b, folder):
+    host_a.take("pgdata", "restoring its backup 20261122T020000Z into volume copy")
+    with pytest.raises(LeaseHeld, match=r"^volume 'pgdata' is busy: host-a \(plugin pid 10\) is restoring its "
+                                        r"backup 20261122T020000Z into volume copy; its backup lease runs until"):
+        host_b.take("pgdata", "deleting its backup 20261122T020000Z")
+    # A lease written by an older plugin says nothing of its purpose: no guess.
+    stored = json.loads((folder.root / "pgdata" / "owner.json").read_text())
+    del stored["purpose"]
+    (folder.root / "pgdata" / "owner.json").write_text(json.dumps(stored))
+    with pytest.raises(LeaseHeld, match=r"^volume 'pgdata' is busy: host-a \(plugin pid 10\) holds its backup "
+                                        r"lease until 2026-11-23 00:10:00 UTC; try again later$"):
+        host_b.take("pgdata")
 
 
 def test_renew_extends_and_release_frees(host_a, host_b, folder, clock):
