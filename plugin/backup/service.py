@@ -27,8 +27,15 @@ from datetime import datetime, timedelta, timezone
 
 from ..errors import BackupError, InUse, InvalidOption, NotFound, VolumeError
 from ..jobs import DOCKER_CALL_BUDGET, Job
-from ..options import CAPACITY, RESTORE_FROM, VOLUME_STORE, canonical_keys
+from ..options import (
+    CAPACITY,
+    RESTORE_FROM,
+    VOLUME_STORE,
+    canonical_keys,
+    validate_name,
+)
 from ..stores.base import docker_metadata
+from . import ids
 from .failures import storage_errors
 from .lease import BACKING_UP, LeaseHeld
 from .manifest import UNCHANGED, Manifest
@@ -67,6 +74,8 @@ class BackupService:
                                          executor=executor)
         self.scheduler_thread = scheduler_thread  # False: tests call scheduler.tick() themselves
         self.driver = None
+        # One lock for the shared state below: backups, restores and prunes write it from
+        # their threads while Docker's Get and /Backup.Progress read it.
         self._guard = threading.Lock()
         self._counts = {}        # volume -> number of committed backups
         self._last = {}          # volume -> the last backup attempt, as Status shows it
@@ -232,12 +241,13 @@ class BackupService:
         # The scheduler knows its own runs only; the last backup of any origin is ours.
         scheduled = self.scheduler.status(name)
         shown = {key: scheduled[key] for key in ("Policy", "NextRun", "Running", "ScheduleError") if key in scheduled}
-        shown["Backups"] = self._counts.get(name, 0)
-        if name in self._progress:
-            shown["Progress"] = dict(self._progress[name])
-        last = self._last.get(name)
+        with self._guard:
+            count, progress, last = self._counts.get(name, 0), self._progress.get(name), self._last.get(name)
+        shown["Backups"] = count
+        if progress is not None:
+            shown["Progress"] = dict(progress)
         if last:
-            shown["LastBackup"] = last
+            shown["LastBackup"] = dict(last)
             shown["LastError"] = last.get("Error", "")
         return shown
 
@@ -280,10 +290,11 @@ class BackupService:
         except VolumeError as err:
             log.warning("volume %s: cannot count its backups: %s", name, err)
             return
-        self._counts[name] = len(backups)
-        if backups and name not in self._last:
-            newest = max(backups, key=lambda m: m.created)
-            self._last[name] = dict(newest.summary(), Result="ok")
+        newest = max(backups, key=lambda m: m.created) if backups else None
+        with self._guard:
+            self._counts[name] = len(backups)
+            if newest is not None and name not in self._last:
+                self._last[name] = dict(newest.summary(), Result="ok")
 
     # --- backing up ----------------------------------------------------------------------
     def _scheduled_backup(self, name):
@@ -300,16 +311,16 @@ class BackupService:
                 manifest = self._backup(volume, origin, started)
         except LeaseHeld as err:
             # Another host is backing it up: its backup does the work; not a failure.
-            self._last[volume.name] = {"Time": _iso(started), "Origin": origin, "Result": "skipped",
-                                       "Error": str(err)}
+            self._set(self._last, volume.name, {"Time": _iso(started), "Origin": origin, "Result": "skipped",
+                                                "Error": str(err)})
             log.info("volume %s: %s backup skipped: %s", volume.name, origin, err)
             raise
         except VolumeError as err:
-            self._last[volume.name] = {"Time": _iso(started), "Origin": origin, "Result": "failed",
-                                       "Error": str(err)}
+            self._set(self._last, volume.name, {"Time": _iso(started), "Origin": origin, "Result": "failed",
+                                                "Error": str(err)})
             log.error("volume %s: %s backup failed: %s", volume.name, origin, err)
             raise
-        self._last[volume.name] = dict(manifest.summary(), Result="ok")
+        self._set(self._last, volume.name, dict(manifest.summary(), Result="ok"))
         log.info("volume %s: %s backup %s committed (%s, %d bytes)", volume.name, origin,
                  manifest.backup_id, manifest.method, manifest.size)
         return manifest
@@ -348,8 +359,16 @@ class BackupService:
                                            self._reading_ids(volume.name))
                 if deleted:
                     log.info("volume %s: retention deleted backups %s", volume.name, ", ".join(deleted))
-        self._counts[volume.name] = len(repository.list(volume.name))
+        self._set(self._counts, volume.name, len(repository.list(volume.name)))
         return manifest
+
+    def _set(self, table, name, value):
+        """``table[name] = value`` for the shared tables (None: delete), under the guard."""
+        with self._guard:
+            if value is None:
+                table.pop(name, None)
+            else:
+                table[name] = value
 
     @contextmanager
     def _reporting(self, name, what):
@@ -360,22 +379,27 @@ class BackupService:
             shown = {"Operation": what, "Started": started, "Phase": phase}
             if percent is not None:
                 shown["Percent"] = percent
-            self._progress[name] = shown
+            self._set(self._progress, name, shown)
         progress("starting")
         try:
             yield progress
         finally:
-            self._progress.pop(name, None)
+            self._set(self._progress, name, None)
 
     # --- the /Backup.* API ---------------------------------------------------------------------
     def api_progress(self, name):
         """What the running backup or restore of ``name`` is doing; {} when none runs."""
-        return dict(self._progress.get(name, {}))
+        validate_name(name)
+        with self._guard:
+            return dict(self._progress.get(name, {}))
+
+    # Every /Backup.* call checks the names it was given before it looks anything up.
 
     def api_create(self, name):
-        return self.backup(self.driver.lookup(name), MANUAL).summary()
+        return self.backup(self.driver.lookup(validate_name(name)), MANUAL).summary()
 
     def api_list(self, name):
+        validate_name(name)
         backups = [m for _, repo in self._holding(name) for m in repo.list(name)]
         if not backups and self.driver.find(name) is None:
             raise NotFound(f"no volume named {name} and no backups of one")
@@ -388,6 +412,11 @@ class BackupService:
         options); in place when ``target`` is empty or ``name``: that needs ``force``,
         is refused while the volume is mounted, and first backs up the current data.
         """
+        validate_name(name)
+        if target:
+            validate_name(target)
+        if backup != "latest":
+            ids.check_id(backup)
         label, repository, manifest = self._find(name, backup)
         target = target or name
         if target != name or self.driver.find(name) is None:
@@ -411,6 +440,8 @@ class BackupService:
         return {"Volume": name, "Backup": manifest.backup_id, "SafetyBackup": safety.backup_id}
 
     def api_delete(self, name, backup_id):
+        validate_name(name)
+        ids.check_id(backup_id)
         label, repository = self._owner_of(name, backup_id)
         with self.leases[label].hold(name, f"deleting its backup {backup_id}"):
             others = referrers([m.info() for m in repository.list(name)], backup_id)
@@ -418,7 +449,7 @@ class BackupService:
                 raise BackupError(f"backup {backup_id} of volume {name} holds the data of "
                                   f"{', '.join(others)} (recorded as unchanged): delete those first")
             repository.delete(name, backup_id)
-        self._counts[name] = len(repository.list(name))
+        self._set(self._counts, name, len(repository.list(name)))
 
     def _owner_of(self, name, backup_id):
         for label, repository in self._holding(name):
@@ -430,13 +461,14 @@ class BackupService:
         raise NotFound(f"volume {name} has no backup {backup_id}")
 
     def api_prune(self, name):
+        validate_name(name)
         volume = self.driver.find(name)
         keep = volume.options.keep if volume else parse_keep(None)
         deleted = []
         for label, repository in self._holding(name):
             with self.leases[label].hold(name, "pruning its backups"):
                 deleted += repository.prune(name, keep, self.clock(), self.tz, self._reading_ids(name))
-            self._counts[name] = len(repository.list(name))
+            self._set(self._counts, name, len(repository.list(name)))
         return deleted
 
 

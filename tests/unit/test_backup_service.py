@@ -352,3 +352,106 @@ def test_progress_of_a_running_backup_is_shown(driver, service, tmp_path):
         gate.opened.set()
         worker.join(10)
     assert service.api_progress("v") == {} and "Progress" not in driver.get("v")["Status"]["Backup"]
+
+
+# --- shared status under concurrency ----------------------------------------------------
+
+class WorstMoment(dict):
+    """The service's table of running operations, letting a backup thread finish at the worst
+    moment: right after a reader first looked into it. The finishing thread is given up to
+    ``grace`` seconds; a service that reads under its lock makes it wait until the read is done."""
+
+    def __init__(self, finish, grace=0.5):
+        super().__init__()
+        self.finish, self.grace, self.fired = finish, grace, False
+
+    def _interleave(self):
+        if not self.fired:
+            self.fired = True
+            self.finisher = threading.Thread(target=self.finish)
+            self.finisher.start()
+            self.finisher.join(self.grace)
+
+    def __contains__(self, key):
+        found = super().__contains__(key)
+        self._interleave()
+        return found
+
+    def get(self, key, default=None):
+        found = super().get(key, default)
+        self._interleave()
+        return found
+
+
+def test_status_read_while_a_backup_finishes_never_fails(driver, service, tmp_path):
+    driver.create("v", {"Backup": "daily"})
+    write(tmp_path, "v", {"f": "x"})
+    gate = Gate(service.engines["file"].copier).wrap("backup")
+    worker = threading.Thread(target=service.api_create, args=("v",))
+
+    def finish():
+        gate.opened.set()
+        worker.join(10)
+    service._progress = WorstMoment(finish)
+    worker.start()
+    assert gate.entered.wait(10)
+    shown = driver.get("v")["Status"]["Backup"]            # docker volume inspect, as the backup ends
+    assert shown["Progress"]["Phase"] == "copying files"
+    service._progress.finisher.join(10)
+    assert not worker.is_alive()
+    after = driver.get("v")["Status"]["Backup"]
+    assert "Progress" not in after and after["Backups"] == 1 and after["LastBackup"]["Result"] == "ok"
+
+
+def test_status_hammered_while_backups_start_and_finish(driver, service, tmp_path):
+    for name in ("a", "b"):
+        driver.create(name, {})
+        write(tmp_path, name, {"f": name})
+    failures = []
+
+    def guarded(work):
+        def run():
+            try:
+                work()
+            except Exception as err:    # noqa: BLE001 - collected and asserted below
+                failures.append(err)
+        return threading.Thread(target=run)
+
+    def backups():
+        for _ in range(15):
+            service.api_create("a")
+            service.api_create("b")
+
+    def inspect():
+        for _ in range(2000):
+            for name in ("a", "b"):
+                driver.get(name)
+                service.api_progress(name)
+    threads = [guarded(backups), guarded(inspect), guarded(inspect)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert failures == [] and not any(t.is_alive() for t in threads)
+    assert driver.get("a")["Status"]["Backup"]["Backups"] == 15
+
+
+# --- the /Backup.* endpoints check their names -----------------------------------------
+
+@pytest.mark.parametrize("path, body", [
+    ("/Backup.Progress", {"Name": "../../etc"}),
+    ("/Backup.Create", {"Name": "../../etc"}),
+    ("/Backup.List", {"Name": "../../etc"}),
+    ("/Backup.Restore", {"Name": "../../etc"}),
+    ("/Backup.Restore", {"Name": "v", "Target": "../../etc"}),
+    ("/Backup.Delete", {"Name": "../../etc", "Backup": "20261123T000000Z"}),
+    ("/Backup.Delete", {"Name": "v", "Backup": "../../etc"}),
+    ("/Backup.Prune", {"Name": "../../etc"}),
+])
+def test_every_backup_endpoint_refuses_a_bad_name(driver, path, body):
+    from plugin.protocol import create_app
+    client = create_app(driver, backup_api=driver.backups).test_client()
+    response = client.post(path, json=body)
+    assert response.status_code == 500
+    assert "'../../etc' is not valid" in response.get_json()["Err"] or \
+        "'../../etc' is not a backup id" in response.get_json()["Err"]
