@@ -24,6 +24,7 @@ import logging
 import threading
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
+from typing import NamedTuple
 
 from ..errors import BackupError, InUse, InvalidOption, NotFound, VolumeError
 from ..jobs import DOCKER_CALL_BUDGET, Job
@@ -77,7 +78,9 @@ class BackupService:
         # One lock for the shared state below: backups, restores and prunes write it from
         # their threads while Docker's Get and /Backup.Progress read it.
         self._guard = threading.Lock()
-        self._counts = {}        # volume -> number of committed backups
+        self._counts = {}        # volume -> number of committed, usable backups
+        self._damaged = {}       # volume -> number of committed backups with a damaged manifest
+        self._restored = {}      # volume -> the backup it was restored from, and why that one
         self._last = {}          # volume -> the last backup attempt, as Status shows it
         self._reading = {}       # (volume, backup id) -> how many restores are reading it
         self._final = {}         # volume -> the Job of its final backup, while a remove waits
@@ -101,32 +104,37 @@ class BackupService:
             raise BackupError(f"volume store {label} cannot hold backups now (it is unavailable)")
         return repository
 
-    def _holding(self, volume_name):
-        """[(label, repository)] of the stores that hold backups of ``volume_name``.
-
-        A live volume's own backup store comes first; removed volumes are searched in all.
-        """
+    def _catalogs(self, volume_name):
+        """[(label, repository, Scan)] of the stores that hold backups of ``volume_name``,
+        usable or damaged. A live volume's own backup store comes first; removed volumes
+        are searched in all."""
         order = list(self.repositories)
         volume = self.driver.find(volume_name)
         if volume is not None and volume.options.backup_store in order:
             order.remove(volume.options.backup_store)
             order.insert(0, volume.options.backup_store)
-        return [(label, self.repositories[label]) for label in order
-                if self.repositories[label].list(volume_name)]
+        found = ((label, self.repositories[label], self.repositories[label].scan(volume_name)) for label in order)
+        return [(label, repository, scan) for label, repository, scan in found if scan]
 
     def _find(self, volume_name, ref):
-        """(store label, repository, manifest) of backup ``ref`` (an id or ``latest``)."""
-        holding = self._holding(volume_name)
-        if not holding:
+        """The Found backup ``ref`` (an id or ``latest``) of a volume, to restore from.
+
+        A damaged backup is never restored: asked for by id, it is refused with its
+        reason; ``latest`` is the newest usable backup, and ``why`` names the damaged
+        ones that are newer (and their reasons)."""
+        catalogs = self._catalogs(volume_name)
+        if not catalogs:
             raise NotFound(f"volume {volume_name} has no backups")
         if ref == "latest":
-            newest = [(label, repo, repo.latest(volume_name)) for label, repo in holding]
-            return max(newest, key=lambda found: found[2].created)
-        for label, repository in holding:
-            try:
-                return label, repository, repository.read(volume_name, ref)
-            except NotFound:
-                continue
+            return _latest(volume_name, catalogs)
+        for label, repository, scan in catalogs:
+            manifest = scan.usable(ref)
+            if manifest is not None:
+                return Found(label, repository, manifest, f"backup {ref}, as asked")
+            damaged = scan.broken(ref)
+            if damaged is not None:
+                raise BackupError(f"backup {ref} of volume {volume_name} is {damaged.state}: {damaged.reason}; "
+                                  f"it cannot be restored (vsphere-volume delete {volume_name} {ref} deletes it)")
         raise NotFound(f"volume {volume_name} has no backup {ref} "
                        f"(see: vsphere-volume backups {volume_name})")
 
@@ -151,6 +159,7 @@ class BackupService:
 
     def volume_removed(self, volume):
         self.scheduler.remove(volume.name)
+        self._set(self._restored, volume.name, None)
 
     def before_remove(self, volume):
         """A volume with a backup policy is removed only once its final backup committed.
@@ -194,7 +203,7 @@ class BackupService:
 
     def restore_defaults(self, ref, given):
         """``given`` completed with the backed-up volume's Capacity and store, when absent."""
-        _, _, manifest = self._find(ref.volume, ref.backup)
+        manifest = self._find(ref.volume, ref.backup).manifest
         keys = canonical_keys(given)
         completed = dict(given)
         recorded = {canonical: manifest.options[key]
@@ -209,11 +218,13 @@ class BackupService:
 
     def restore_into(self, volume, ref):
         """Fill the new, empty ``volume`` from backup ``ref`` (driver holds its lock)."""
-        self._restore(*self._find(ref.volume, ref.backup), volume)
+        self._restore(self._find(ref.volume, ref.backup), volume)
 
-    def _restore(self, label, repository, manifest, volume):
-        """Copy backup ``manifest`` into ``volume``. The backed-up volume's lease is held
-        meanwhile, so no host prunes the backup being read (``_reading`` covers this host)."""
+    def _restore(self, found, volume):
+        """Copy the Found backup into ``volume``. The backed-up volume's lease is held
+        meanwhile, so no host prunes the backup being read (``_reading`` covers this host).
+        Status.Backup.RestoredFrom then says which backup it was and why."""
+        label, repository, manifest = found.label, found.repository, found.manifest
         data = repository.data_manifest(manifest)
         store = self.stores[volume.store]
         key = (data.volume, data.backup_id)
@@ -230,7 +241,10 @@ class BackupService:
                 self._reading[key] -= 1
                 if not self._reading[key]:
                     del self._reading[key]
-        log.info("volume %s restored from backup %s of %s", volume.name, manifest.backup_id, manifest.volume)
+        self._set(self._restored, volume.name,
+                  {"Volume": manifest.volume, "Backup": manifest.backup_id, "Why": found.why})
+        log.info("volume %s restored from backup %s of %s (%s)", volume.name, manifest.backup_id, manifest.volume,
+                 found.why)
 
     def _reading_ids(self, volume_name):
         with self._guard:
@@ -242,8 +256,13 @@ class BackupService:
         scheduled = self.scheduler.status(name)
         shown = {key: scheduled[key] for key in ("Policy", "NextRun", "Running", "ScheduleError") if key in scheduled}
         with self._guard:
-            count, progress, last = self._counts.get(name, 0), self._progress.get(name), self._last.get(name)
+            count, damaged = self._counts.get(name, 0), self._damaged.get(name, 0)
+            progress, last, restored = self._progress.get(name), self._last.get(name), self._restored.get(name)
         shown["Backups"] = count
+        if damaged:
+            shown["DamagedBackups"] = damaged       # listed, with the reasons, by vsphere-volume backups
+        if restored:
+            shown["RestoredFrom"] = dict(restored)
         if progress is not None:
             shown["Progress"] = dict(progress)
         if last:
@@ -286,13 +305,15 @@ class BackupService:
 
     def _refresh(self, name):
         try:
-            backups = [m for _, repo in self._holding(name) for m in repo.list(name)]
+            scans = [scan for _, _, scan in self._catalogs(name)]
         except VolumeError as err:
             log.warning("volume %s: cannot count its backups: %s", name, err)
             return
+        backups = [m for scan in scans for m in scan.backups]
         newest = max(backups, key=lambda m: m.created) if backups else None
         with self._guard:
             self._counts[name] = len(backups)
+            self._damaged[name] = sum(len(scan.damaged) for scan in scans)
             if newest is not None and name not in self._last:
                 self._last[name] = dict(newest.summary(), Result="ok")
 
@@ -359,8 +380,13 @@ class BackupService:
                                            self._reading_ids(volume.name))
                 if deleted:
                     log.info("volume %s: retention deleted backups %s", volume.name, ", ".join(deleted))
-        self._set(self._counts, volume.name, len(repository.list(volume.name)))
+        self._count(volume.name, repository.scan(volume.name))
         return manifest
+
+    def _count(self, name, scan):
+        """Record how many usable and damaged backups ``scan`` (one repository's) found."""
+        with self._guard:
+            self._counts[name], self._damaged[name] = len(scan.backups), len(scan.damaged)
 
     def _set(self, table, name, value):
         """``table[name] = value`` for the shared tables (None: delete), under the guard."""
@@ -399,11 +425,16 @@ class BackupService:
         return self.backup(self.driver.lookup(validate_name(name)), MANUAL).summary()
 
     def api_list(self, name):
+        """Every backup of ``name``, oldest first: the usable ones (State ok) and the
+        damaged ones (State damaged or unreadable, with the Problem)."""
         validate_name(name)
-        backups = [m for _, repo in self._holding(name) for m in repo.list(name)]
-        if not backups and self.driver.find(name) is None:
+        scans = [scan for _, _, scan in self._catalogs(name)]
+        if not scans and self.driver.find(name) is None:
             raise NotFound(f"no volume named {name} and no backups of one")
-        return [m.summary() for m in sorted(backups, key=lambda m: m.created)]
+        usable = [(m.created, ids.sort_key(m.backup_id), dict(m.summary(), State="ok"))
+                  for scan in scans for m in scan.backups]
+        damaged = [(d.created, ids.sort_key(d.backup_id), d.summary()) for scan in scans for d in scan.damaged]
+        return [shown for _, _, shown in sorted(usable + damaged, key=lambda entry: entry[:2])]
 
     def api_restore(self, name, backup="latest", target="", force=False):
         """Restore backup ``backup`` of volume ``name``.
@@ -417,7 +448,8 @@ class BackupService:
             validate_name(target)
         if backup != "latest":
             ids.check_id(backup)
-        label, repository, manifest = self._find(name, backup)
+        found = self._find(name, backup)
+        manifest = found.manifest
         target = target or name
         if target != name or self.driver.find(name) is None:
             given = {k: v for k, v in manifest.options.items() if k.lower() != RESTORE_FROM.lower()}
@@ -425,7 +457,8 @@ class BackupService:
                      or v in self.stores}
             given[RESTORE_FROM] = f"{name}@{manifest.backup_id}"
             self.driver.create(target, given)
-            return {"Volume": target, "Backup": manifest.backup_id}
+            self._set(self._restored, target, {"Volume": name, "Backup": manifest.backup_id, "Why": found.why})
+            return {"Volume": target, "Backup": manifest.backup_id, "Why": found.why}
         if not force:
             raise InUse(f"restoring volume {name} in place replaces its data: add --force "
                         "(a backup of the current data is taken first), or restore --as a new volume")
@@ -436,10 +469,11 @@ class BackupService:
                 raise InUse(f"volume {name} is mounted {mounted} time(s): stop its containers "
                             "before restoring it in place")
             safety = self.backup(volume, PRE_RESTORE)
-            self._restore(label, repository, manifest, volume)
-        return {"Volume": name, "Backup": manifest.backup_id, "SafetyBackup": safety.backup_id}
+            self._restore(found, volume)
+        return {"Volume": name, "Backup": manifest.backup_id, "Why": found.why, "SafetyBackup": safety.backup_id}
 
     def api_delete(self, name, backup_id):
+        """Delete one backup, usable or damaged (unless others record their data in it)."""
         validate_name(name)
         ids.check_id(backup_id)
         label, repository = self._owner_of(name, backup_id)
@@ -449,15 +483,12 @@ class BackupService:
                 raise BackupError(f"backup {backup_id} of volume {name} holds the data of "
                                   f"{', '.join(others)} (recorded as unchanged): delete those first")
             repository.delete(name, backup_id)
-        self._set(self._counts, name, len(repository.list(name)))
+        self._count(name, repository.scan(name))
 
     def _owner_of(self, name, backup_id):
-        for label, repository in self._holding(name):
-            try:
-                repository.read(name, backup_id)
+        for label, repository, scan in self._catalogs(name):
+            if scan.usable(backup_id) or scan.broken(backup_id):
                 return label, repository
-            except NotFound:
-                continue
         raise NotFound(f"volume {name} has no backup {backup_id}")
 
     def api_prune(self, name):
@@ -465,11 +496,37 @@ class BackupService:
         volume = self.driver.find(name)
         keep = volume.options.keep if volume else parse_keep(None)
         deleted = []
-        for label, repository in self._holding(name):
+        for label, repository, _ in self._catalogs(name):
             with self.leases[label].hold(name, "pruning its backups"):
                 deleted += repository.prune(name, keep, self.clock(), self.tz, self._reading_ids(name))
-            self._set(self._counts, name, len(repository.list(name)))
+            self._count(name, repository.scan(name))
         return deleted
+
+
+class Found(NamedTuple):
+    """A backup chosen to restore from: where it is, its manifest, and why this one."""
+
+    label: str
+    repository: object
+    manifest: object
+    why: str
+
+
+def _latest(volume_name, catalogs):
+    """The Found newest usable backup in ``catalogs`` (see ``BackupService._find``)."""
+    usable = [(label, repository, m) for label, repository, scan in catalogs for m in scan.backups]
+    damaged = sorted((d for _, _, scan in catalogs for d in scan.damaged), key=lambda d: ids.sort_key(d.backup_id))
+    if not usable:
+        raise BackupError(f"volume {volume_name} has no usable backup: {_reasons(damaged)}")
+    label, repository, manifest = max(usable, key=lambda found: found[2].created)
+    newer = [d for d in damaged if ids.sort_key(d.backup_id) > ids.sort_key(manifest.backup_id)]
+    if newer:
+        return Found(label, repository, manifest, f"latest usable backup {manifest.backup_id}; {_reasons(newer)}")
+    return Found(label, repository, manifest, f"latest backup {manifest.backup_id}")
+
+
+def _reasons(damaged):
+    return "; ".join(f"{d.backup_id} is {d.state}: {d.reason}" for d in damaged)
 
 
 def _restoring(manifest, target):

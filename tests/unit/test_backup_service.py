@@ -170,6 +170,62 @@ def test_scheduled_backups_and_retention_over_ten_days(driver, service, tmp_path
     assert status["LastBackup"]["Origin"] == "schedule"
 
 
+def damage(tmp_path, name, backup_id, store="fast"):
+    (tmp_path / store / "backups" / name / backup_id / "manifest.json").write_text("{ not json")
+
+
+def test_a_damaged_backup_is_listed_deletable_and_never_restored_and_the_restore_says_so(
+        driver, service, tmp_path, clock):
+    driver.create("v", {"Backup": "daily"})
+    write(tmp_path, "v", {"f": "one"})
+    good = service.api_create("v")
+    clock.advance(minutes=1)
+    write(tmp_path, "v", {"f": "two"})
+    bad = service.api_create("v")
+    damage(tmp_path, "v", bad["Id"])
+    service._refresh("v")                         # what a restart finds (a listing finds it too)
+    listed = service.api_list("v")
+    assert [(b["Id"], b["State"]) for b in listed] == [(good["Id"], "ok"), (bad["Id"], "damaged")]
+    assert "manifest.json is not valid JSON" in listed[1]["Problem"]
+    status = driver.get("v")["Status"]["Backup"]
+    assert (status["Backups"], status["DamagedBackups"]) == (1, 1)
+
+    done = service.api_restore("v", target="copy")
+    assert done["Backup"] == good["Id"]
+    assert done["Why"].startswith(f"latest usable backup {good['Id']}; {bad['Id']} is damaged: ")
+    assert "not valid JSON" in done["Why"] and read_tree(data(tmp_path, "copy")) == {"f": "one"}
+    driver.create("other", {"RestoreFrom": "v@latest"})           # docker volume create: inspect says
+    restored = driver.get("other")["Status"]["Backup"]["RestoredFrom"]
+    assert restored["Backup"] == good["Id"] and restored["Why"].startswith("latest usable backup")
+    with pytest.raises(BackupError, match=rf"backup {bad['Id']} of volume v is damaged: .*not valid JSON.*; "
+                                          "it cannot be restored"):
+        service.api_restore("v", bad["Id"], target="never")
+    assert driver.find("never") is None
+
+    service.api_delete("v", bad["Id"])
+    assert not (tmp_path / "fast" / "backups" / "v" / bad["Id"]).exists()
+    assert [b["Id"] for b in service.api_list("v")] == [good["Id"]]
+    assert "DamagedBackups" not in driver.get("v")["Status"]["Backup"]
+
+
+def test_retention_reclaims_a_damaged_scheduled_backup(driver, service, tmp_path, clock):
+    driver.create("v", {"Backup": "daily@02:00", "BackupKeep": "2"})
+    made = []
+    for day in range(3):
+        write(tmp_path, "v", {"f": f"day {day}"})
+        clock.now = datetime(2026, 11, 23, 2, 0, tzinfo=timezone.utc) + timedelta(days=day)
+        service.scheduler.tick(clock.now)
+        made.append(service.api_list("v")[-1]["Id"])
+    assert sorted(os.listdir(tmp_path / "fast" / "backups" / "v")) == made[1:]     # BackupKeep=2
+    damage(tmp_path, "v", made[1])
+    write(tmp_path, "v", {"f": "day 3"})
+    clock.now += timedelta(days=1)
+    service.scheduler.tick(clock.now)             # keeps day 2 and day 3: day 1 would go, damaged or not
+    assert not (tmp_path / "fast" / "backups" / "v" / made[1]).exists()     # its space is reclaimed
+    listed = service.api_list("v")
+    assert [b["State"] for b in listed] == ["ok", "ok"] and listed[0]["Id"] == made[2]
+
+
 def test_on_unmount_backs_up_when_the_last_container_leaves(driver, service, tmp_path, clock):
     driver.create("v", {"Backup": "on-unmount"})
     driver.mount("v", "c1")

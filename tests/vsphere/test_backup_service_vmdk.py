@@ -218,7 +218,8 @@ def test_a_mounted_volume_is_backed_up_lost_and_restored_as_new_and_in_place(plu
     driver.unmount("mydata", "c1")
     clock.advance(minutes=5)
     done = service.api_restore("mydata", backup["Id"], force=True)
-    assert done == {"Volume": "mydata", "Backup": backup["Id"], "SafetyBackup": "20261123T001500Z"}
+    assert done == {"Volume": "mydata", "Backup": backup["Id"], "Why": f"backup {backup['Id']}, as asked",
+                    "SafetyBackup": "20261123T001500Z"}
     assert read_tree(driver.mount("mydata", "c3")) == original
     driver.unmount("mydata", "c3")
 
@@ -406,7 +407,7 @@ def test_another_hosts_retention_never_deletes_the_backup_a_restore_is_reading(p
         go_on.set()
         restoring.join(HANG_GUARD)
     a.driver.unmount("db", "c1")
-    assert outcome == {"restored": {"Volume": "db-day0", "Backup": day0["Id"]}}
+    assert outcome == {"restored": {"Volume": "db-day0", "Backup": day0["Id"], "Why": f"backup {day0['Id']}, as asked"}}
     assert read_tree(a.driver.mount("db-day0", "c2")) == {"rows": b"day 0"}
     a.driver.unmount("db-day0", "c2")
 
