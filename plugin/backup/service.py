@@ -431,10 +431,10 @@ class BackupService:
         scans = [scan for _, _, scan in self._catalogs(name)]
         if not scans and self.driver.find(name) is None:
             raise NotFound(f"no volume named {name} and no backups of one")
-        usable = [(m.created, ids.sort_key(m.backup_id), dict(m.summary(), State="ok"))
-                  for scan in scans for m in scan.backups]
-        damaged = [(d.created, ids.sort_key(d.backup_id), d.summary()) for scan in scans for d in scan.damaged]
-        return [shown for _, _, shown in sorted(usable + damaged, key=lambda entry: entry[:2])]
+        usable = [(m.backup_id, dict(m.summary(), State="ok")) for scan in scans for m in scan.backups]
+        damaged = [(d.backup_id, d.summary()) for scan in scans for d in scan.damaged]
+        # By id: the time each began (a damaged one has no other time left).
+        return [shown for _, shown in sorted(usable + damaged, key=lambda entry: ids.sort_key(entry[0]))]
 
     def api_restore(self, name, backup="latest", target="", force=False):
         """Restore backup ``backup`` of volume ``name``.

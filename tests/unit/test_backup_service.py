@@ -208,6 +208,18 @@ def test_a_damaged_backup_is_listed_deletable_and_never_restored_and_the_restore
     assert "DamagedBackups" not in driver.get("v")["Status"]["Backup"]
 
 
+def test_backups_are_listed_in_the_order_they_were_taken_damaged_ones_too(driver, service, tmp_path, clock):
+    clock.advance(microseconds=500000)                 # both in one second: ids ...Z and ...Z-1
+    driver.create("v", {})
+    write(tmp_path, "v", {"f": "one"})
+    good = service.api_create("v")
+    write(tmp_path, "v", {"f": "two"})
+    bad = service.api_create("v")
+    assert bad["Id"] == good["Id"] + "-1"
+    damage(tmp_path, "v", bad["Id"])
+    assert [b["Id"] for b in service.api_list("v")] == [good["Id"], bad["Id"]]
+
+
 def test_retention_reclaims_a_damaged_scheduled_backup(driver, service, tmp_path, clock):
     driver.create("v", {"Backup": "daily@02:00", "BackupKeep": "2"})
     made = []
