@@ -241,8 +241,12 @@ class BackupService:
                 self._reading[key] -= 1
                 if not self._reading[key]:
                     del self._reading[key]
-        self._set(self._restored, volume.name,
-                  {"Volume": manifest.volume, "Backup": manifest.backup_id, "Why": found.why})
+        with self._guard:
+            # api_restore may have said why already (it asks for the backup it chose by id).
+            said = self._restored.get(volume.name) or {}
+            if (said.get("Volume"), said.get("Backup")) != (manifest.volume, manifest.backup_id):
+                self._restored[volume.name] = {"Volume": manifest.volume, "Backup": manifest.backup_id,
+                                               "Why": found.why}
         log.info("volume %s restored from backup %s of %s (%s)", volume.name, manifest.backup_id, manifest.volume,
                  found.why)
 
@@ -457,6 +461,7 @@ class BackupService:
                      or v in self.stores}
             given[RESTORE_FROM] = f"{name}@{manifest.backup_id}"
             self.driver.create(target, given)
+            # Status says why this backup, not "as asked" (the create asked for it by id).
             self._set(self._restored, target, {"Volume": name, "Backup": manifest.backup_id, "Why": found.why})
             return {"Volume": target, "Backup": manifest.backup_id, "Why": found.why}
         if not force:

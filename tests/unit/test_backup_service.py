@@ -194,6 +194,8 @@ def test_a_damaged_backup_is_listed_deletable_and_never_restored_and_the_restore
     assert done["Backup"] == good["Id"]
     assert done["Why"].startswith(f"latest usable backup {good['Id']}; {bad['Id']} is damaged: ")
     assert "not valid JSON" in done["Why"] and read_tree(data(tmp_path, "copy")) == {"f": "one"}
+    assert driver.get("copy")["Status"]["Backup"]["RestoredFrom"] == {"Volume": "v", "Backup": good["Id"],
+                                                                      "Why": done["Why"]}
     driver.create("other", {"RestoreFrom": "v@latest"})           # docker volume create: inspect says
     restored = driver.get("other")["Status"]["Backup"]["RestoredFrom"]
     assert restored["Backup"] == good["Id"] and restored["Why"].startswith("latest usable backup")
@@ -368,6 +370,19 @@ def test_a_delete_refused_during_a_restore_says_a_restore_reads_it(driver, servi
     assert driver.find("big").job.wait(10)
     service.api_delete("src", backup["Id"])                    # once the restore is done
     assert service.api_list("src") == []
+
+
+def test_a_slow_restore_as_a_new_volume_still_says_why_that_backup(driver, service, tmp_path, monkeypatch):
+    monkeypatch.setattr("plugin.driver.DOCKER_CALL_BUDGET", 0.05)
+    driver.create("src", {})
+    write(tmp_path, "src", {"f": "x"})
+    backup = service.api_create("src")
+    gate = Gate(service.engines["file"].copier).wrap("restore")
+    done = service.api_restore("src", target="copy")          # answers while the copy runs
+    assert gate.entered.is_set() and done["Why"] == f"latest backup {backup['Id']}"
+    gate.opened.set()
+    assert driver.find("copy").job.wait(10)
+    assert driver.get("copy")["Status"]["Backup"]["RestoredFrom"]["Why"] == f"latest backup {backup['Id']}"
 
 
 def test_slow_final_backup_does_not_hold_docker_remove(driver, service, tmp_path, monkeypatch):
