@@ -44,6 +44,7 @@ def test_create_refuses_other_options(driver):
 @pytest.mark.parametrize("name, opts, error", [
     ("bad name", {}, InvalidName), ("ok", {"Size": "1"}, InvalidOption),
     ("ok", {"Capacity": "1GiB"}, InvalidOption), ("ok", {"VolumeStore": "nope"}, InvalidOption),
+    ("ok", {"Backup": "0 0 31 2 *"}, InvalidOption),
 ])
 def test_bad_input_changes_nothing(driver, tmp_path, name, opts, error):
     before = sorted(os.listdir(tmp_path / "fast" / "volumes"))
