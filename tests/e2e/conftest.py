@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,26 +31,23 @@ import pytest
 
 from . import simulator, user
 from .dockercli import docker, run
+from .leftovers import unmount_below
+from .project import (
+    BUILD_TIMEOUT,
+    DATASTORES_SUBDIR,
+    DEFAULT_IMAGE,
+    PLUGIN_DATA_DIR,
+    PLUGIN_DATASTORES_DIR,
+    PLUGIN_NAME,
+    SCRIPTS,
+    SECRETS_SUBDIR,
+    script,
+)
 from .simulator import Simulator
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SCRIPTS = REPO_ROOT / "scripts"
-
-DEFAULT_IMAGE = "local/debian-python:bookworm"
-PLUGIN_NAME = "vsphere"
 
 # Stands for the fresh host folder the ``plugin`` fixture creates under /tmp
 # for each session: STATE_DIR in a setting's value is replaced by its path.
 STATE_DIR = "<fresh host state dir>"
-
-# Inside the plugin (config.json): the data folder and the test-only mount.
-PLUGIN_DATA_DIR = "/var/lib/vsphere-volume"
-PLUGIN_DATASTORES_DIR = "/test-only/datastores"
-
-# Host folders below STATE_DIR: the simulator's datastore folders (the plugin's
-# test-only mount), and its CA and password files (in the plugin's data folder).
-DATASTORES_SUBDIR = "datastores"
-SECRETS_SUBDIR = "vsphere"
 
 # The folder store every session has (config.json's default, spelled out).
 FOLDER_STORES = f"file://{PLUGIN_DATA_DIR}/default:default"
@@ -73,9 +69,6 @@ PLUGIN_SETTINGS: Dict[str, str] = {
     # ``datastore_stores`` fixture adds DATASTORE_STORES for the tests that use them.
     "VOLUME_STORES": FOLDER_STORES,
 }
-
-# Time the first plugin build may take (dependencies from PyPI on a fresh engine).
-BUILD_TIMEOUT = 1800
 
 
 @dataclass
@@ -134,11 +127,6 @@ def _engine_answers() -> bool:
         return False
 
 
-def _script(*argv: str, timeout: float) -> subprocess.CompletedProcess:
-    """Run one of the project's scripts; fail with its output if it fails."""
-    return run([str(SCRIPTS / argv[0]), *argv[1:]], timeout=timeout, cwd=REPO_ROOT)
-
-
 @pytest.fixture(scope="session")
 def engine() -> Iterator[str]:
     """DOCKER_HOST of a Docker engine that answers."""
@@ -149,8 +137,8 @@ def engine() -> Iterator[str]:
                 f"no Docker engine answers at DOCKER_HOST={os.environ['DOCKER_HOST']}"
                 " (run the tests with scripts/test, or start scripts/engine)"
             )
-        _script("engine", "start", timeout=120)
-        env_line = _script("engine", "env", timeout=30).stdout.strip()
+        script("engine", "start", timeout=120)
+        env_line = script("engine", "env", timeout=30).stdout.strip()
         # "export DOCKER_HOST=unix://... DOCKER_EXEC_ROOT=..."
         for pair in env_line.split()[1:]:
             key, _, value = pair.partition("=")
@@ -168,22 +156,10 @@ def test_image(engine: str) -> str:
     """An image with Python 3, pip and the filesystem tools, present in the engine."""
     image = os.environ.get("BASE_IMAGE") or DEFAULT_IMAGE
     if image == DEFAULT_IMAGE:
-        _script("base-image", timeout=900)
+        script("base-image", timeout=900)
     else:
         docker("image", "inspect", image)
     return image
-
-
-def _unmount_below(path: str) -> None:
-    """Lazily unmount whatever is mounted below path, deepest first."""
-    real = os.path.realpath(path)
-    with open("/proc/self/mountinfo") as f:
-        points = {line.split()[4] for line in f}
-    # mountinfo escapes blanks as octal (\040).
-    points = {p.encode().decode("unicode_escape") for p in points}
-    for point in sorted(points, reverse=True):
-        if point == real or point.startswith(real + "/"):
-            subprocess.run(["umount", "-l", point], check=False, capture_output=True)
 
 
 def _remove_plugin(plugin: Plugin) -> None:
@@ -212,7 +188,7 @@ def plugin(engine: str, test_image: str) -> Iterator[Plugin]:
             secrets_host=Path(state_dir) / SECRETS_SUBDIR,
             secrets_plugin=f"{PLUGIN_DATA_DIR}/{SECRETS_SUBDIR}")
         settings.update(installed.simulator.plugin_settings())
-        _script(
+        script(
             "build-plugin",
             PLUGIN_NAME,
             *(f"{k}={v}" for k, v in settings.items()),
@@ -225,7 +201,7 @@ def plugin(engine: str, test_image: str) -> Iterator[Plugin]:
             installed.simulator.release_loop_devices()
             installed.simulator.stop()
         if os.environ.get("VV_KEEP_STATE") != "1":
-            _unmount_below(state_dir)
+            unmount_below(state_dir)
             shutil.rmtree(state_dir, ignore_errors=True)
 
 
@@ -251,3 +227,4 @@ def volume(plugin):
     yield make
     for name in names:
         docker("volume", "rm", "-f", name, check=False)
+
