@@ -6,7 +6,9 @@ The plugin's settings name the simulator (VSPHERE_URL, VSPHERE_USER,
 VSPHERE_PASSWORD_FILE, VSPHERE_CA_FILE, VSPHERE_VM and the test-only loop-device
 mode over its datastore folders); its VOLUME_STORES is the folder store
 ``default``. The module fixture ``datastore_stores`` adds the datastore stores
-ds0 and ds1 (a plugin restart) for the tests of VMDK volumes.
+ds0 and ds1 (a plugin restart) for the tests of VMDK volumes. The module
+fixture ``swarm_cluster`` (and ``swarm``, reset after each test) is a swarm of
+Docker hosts of its own, with their own simulator (tests/e2e/multihost.py).
 
 ``scripts/test`` starts the private engine and exports DOCKER_HOST before
 pytest runs; these fixtures also work from a bare ``pytest tests/e2e``.
@@ -29,7 +31,7 @@ from typing import Dict, Iterator, List, Optional
 
 import pytest
 
-from . import simulator, user
+from . import multihost, simulator, user
 from .dockercli import docker, run
 from .leftovers import unmount_below
 from .project import (
@@ -228,3 +230,21 @@ def volume(plugin):
     for name in names:
         docker("volume", "rm", "-f", name, check=False)
 
+
+@pytest.fixture(scope="module")
+def swarm_cluster(request, engine: str, test_image: str) -> Iterator[multihost.Swarm]:
+    """A swarm of several Docker hosts on this machine, each in its own network namespace
+    with the plugin as a different VM of one simulator (tests/e2e/multihost.py), for the
+    tests of one module: ``SWARM_NODES`` nodes (a module attribute, default 2), the first
+    the manager. The session's engine builds the plugin; the nodes install it."""
+    count = getattr(request.module, "SWARM_NODES", 2)
+    with multihost.swarm_cluster(count, build_host=engine, image=test_image) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def swarm(swarm_cluster: multihost.Swarm) -> Iterator[multihost.Swarm]:
+    """The module's swarm, reset after the test (nodes restarted and VMs powered on,
+    services and vsphere volumes removed, every node active)."""
+    yield swarm_cluster
+    swarm_cluster.reset()
