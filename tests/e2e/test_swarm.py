@@ -6,11 +6,10 @@ store ``default`` at ``[LocalDS_0] swarm`` (the ``swarm`` fixture, tests/e2e/mul
 Tasks run with ``--network host``; the data is checked in the task's container on its
 node, and the disk's attachment in vCenter.
 
-``drain_moves_the_task_and_its_volume_to_the_other_node`` is NOT COLLECTED YET (its name
-lacks the ``test_`` prefix on purpose, no skip marker): it is the drain-and-move test as
-it must pass once the plugin finds a volume made on another host. Today the task is
-rejected on the other node again and again (``create X: VolumeDriver.Create: volume X
-already exists in volume store default``). Rename it to ``test_...`` with the fix.
+The drain test is the first finding of issue 13: a volume made on one node must be the
+same volume on the other at once (the other node's plugin looks a name up on the store
+when it does not know it, and a create of a name on the store is that volume), not
+``create X: VolumeDriver.Create: volume X already exists in volume store default``.
 """
 
 import uuid
@@ -60,10 +59,9 @@ def test_a_task_on_the_worker_writes_its_vsphere_volume_on_the_worker_vm(swarm: 
     assert swarm.vms_with_volume(volume) == [worker.vm]
 
 
-def drain_moves_the_task_and_its_volume_to_the_other_node(swarm: Swarm, test_image: str):
-    """NOT COLLECTED YET (see the module's docstring): drain the node of a task with a
-    vSphere volume; the task runs on the other node with the data, and vCenter shows
-    the disk on that node's VM and not on the first one's."""
+def test_drain_moves_the_task_and_its_volume_to_the_other_node(swarm: Swarm, test_image: str):
+    """Drain the node of a task with a vSphere volume; the task runs on the other node
+    with the data, and vCenter shows the disk on that node's VM and not on the first one's."""
     first_node, other = swarm.workers[0], swarm.manager
     volume, service = unique("mvol"), unique("msvc")
     # The other node drained first, so that the task starts on first_node.
