@@ -34,6 +34,15 @@ def plugin_processes(plugin):
     return pids
 
 
+def signal_all(pids, signum):
+    """Send ``signum`` to each of ``pids`` that still exists (a child may end meanwhile)."""
+    for pid in pids:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+
 def command_line(pid):
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
@@ -93,10 +102,8 @@ def test_a_plugin_killed_while_it_restores_never_leaves_a_volume_that_looks_whol
             return [pid for pid in plugin_processes(plugin)
                     if "rsync" in command_line(pid) and ".vsphere-volume-staging" in command_line(pid)]
         copying = wait_until(restoring, "the restore's copy", every=0.005)
-        for pid in copying:
-            os.kill(pid, signal.SIGSTOP)
-        for pid in plugin_processes(plugin):
-            os.kill(pid, signal.SIGKILL)
+        signal_all(copying, signal.SIGSTOP)
+        signal_all(plugin_processes(plugin), signal.SIGKILL)
         _, err = create.communicate(timeout=HANG_GUARD)
     finally:
         if create.poll() is None:
