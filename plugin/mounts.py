@@ -29,11 +29,14 @@ class Mounter:
         self._run = run
         self._mountinfo = mountinfo
 
-    def _call(self, args, what):
-        result = self._run(args, capture_output=True, text=True, timeout=60)
+    def _call(self, args, what, timeout=60):
+        try:
+            result = self._run(args, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise MountError(f"{what} did not finish within {timeout}s (is the server reachable?)") from None
         if result.returncode != 0:
             detail = (result.stderr or result.stdout or "").strip()
-            raise MountError(f"{what} failed: {detail or 'exit status %d' % result.returncode}")
+            raise MountError(f"{what} failed: {detail or f'exit status {result.returncode}'}")
 
     def is_mounted(self, target):
         return os.path.normpath(target) in mounted_targets(self._mountinfo)
