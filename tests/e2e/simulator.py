@@ -158,7 +158,7 @@ class Simulator:
 
         with self.session() as session:
             vm, devices = self._devices(session, vm_name)
-            spec, _ = attach_spec(devices, ds_path, capacity_mb * 1_000_000 // 1024, vm_name)
+            spec, _ = attach_spec(devices, ds_path, capacity_mb * 1024, vm_name)
             session.call_task(vm, "ReconfigVM_Task", spec=spec)
         try:
             yield
@@ -233,14 +233,14 @@ def make_vic_volume(simulator: Simulator, datastore: str, root: str, name: str, 
         session.invoke(session.content.fileManager, "MakeDirectory", name=f"[{datastore}] {folder}",
                        datacenter=datacenter, createParentDirectories=True)
         spec = vim.VirtualDiskManager.FileBackedVirtualDiskSpec(
-            diskType="thin", adapterType="lsiLogic", capacityKb=capacity_mb * 1_000_000 // 1024)
+            diskType="thin", adapterType="lsiLogic", capacityKb=capacity_mb * 1024)   # as VIC sizes it
         session.call_task(session.content.virtualDiskManager, "CreateVirtualDisk_Task",
                           name=f"[{datastore}] {folder}/{name}.vmdk", datacenter=datacenter, spec=spec)
         DatastoreFiles(session).write(datastore, f"{folder}/{metadata_dir}/DockerMetaData",
                                       json.dumps(metadata).encode())
     # What the VCH's own mkfs would have left in the disk (the simulator has no guest).
     flat = simulator.file(datastore, f"{folder}/{name}-flat.vmdk")
-    os.truncate(flat, capacity_mb * 1_000_000)
+    os.truncate(flat, capacity_mb * 1024 * 1024)
     with tempfile.TemporaryDirectory(prefix="vic-content-") as content:
         for relative, text in (files or {}).items():
             target = Path(content) / relative

@@ -112,7 +112,7 @@ def test_container_bytes_land_in_the_flat_file_and_a_second_container_reads_them
     assert status["Mounts"] == 0 and status["AttachedTo"] == ""
     assert disk not in plugin.simulator.disks_of()
     flat = volume_dir(plugin, DS0, ROOT0, name) / f"{name}-flat.vmdk"
-    assert os.path.getsize(flat) == 64_000_000
+    assert os.path.getsize(flat) == 64 * 1024 * 1024          # Capacity=64MB as VIC sizes it
     assert marker.encode() in flat.read_bytes()
     assert blkid(flat, "TYPE") == "ext4" and blkid(flat, "LABEL") == vic_label(name)
     # Containers see the filesystem's .vic.vol.data folder, as a VCH's containers do.
