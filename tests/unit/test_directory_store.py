@@ -269,3 +269,17 @@ def test_an_nfs_mount_that_hangs_is_a_store_error_not_a_crash(export):
     store = DirectoryStore(spec, str(export / "mnt"), Mounter(run=hanging_mount), has_nfs=lambda: True)
     with pytest.raises(MountError, match="mounting 192.0.2.1:/vols at .* did not finish within 60s"):
         store.open()
+
+
+def test_a_containers_volume_made_by_a_vch_is_listed_with_its_options_and_no_problem(make_driver, tmp_path):
+    # What a VCH records for `docker run -v /data nginx` (storage_proxy.go: flags, container, image).
+    root = tmp_path / "fast"
+    (root / "volumes" / "3f1e0c9a").mkdir(parents=True)
+    meta_file(root, "3f1e0c9a").parent.mkdir(parents=True)
+    meta_file(root, "3f1e0c9a").write_text(json.dumps({
+        "Driver": "vsphere", "DriverOpts": {"container": "web-1", "flags": "rw", "image": "nginx"},
+        "Name": "3f1e0c9a", "Labels": None, "AttachHistory": ["web-1"], "Image": "nginx"}))
+    status = make_driver().get("3f1e0c9a")["Status"]
+    assert "Problem" not in status
+    assert (status["Options"]["container"], status["Options"]["flags"], status["Options"]["image"]) == (
+        "web-1", "rw", "nginx")
