@@ -61,7 +61,7 @@ import uuid
 
 from ..errors import BackendError, Conflict, NotFound
 from ..fsidentity import acting_as
-from ..fsutil import read_json
+from ..fsutil import fsync_folder, read_json
 from ..storespec import NFS
 from .base import METADATA_FILE, StoredVolume, VolumeStore, metadata_bytes
 
@@ -85,14 +85,6 @@ def kernel_has_nfs(filesystems="/proc/filesystems"):
     """True when this host's kernel has an NFS client."""
     with open(filesystems, encoding="ascii") as handle:
         return any(line.split()[-1:] == ["nfs"] for line in handle)
-
-
-def _fsync_folder(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_new(path, data):
@@ -325,7 +317,7 @@ class DirectoryStore(VolumeStore):
         if self.spec.kind != NFS:
             os.chown(data, self.spec.uid, self.spec.gid)
         _write_new(os.path.join(meta, METADATA_FILE), metadata_bytes(metadata))
-        _fsync_folder(meta)
+        fsync_folder(meta)
         return data, meta
 
     def _claim(self, name, meta):
@@ -334,7 +326,7 @@ class DirectoryStore(VolumeStore):
         for attempt in (1, 2):
             try:
                 os.rename(meta, target)
-                _fsync_folder(self.metadata_dir)
+                fsync_folder(self.metadata_dir)
                 return
             except OSError as err:
                 if err.errno not in (errno.EEXIST, errno.ENOTEMPTY):
@@ -358,7 +350,7 @@ class DirectoryStore(VolumeStore):
             if err.errno in (errno.EEXIST, errno.ENOTEMPTY):
                 raise self._exists(name) from None
             raise
-        _fsync_folder(self.volumes_dir)
+        fsync_folder(self.volumes_dir)
 
     def _exists(self, name):
         return Conflict(f"volume {name} already exists in volume store {self.label}")

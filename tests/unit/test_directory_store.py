@@ -5,12 +5,9 @@ folder: this machine has no NFS client)."""
 
 import json
 import os
-import select
 import shutil
-import signal
 import stat
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -23,10 +20,10 @@ from plugin.stores.base import docker_metadata
 from plugin.stores.directory import CREATING, TRASH, DirectoryStore
 from plugin.storespec import parse_store_spec
 
+from ..crash import run_and_kill
 from ..fakes import FakeMounter
 
 REPO = Path(__file__).resolve().parents[2]
-HANG_GUARD = 60          # seconds a child may take to reach its stop point
 
 
 def create(store, name, **given):
@@ -122,23 +119,14 @@ print("not stopped", flush=True)
 """
 
 
-def run_and_kill(env, stop, call, *args):
+def kill_during(env, stop, call, *args):
     """Run the plugin's driver in a child process, doing ``call(*args)`` until ``stop``;
     SIGKILL it there."""
-    cfg = {"env": env, "stop": stop, "call": call, "args": list(args)}
-    child = subprocess.Popen([sys.executable, "-c", CHILD.format(repo=str(REPO)), json.dumps(cfg)],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        ready, _, _ = select.select([child.stdout], [], [], HANG_GUARD)
-        line = child.stdout.readline() if ready else ""
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait()
-    assert line.startswith("stopped at"), child.stderr.read()
+    run_and_kill(CHILD.format(repo=str(REPO)), {"env": env, "stop": stop, "call": call, "args": list(args)})
 
 
 def test_killed_after_the_claim_the_create_is_finished_at_start(env, make_driver, tmp_path):
-    run_and_kill(env, "rename into volumes", "create", "orders", {"Backup": "weekly", "Capacity": "2G"})
+    kill_during(env, "rename into volumes", "create", "orders", {"Backup": "weekly", "Capacity": "2G"})
     assert not (tmp_path / "fast" / "volumes" / "orders").exists()            # killed between the two steps
     assert meta_file(tmp_path / "fast", "orders").exists()
 
@@ -153,7 +141,7 @@ def test_killed_after_the_claim_the_create_is_finished_at_start(env, make_driver
 
 
 def test_killed_before_the_claim_nothing_is_left_and_a_retry_creates(env, make_driver, tmp_path):
-    run_and_kill(env, "rename into volumes_metadata", "create", "orders", {"Backup": "weekly"})
+    kill_during(env, "rename into volumes_metadata", "create", "orders", {"Backup": "weekly"})
     assert os.listdir(tmp_path / "fast" / CREATING) != []                   # the dead create's building folder
 
     driver = make_driver()
@@ -166,7 +154,7 @@ def test_killed_before_the_claim_nothing_is_left_and_a_retry_creates(env, make_d
 
 def test_killed_mid_remove_the_orphan_metadata_goes_at_start(env, make_driver, driver, tmp_path):
     driver.create("orders", {"Backup": "weekly"})
-    run_and_kill(env, "delete metadata", "remove", "orders")
+    kill_during(env, "delete metadata", "remove", "orders")
     assert not (tmp_path / "fast" / "volumes" / "orders").exists()           # gone for Docker and VIC
     assert meta_file(tmp_path / "fast", "orders").exists()                   # its metadata left behind
 

@@ -5,10 +5,6 @@ devices, mkfs and mount; a create killed midway leaves nothing once the plugin s
 
 import json
 import os
-import select
-import signal
-import subprocess
-import sys
 import uuid
 
 import pytest
@@ -17,10 +13,9 @@ from plugin.errors import MountError
 from plugin.stores.devices import LoopDeviceResolver
 from plugin.stores.vmdk import STAGING, vic_label
 
+from ..crash import run_and_kill
 from .conftest import PASSWORD, REPO, USER, disks_of, run
 from .test_store import DS, create, local, loops_of
-
-HANG_GUARD = 60          # seconds a child may take to reach its stop point (a hang guard)
 
 
 def asked_capacities(store):
@@ -150,15 +145,7 @@ def test_a_create_killed_with_its_disk_attached_and_mounted_leaves_nothing_after
     cfg = {"settings": {"url": vcsim.url, "user": USER, "password": PASSWORD, "ca_file": vcsim.info["ca_file"]},
            "spec": f"{DS}/{store.spec.path}:s", "vm": vcsim.host_vm, "datastores": vcsim.datastores,
            "mount_root": str(mount_root), "name": "cut-off"}
-    child = subprocess.Popen([sys.executable, "-c", CHILD.format(repo=str(REPO)), json.dumps(cfg)],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        ready, _, _ = select.select([child.stdout], [], [], HANG_GUARD)
-        line = child.stdout.readline() if ready else ""
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait()
-    assert line.startswith("stopped"), child.stderr.read()
+    run_and_kill(CHILD.format(repo=str(REPO)), cfg)              # the plugin dies mid-create
     [staged] = os.listdir(local(vcsim, store, STAGING))
     flat = local(vcsim, store, STAGING, staged, "cut-off-flat.vmdk")
     assert loops_of(flat) and [d for d in disks_of(store.session, store.host_vm.ref) if staged in d.backing.fileName]
