@@ -141,6 +141,16 @@ class Simulator:
         vm = Inventory(session).find_vm(vm_name).ref
         return vm, session.get_properties(vm, ["config.hardware.device"]).get("config.hardware.device") or []
 
+    def enable_disk_uuid(self, vm_name: str) -> None:
+        """Give VM ``vm_name`` disk.EnableUUID=TRUE (the harness sets it on the Docker
+        host's VM only): a plugin running on that VM can then find the disks it attaches."""
+        from pyVmomi import vim
+
+        with self.session() as session:
+            vm, _ = self._devices(session, vm_name)
+            spec = vim.vm.ConfigSpec(extraConfig=[vim.option.OptionValue(key="disk.EnableUUID", value="TRUE")])
+            session.call_task(vm, "ReconfigVM_Task", spec=spec)
+
     def disks_of(self, vm_name: Optional[str] = None) -> List[str]:
         """Datastore paths (``[ds] path.vmdk``) of the disks attached to a VM (default:
         the Docker host's)."""
