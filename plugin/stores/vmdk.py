@@ -48,11 +48,12 @@ backups snapshot this host's VM, and independent disks are left out of VM snapsh
 The consequence (README): a snapshot of this host's VM taken by anyone holds the
 volumes attached at that time, their writes go to delta disks until it is removed.
 
-Round trips (SOAP + HTTP): create 9 + 1 PUT, plus the VM's disk.EnableUUID once
+Round trips (SOAP + HTTP): create 12 + 1 PUT, plus the VM's disk.EnableUUID once
 (make the staging folder; create the disk; its UUID; the VM's devices and a
-reconfiguration, twice: attach and detach; move into place; with the tasks awaited);
-attach 4 (+1 the first time: the VM's disk.EnableUUID); detach 3; remove 3; discover 3
-per store + 1 GET per volume's metadata (read concurrently); status: none (memory only).
+reconfiguration, twice: attach and detach; move into place; each task awaited);
+attach 3 (+1, the disk's UUID, for a volume this process did not create); detach 3;
+remove 3; discover 3 per store + 1 GET per volume's metadata (read concurrently);
+status: none (memory only).
 """
 
 import hashlib
