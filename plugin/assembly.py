@@ -22,6 +22,8 @@ from .errors import ConfigError
 from .mounts import Mounter
 from .mountstate import MountTable
 from .options import DEFAULT_STORE
+from .registry import StoreListings, VolumeRegistry
+from .restoremarks import RestoreMarks
 from .stores.base import VolumeStore
 from .stores.directory import DirectoryStore
 from .storespec import DATASTORE, FILE, NFS
@@ -31,6 +33,10 @@ log = logging.getLogger(__name__)
 # Where datastore stores mount their filesystems, inside the propagated mount. Volume
 # names cannot start with a dot, so this never clashes with a volume's bind mount.
 DISKS_DIR = ".disks"
+
+# In the plugin's state folder: the stores' last listings, the unfinished restores.
+LISTINGS_DIR = "listings"
+RESTORES_FILE = "restores.json"
 
 
 class UnavailableStore(VolumeStore):
@@ -43,7 +49,7 @@ class UnavailableStore(VolumeStore):
     def _fail(self, *_):
         raise ConfigError(self.reason)
 
-    open = discover = create = remove = attach = detach = _fail
+    open = discover = lookup = create = remove = attach = detach = _fail
 
 
 def build_store(spec, settings, mounter, vsphere=None):
@@ -145,11 +151,12 @@ def build_backups(settings, stores, vsphere=None, clock=utc_now, executor=None, 
 
 
 def build_driver(settings, mounter=None, vsphere=None, backups=True, clock=utc_now, sidecar=None,
-                 **backup_args):
+                 budgets=None, **backup_args):
     """The VolumeDriver for ``settings``, with its BackupService unless ``backups`` is False.
 
     ``vsphere(spec)`` builds datastore stores (default: ``vsphere_factory``); ``sidecar``
     wraps stores for VCH sidecar mode (default: ``vch_sidecar``, None in direct mode);
+    ``budgets``: the Docker calls' jobs.CallBudgets (default: Docker's limits with margin);
     ``backup_args`` go to ``build_backups`` (executor, scheduler_thread).
     """
     mounter = mounter or Mounter()
@@ -165,8 +172,11 @@ def build_driver(settings, mounter=None, vsphere=None, backups=True, clock=utc_n
     default = DEFAULT_STORE
     mounts = MountTable(os.path.join(settings.state_dir, "mounts.json"))
     service = build_backups(settings, stores, vsphere, clock, **backup_args) if backups else None
+    registry = VolumeRegistry(StoreListings(os.path.join(settings.state_dir, LISTINGS_DIR)))
+    restores = RestoreMarks(os.path.join(settings.state_dir, RESTORES_FILE))
     driver = VolumeDriver(stores, mounts, mounter, settings.mount_root, default_store=default,
-                          backups=service, clock=clock)
+                          backups=service, clock=clock, registry=registry, restores=restores,
+                          budgets=budgets, watch={"refresh": settings.store_refresh})
     if service is not None:
         service.bind(driver)
     if sidecar is not None:

@@ -78,7 +78,7 @@ def _with_progress(client, name, call, what, out):
     return box["result"]
 
 
-BACKUP_COLUMNS = ["Id", "Created", "Method", "Origin", "Size", "Store"]
+BACKUP_COLUMNS = ["Id", "Created", "Method", "Origin", "Size", "Store", "State"]
 LONG = 24 * 3600  # a backup or restore may copy for a long time; the plugin answers when done
 
 
@@ -94,8 +94,12 @@ def cmd_backups(client, args, out):
     backups = client.call("/Backup.List", {"Name": args.name})["Backups"]
     if args.json:
         print(json.dumps(backups, indent=2), file=out)
-    else:
-        print(_table(backups, BACKUP_COLUMNS), file=out)
+        return EXIT_OK
+    print(_table(backups, BACKUP_COLUMNS), file=out)
+    for backup in backups:
+        if backup.get("Problem"):
+            print(f"backup {backup['Id']} is {backup.get('State', 'damaged')} and cannot be restored: "
+                  f"{backup['Problem']} (vsphere-volume delete {args.name} {backup['Id']} deletes it)", file=out)
     return EXIT_OK
 
 
@@ -105,6 +109,8 @@ def cmd_restore(client, args, out):
                           lambda: client.call("/Backup.Restore", body, timeout=LONG)["Restore"],
                           f"restoring {args.name}", out)
     line = f"volume {done['Volume']} restored from backup {done['Backup']} of {args.name}"
+    if done.get("Why"):
+        line += f" ({done['Why']})"
     if done.get("SafetyBackup"):
         line += f" (its previous data is in backup {done['SafetyBackup']})"
     print(line, file=out)

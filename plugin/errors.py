@@ -107,6 +107,10 @@ class BackupError(VolumeError):
     """A backup or restore could not be made."""
 
 
+class BackupStorageError(BackupError):
+    """The storage of backups or leases failed (full, read-only, an I/O error)."""
+
+
 # --- echoing what the user gave -------------------------------------------------------------
 
 ECHO_LIMIT = 100   # characters of a user-given value an error message repeats

@@ -5,13 +5,16 @@ import os
 import tempfile
 
 
+TEMP_PREFIX = ".tmp-"
+
+
 def atomic_write(path, data):
     """Replace ``path`` with ``data`` (bytes) so a crash leaves the old or the new file.
 
     Temp file in the same folder, fsync, rename over the target, fsync the folder.
     """
     folder = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=folder)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -44,3 +47,18 @@ def read_json(path):
     """Parse a JSON file; raise OSError or ValueError as they come."""
     with open(path, "rb") as handle:
         return json.load(handle)
+
+
+def remove_temp_files(folder):
+    """Delete what interrupted ``atomic_write`` calls left in ``folder`` (their temp files);
+    call it only when nothing writes there (at start). Returns the names removed."""
+    try:
+        names = [n for n in os.listdir(folder) if n.startswith(TEMP_PREFIX)]
+    except FileNotFoundError:
+        return []
+    for name in names:
+        try:
+            os.unlink(os.path.join(folder, name))
+        except FileNotFoundError:
+            pass
+    return names

@@ -1,15 +1,49 @@
 """Slow work run off Docker's request path, awaited for a bounded time.
 
-Docker gives a volume plugin about two minutes for Create, Remove and Mount (one for the
-other calls). A restore or a final backup can take longer, so the driver starts it as a
-``Job``, waits at most ``DOCKER_CALL_BUDGET`` seconds, and otherwise answers with a clear
-message while the job goes on.
+moby 20.10 gives a volume plugin 2 minutes for Create and Mount and 1 minute for every
+other call (Remove, Unmount, Get, List, Path, Capabilities); then it reports a deadline
+error while the plugin goes on. A restore, a final backup, an attach or a detach can
+take longer, so the driver runs such work as a ``Job`` and waits for it only as long as
+the call's ``Deadline`` allows (``CallBudgets``: the whole call, every wait in it
+together, well inside Docker's limit); otherwise the call answers with a clear message
+while the job goes on.
 """
 
 import threading
+import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
-DOCKER_CALL_BUDGET = 45.0   # seconds a Docker call may wait for a job; well inside Docker's limits
+
+@dataclass(frozen=True)
+class CallBudgets:
+    """Seconds one Docker call may spend in all its waits together.
+
+    Docker's limits are 120 s (Create, Mount) and 60 s (the others); the budgets leave
+    the margin for the work around the waits and for Docker's own round trip.
+    """
+
+    create: float = 90.0
+    mount: float = 90.0
+    other: float = 40.0    # Remove, Unmount
+    monotonic: object = time.monotonic   # the clock deadlines are measured on
+
+    def deadline(self, call):
+        """A new Deadline for Docker call ``call`` ("create", "mount", "remove", ...)."""
+        seconds = {"create": self.create, "mount": self.mount}.get(call, self.other)
+        return Deadline(seconds, self.monotonic)
+
+
+class Deadline:
+    """The time left of one call's budget; every wait of the call takes from it."""
+
+    def __init__(self, seconds, monotonic=time.monotonic):
+        self._monotonic = monotonic
+        self._end = monotonic() + seconds
+
+    def remaining(self):
+        """Seconds left (never negative)."""
+        return max(0.0, self._end - self._monotonic())
 
 
 class Job:

@@ -1,13 +1,14 @@
 """Mounting on this host: the one place that runs mount(8) and umount(8).
 
 ``Mounter`` is injected into the driver and stores so that logic can be tested with a
-fake; the real one shells out through an injected ``run`` (subprocess.run by default).
+fake; the real one shells out through an injected ``run`` (``commands.run`` by default),
+each command bounded by ``timeout`` seconds (an NFS mount of a server that does not
+answer must not hang the plugin's start).
 """
 
 import os
-import subprocess
 
-from .errors import MountError
+from . import commands
 
 
 def mounted_targets(mountinfo="/proc/self/mountinfo"):
@@ -25,18 +26,13 @@ def mounted_targets(mountinfo="/proc/self/mountinfo"):
 class Mounter:
     """Bind-mounts and unmounts folders; answers whether a path is a mount point."""
 
-    def __init__(self, run=subprocess.run, mountinfo="/proc/self/mountinfo"):
+    def __init__(self, run=commands.run, mountinfo="/proc/self/mountinfo", timeout=60):
         self._run = run
         self._mountinfo = mountinfo
+        self.timeout = timeout
 
-    def _call(self, args, what, timeout=60):
-        try:
-            result = self._run(args, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise MountError(f"{what} did not finish within {timeout}s (is the server reachable?)") from None
-        if result.returncode != 0:
-            detail = (result.stderr or result.stdout or "").strip()
-            raise MountError(f"{what} failed: {detail or f'exit status {result.returncode}'}")
+    def _call(self, args, what):
+        self._run(args, what=what, timeout=self.timeout)
 
     def is_mounted(self, target):
         return os.path.normpath(target) in mounted_targets(self._mountinfo)

@@ -9,7 +9,7 @@ import logging
 import os
 import threading
 
-from .fsutil import atomic_write_json, read_json
+from .fsutil import atomic_write_json, read_json, remove_temp_files
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,9 @@ class MountTable:
         self.changes = 0   # counts changes, so readers can cache what they derive
 
     def load(self):
+        """Read the table (at start, before anything writes in its folder, whose leftover
+        temporary files of interrupted writes are deleted)."""
+        remove_temp_files(os.path.dirname(self._path))
         try:
             raw = read_json(self._path)
         except FileNotFoundError:

@@ -179,6 +179,7 @@ class VolumeOptions:
             BACKUP: self.backup.text,
             BACKUP_KEEP: self.keep.text,
             BACKUP_STORE: self.backup_store,
+            RESTORE_FROM: str(self.restore_from) if self.restore_from else "",
         }
 
     def vic_options(self):

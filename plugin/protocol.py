@@ -12,11 +12,12 @@ import logging
 
 from flask import Flask, request
 
-from .errors import InvalidRequest, VolumeError
+from .errors import InvalidRequest, VolumeError, cut
 
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "application/vnd.docker.plugins.v1+json"
+MAX_ERR = 2000   # characters of an Err: messages cut what they echo; this is the last guard
 
 
 def _body():
@@ -28,6 +29,8 @@ def _body():
         body = json.loads(raw)
     except ValueError:
         raise InvalidRequest("the request body is not valid JSON") from None
+    except RecursionError:
+        raise InvalidRequest("the request body is not a plugin request: its JSON is nested too deeply") from None
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object")
     return body
@@ -64,11 +67,12 @@ def create_app(driver, backup_api=None):
             def view():
                 try:
                     body = _body()
-                    log.debug("%s %s", path, body.get("Name", ""))
+                    log.debug("%s %s", path, cut(body.get("Name", "")))
                     return _reply(handler(body))
                 except VolumeError as err:
-                    log.info("%s refused: %s", path, err)
-                    return _reply({"Err": str(err)}, 500)
+                    message = cut(err, MAX_ERR)
+                    log.info("%s refused: %s", path, message)
+                    return _reply({"Err": message}, 500)
                 except Exception:
                     log.exception("%s failed", path)
                     return _reply({"Err": f"internal error in {path}; see the plugin log"}, 500)

@@ -52,6 +52,7 @@ def build_app(env=None):
     logging.getLogger().setLevel(settings.log_level)
     log.info("starting with %s", settings.public())
     driver = build_driver(settings)
+    driver.load()          # Get and List answer from the persisted state at once
     threading.Thread(target=driver.start, name="discovery", daemon=True).start()
     return create_app(driver, backup_api=driver.backups)
 

@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass, field
 
 from .errors import ConfigError
+from .redact import redact_url
 from .storespec import parse_store_specs
 
 DATA_DIR = "/var/lib/vsphere-volume"       # a host folder mounted into the plugin
@@ -25,6 +26,7 @@ class Settings:
     log_level: str = "INFO"
     tz: str = "UTC"
     backup_concurrency: int = 2
+    store_refresh: float = 30.0     # seconds between listings of shared stores (0: never)
     env: dict = field(default_factory=dict)   # the raw environment, for the vSphere settings
 
     @property
@@ -38,11 +40,11 @@ class Settings:
 
     def public(self):
         """The settings safe to print: no secrets."""
-        shown = {"VOLUME_STORES": [s.spec for s in self.volume_stores], "DATA_DIR": self.data_dir,
+        shown = {"VOLUME_STORES": [redact_url(s.spec) for s in self.volume_stores], "DATA_DIR": self.data_dir,
                  "MOUNT_ROOT": self.mount_root, "TZ": self.tz,
-                 "BACKUP_CONCURRENCY": self.backup_concurrency}
+                 "BACKUP_CONCURRENCY": self.backup_concurrency, "STORE_REFRESH_INTERVAL": self.store_refresh}
         if self.vch_url:
-            shown["VCH_URL"] = self.vch_url
+            shown["VCH_URL"] = redact_url(self.vch_url)
         return shown
 
 
@@ -82,5 +84,6 @@ def from_env(env=None):
         log_level=level,
         tz=tz,
         backup_concurrency=_int_setting(env, "BACKUP_CONCURRENCY", 2, 1, 64),
+        store_refresh=float(_int_setting(env, "STORE_REFRESH_INTERVAL", 30, 0, 86400)),
         env=env,
     )

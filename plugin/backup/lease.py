@@ -1,8 +1,9 @@
 """Backup leases: of several Docker hosts sharing storage, one backs a volume up at a time.
 
 A lease is a folder named after the volume, made atomically (it either is made, or
-exists already), holding one small owner file: who holds it, a random token, and until
-when. The holder renews it while it works and removes it when done. A lease whose holder
+exists already), holding one small owner file: who holds it, what for (a backup, a
+restore reading one of its backups, a prune, a delete: so that a refusal says what is
+really going on), a random token, and until when. The holder renews it while it works and removes it when done. A lease whose holder
 died expires; the next taker breaks it: it moves the folder aside under a unique name
 (atomic too), checks that what it moved is the expired lease it read, and deletes it.
 
@@ -34,6 +35,7 @@ from pathlib import Path
 from ..errors import BackupError, VolumeError
 from ..fsutil import atomic_write
 from ..options import validate_name
+from .failures import storage_errors, storage_failure
 from .repository import BACKUPS_DIR
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,7 @@ log = logging.getLogger(__name__)
 LEASES_DIR = ".leases"  # under <backup root>/backups/; no volume name starts with "."
 OWNER_FILE = "owner.json"
 DEFAULT_TTL = timedelta(minutes=10)
+BACKING_UP = "backing it up"   # the default purpose; others are the caller's own phrases
 
 
 class LeaseHeld(BackupError):
@@ -61,6 +64,7 @@ class Lease:
     taken: datetime
     expires: datetime
     host: str = ""      # the taking host's stable identity (owner names the process too)
+    purpose: str = ""   # what the holder does, as "<owner> is <purpose>": "backing it up"
 
     def expired(self, now):
         return now >= self.expires
@@ -77,9 +81,18 @@ class Lease:
             obj = json.loads(data)
             return cls(volume=obj["volume"], owner=obj["owner"], token=obj["token"],
                        taken=datetime.fromisoformat(obj["taken"]),
-                       expires=datetime.fromisoformat(obj["expires"]), host=obj.get("host", ""))
+                       expires=datetime.fromisoformat(obj["expires"]), host=obj.get("host", ""),
+                       purpose=obj.get("purpose") if isinstance(obj.get("purpose"), str) else "")
         except (ValueError, KeyError, TypeError):
             return None
+
+    def busy(self):
+        """Why a volume cannot be leased now, for a LeaseHeld message."""
+        until = f"{self.expires.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S} UTC"
+        if self.purpose:
+            return (f"volume {self.volume!r} is busy: {self.owner} is {self.purpose}; "
+                    f"its backup lease runs until {until}; try again later")
+        return f"volume {self.volume!r} is busy: {self.owner} holds its backup lease until {until}; try again later"
 
 
 class LeaseFolder(abc.ABC):
@@ -128,49 +141,59 @@ class LeaseFolder(abc.ABC):
 
 
 class LocalLeaseFolder(LeaseFolder):
-    """Leases in ``<backup root>/backups/.leases/`` on a folder this host sees."""
+    """Leases in ``<backup root>/backups/.leases/`` on a folder this host sees.
+
+    Failures of the folder (full, read-only, I/O) raise BackupStorageError.
+    """
 
     def __init__(self, backup_root):
         self.root = Path(backup_root) / BACKUPS_DIR / LEASES_DIR
 
     def make(self, name):
-        self.root.mkdir(parents=True, exist_ok=True)
-        try:
-            (self.root / name).mkdir()
-        except FileExistsError:
-            return False
+        with storage_errors(f"cannot make the backup lease folder {self.root / name}"):
+            self.root.mkdir(parents=True, exist_ok=True)
+            try:
+                (self.root / name).mkdir()
+            except FileExistsError:
+                return False
         return True
 
     def write(self, name, data):
-        atomic_write(str(self.root / name / OWNER_FILE), data)
+        with storage_errors(f"cannot write the backup lease {self.root / name / OWNER_FILE}",
+                            passing=(FileNotFoundError,)):
+            atomic_write(str(self.root / name / OWNER_FILE), data)
 
     def read(self, name):
-        try:
-            return (self.root / name / OWNER_FILE).read_bytes()
-        except (FileNotFoundError, NotADirectoryError):
-            return None
+        with storage_errors(f"cannot read the backup lease {self.root / name / OWNER_FILE}"):
+            try:
+                return (self.root / name / OWNER_FILE).read_bytes()
+            except (FileNotFoundError, NotADirectoryError):
+                return None
 
     def made(self, name):
-        try:
-            return datetime.fromtimestamp(os.stat(self.root / name).st_mtime, timezone.utc)
-        except FileNotFoundError:
-            return None
+        with storage_errors(f"cannot look at the backup lease folder {self.root / name}"):
+            try:
+                return datetime.fromtimestamp(os.stat(self.root / name).st_mtime, timezone.utc)
+            except FileNotFoundError:
+                return None
 
     def move(self, name, new_name):
-        try:
-            os.rename(self.root / name, self.root / new_name)
-        except FileNotFoundError:
-            return False
+        with storage_errors(f"cannot move the backup lease folder {self.root / name} aside"):
+            try:
+                os.rename(self.root / name, self.root / new_name)
+            except FileNotFoundError:
+                return False
         return True
 
     def remove(self, name):
         shutil.rmtree(self.root / name, ignore_errors=True)
 
     def names(self):
-        try:
-            return sorted(os.listdir(self.root))
-        except FileNotFoundError:
-            return []
+        with storage_errors(f"cannot list the backup leases in {self.root}"):
+            try:
+                return sorted(os.listdir(self.root))
+            except FileNotFoundError:
+                return []
 
 
 def _new_token():
@@ -210,33 +233,62 @@ class Leases:
             return None
         return Lease(volume, "an unknown owner (a lease being taken, or left unfinished)", "", made, made + self.ttl)
 
-    def take(self, volume):
-        """Take the lease on ``volume``; return the Lease.
+    def take(self, volume, purpose=BACKING_UP):
+        """Take the lease on ``volume`` for ``purpose``; return the Lease.
 
-        An expired lease is broken first. Raises LeaseHeld naming the holder and when
+        ``purpose`` says what this host does with it, as a phrase that follows "<owner>
+        is": ``backing it up``, ``restoring its backup X into volume y``. An expired lease
+        is broken first. Raises LeaseHeld naming the holder, what it is doing, and when
         its lease expires.
         """
         validate_name(volume)
         for _ in range(2):
             now = self.clock()
-            lease = Lease(volume, self.owner, self.new_token(), now, now + self.ttl, self.host)
-            if self.folder.make(volume):
-                try:
-                    self.folder.write(volume, lease.encode())
-                except FileNotFoundError:
-                    raise LeaseHeld(f"the backup lease of volume {volume!r} was taken over "
-                                    "while this host was taking it; try again") from None
+            lease = Lease(volume, self.owner, self.new_token(), now, now + self.ttl, self.host, purpose)
+            if self._make(volume):
+                self._write_new(lease)
                 return lease
             current = self.holder(volume)
             if current is not None and not current.expired(now):
-                raise LeaseHeld(
-                    f"volume {volume!r} is being backed up by {current.owner}: its lease runs "
-                    f"until {current.expires.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S} UTC; "
-                    "try again later")
+                raise LeaseHeld(current.busy())
             if current is not None:
                 self._break(volume, current)
         raise LeaseHeld(f"the backup lease of volume {volume!r} was taken by another host "
                         "at the same moment; try again")
+
+    def _make(self, volume):
+        try:
+            return self.folder.make(volume)
+        except OSError as err:   # a LeaseFolder that let one through
+            raise storage_failure(f"cannot take the backup lease of volume {volume!r}", err) from None
+
+    def _write_new(self, lease):
+        """Write the owner file of the lease folder just made. On any failure the folder
+        is removed again: a half-taken lease would refuse every backup of the volume
+        (the final one of ``docker volume rm`` too) until it expired."""
+        volume = lease.volume
+        try:
+            self.folder.write(volume, lease.encode())
+        except FileNotFoundError:
+            raise LeaseHeld(f"the backup lease of volume {volume!r} was taken over "
+                            "while this host was taking it; try again") from None
+        except BaseException as err:
+            self._remove_unfinished(volume)
+            if isinstance(err, OSError):
+                raise storage_failure(f"cannot take the backup lease of volume {volume!r}", err) from None
+            raise
+
+    def _remove_unfinished(self, volume):
+        """Remove the folder of a lease this host made but could not write (no owner
+        file: no other host can hold it before it expires). Moved aside first, as a
+        release does, so a crash in between leaves nothing under the volume's name."""
+        aside = f".unfinished-{self.new_token()}"
+        try:
+            if self.folder.move(volume, aside):
+                self.folder.remove(aside)
+        except (VolumeError, OSError) as err:
+            log.error("could not remove the unfinished backup lease of volume %s (it counts as held "
+                      "until %s): %s", volume, (self.clock() + self.ttl).isoformat(), err)
 
     def _break(self, volume, expired):
         aside = f".broken-{self.new_token()}"
@@ -305,20 +357,26 @@ class Leases:
         return True
 
     @contextmanager
-    def hold(self, volume, renew_every=None, waiter=None):
-        """Take the lease, keep it renewed from a thread, and release it at the end.
+    def hold(self, volume, purpose=BACKING_UP, renew_every=None, waiter=None):
+        """Take the lease for ``purpose`` (see ``take``), keep it renewed from a thread,
+        and release it at the end.
 
         Yields a HeldLease; call its ``check()`` right before committing. ``renew_every``
         defaults to a third of ``ttl``; ``waiter`` (an object with ``wait(seconds)`` and
         ``set()``, a ``threading.Event`` by default) paces the renewals.
         """
-        held = HeldLease(self, self.take(volume), renew_every or self.ttl / 3, waiter or threading.Event())
+        held = HeldLease(self, self.take(volume, purpose), renew_every or self.ttl / 3, waiter or threading.Event())
         held.start()
         try:
             yield held
         finally:
             held.stop()
-            self.release(held.lease)
+            try:
+                self.release(held.lease)
+            except (VolumeError, OSError) as err:
+                # Never hides the outcome of the work: the lease expires on its own.
+                log.error("could not release the backup lease of volume %s (it expires at %s): %s",
+                          volume, held.lease.expires.isoformat(), err)
 
 
 class HeldLease:

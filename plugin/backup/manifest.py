@@ -170,6 +170,10 @@ _REQUIRED = ("volume", "backup_id", "method", "origin", *_TIMES, "store", "sourc
 _OPTIONAL = ("base", "source_modified", "extra")
 
 
+class NewerFormat(BackupError):
+    """A manifest of a format this plugin does not read (a newer plugin wrote it)."""
+
+
 def from_dict(obj, where="a manifest"):
     """A validated Manifest from its JSON object; unknown keys are ignored.
 
@@ -181,7 +185,7 @@ def from_dict(obj, where="a manifest"):
     if not isinstance(fmt, int) or fmt < 1:
         raise BackupError(f"{where} is not valid: format must be a positive whole number, not {fmt!r}")
     if fmt > FORMAT:
-        raise BackupError(
+        raise NewerFormat(
             f"{where} has format {fmt}, written by a newer plugin (this one reads up to "
             f"format {FORMAT}): upgrade the plugin to use this backup")
     missing = [key for key in _REQUIRED if key not in obj]
@@ -207,3 +211,13 @@ def from_json(text, where="a manifest"):
     except (ValueError, UnicodeDecodeError) as err:
         raise BackupError(f"{where} is not valid JSON: {err}") from None
     return from_dict(obj, where)
+
+
+def recorded_origin(data):
+    """The ``origin`` a damaged manifest still records, or "" when it says none readably."""
+    try:
+        obj = json.loads(data)
+    except (ValueError, UnicodeDecodeError, TypeError):
+        return ""
+    origin = obj.get("origin") if isinstance(obj, dict) else None
+    return origin if origin in ORIGINS else ""

@@ -8,7 +8,10 @@ Layout, under the root of the backup store (never under its ``volumes/``)::
 
 ``manifest.json`` is written last and atomically: it is the commit marker. A backup
 folder without one is an incomplete backup (a copy in progress, or one that died) and
-is never listed; ``cleanup_incomplete`` removes those. Backups stay after their volume
+is never listed; ``cleanup_incomplete`` removes those. A backup folder whose manifest
+is there but cannot be used is a *damaged* backup (``DamagedBackup``): never restored,
+but listed as damaged with the reason (``scan``), deletable, and pruned by retention
+like the backups around it (see ``prune``). Backups stay after their volume
 is removed: the catalog is keyed by name, not by a live volume.
 
 ``BackupRepository`` is the contract, documented method by method. ``FolderBackupRepository``
@@ -31,12 +34,82 @@ from ..errors import BackupError, InvalidName, NotFound, VolumeError
 from ..fsutil import atomic_write
 from ..options import validate_name
 from . import ids
-from .manifest import FILE_NAME, from_json
-from .retention import prunable
+from .failures import storage_errors
+from .manifest import (
+    FILE_NAME,
+    Manifest,
+    NewerFormat,
+    format_time,
+    from_json,
+    recorded_origin,
+)
+from .retention import SCHEDULE, BackupInfo, prunable
 
 log = logging.getLogger(__name__)
 
 BACKUPS_DIR = "backups"
+
+
+@dataclass(frozen=True)
+class DamagedBackup:
+    """A committed backup (its manifest.json is there) whose manifest cannot be used.
+
+    ``state`` is DAMAGED when the manifest is not a valid one (not JSON, a field wrong,
+    it describes another backup), UNREADABLE when it could not be read now (an I/O or
+    vCenter failure) or was written by a newer plugin. ``reason`` says which. ``origin``
+    is what the manifest still records ("" when nothing readable). Only DAMAGED ones
+    are ever pruned (``reclaimable``); any can be deleted on request.
+    """
+
+    volume: str
+    backup_id: str
+    state: str
+    reason: str
+    origin: str = ""
+
+    @property
+    def reclaimable(self):
+        return self.state == DAMAGED
+
+    @property
+    def created(self):
+        """The time in its id: when the backup began (its manifest's times are lost)."""
+        return ids.id_time(self.backup_id)
+
+    def info(self):
+        """The retention view: its origin if recorded, else a scheduled backup of its id's time."""
+        return BackupInfo(self.backup_id, self.created, self.origin or SCHEDULE)
+
+    def summary(self):
+        """As /Backup.List shows it, beside the usable backups' ``Manifest.summary``."""
+        shown = {"Id": self.backup_id, "Volume": self.volume, "Created": format_time(self.created),
+                 "State": self.state, "Problem": self.reason}
+        if self.origin:
+            shown["Origin"] = self.origin
+        return shown
+
+
+DAMAGED, UNREADABLE = "damaged", "unreadable"
+
+
+@dataclass(frozen=True)
+class Scan:
+    """What the catalog holds of one volume: the usable backups (Manifests) and the
+    damaged ones (DamagedBackup), each oldest first."""
+
+    backups: list
+    damaged: list
+
+    def __bool__(self):
+        return bool(self.backups or self.damaged)
+
+    def usable(self, backup_id):
+        """The Manifest of ``backup_id`` if it is a usable backup, else None."""
+        return next((m for m in self.backups if m.backup_id == backup_id), None)
+
+    def broken(self, backup_id):
+        """The DamagedBackup of ``backup_id`` if it is a damaged one, else None."""
+        return next((d for d in self.damaged if d.backup_id == backup_id), None)
 
 
 @dataclass(frozen=True)
@@ -82,12 +155,13 @@ class BackupRepository(abc.ABC):
     def abort(self, staging):
         """Delete an uncommitted backup's folder."""
 
-    # list returns the committed backups of volume as Manifests, oldest first (by id).
-    # A volume with no backups, or unknown, gives []. A manifest that cannot be read or
-    # is invalid is logged and left out: never deleted, it may be a newer plugin's.
+    # scan returns a Scan of volume: its committed backups whose manifests are usable,
+    # as Manifests, and those whose manifests are not, as DamagedBackup (with the
+    # reason, logged), each oldest first (by id). A volume with no backups, or unknown,
+    # gives an empty Scan. Nothing is deleted here.
     @abc.abstractmethod
-    def list(self, volume):
-        """The volume's committed backups, oldest first."""
+    def scan(self, volume):
+        """The volume's committed backups, usable and damaged."""
 
     # list_volumes returns, sorted, the names of the volumes that have at least one
     # committed backup, whether or not the volume itself still exists.
@@ -127,6 +201,10 @@ class BackupRepository(abc.ABC):
 
     # --- built on the operations above --------------------------------------------------
 
+    def list(self, volume):
+        """The volume's usable committed backups, oldest first (damaged ones: ``scan``)."""
+        return self.scan(volume).backups
+
     def latest(self, volume):
         """The newest committed backup of volume, or None."""
         backups = self.list(volume)
@@ -146,14 +224,20 @@ class BackupRepository(abc.ABC):
 
         Call it while holding the volume's lease (so no other host prunes or backs it up)
         with ``reading``: the ids restores on this host are reading.
+
+        A damaged backup (``DamagedBackup.reclaimable``) goes when retention would prune
+        a backup of its origin made at its id's time, judged against the usable backups
+        alone: it never takes the place of a usable one, and never changes what happens
+        to them. It is never the reason a usable backup goes.
         """
-        backups = self.list(volume)
-        doomed = prunable(retention, [m.info() for m in backups], now, tz, reading)
-        deleted = []
-        for manifest in backups:  # oldest first
-            if manifest.backup_id in doomed:
-                self.delete(volume, manifest.backup_id)
-                deleted.append(manifest.backup_id)
+        scan = self.scan(volume)
+        usable = [m.info() for m in scan.backups]
+        doomed = prunable(retention, usable, now, tz, reading)
+        doomed |= {d.backup_id for d in scan.damaged
+                   if d.reclaimable and d.backup_id in prunable(retention, [*usable, d.info()], now, tz, reading)}
+        deleted = sorted(doomed, key=ids.sort_key)  # oldest first
+        for backup_id in deleted:
+            self.delete(volume, backup_id)
         return deleted
 
     def data_manifest(self, manifest):
@@ -282,23 +366,30 @@ class FolderBackupRepository(BackupRepository):
         return manifest
 
     def _listed(self, volume, backup_id, document):
-        """The Manifest of a listed backup from its read (bytes, None or VolumeError), or None."""
+        """A listed backup from its read (bytes, None or VolumeError): a Manifest, a
+        DamagedBackup, or None when it was deleted since the listing."""
         if document is None:
-            return None  # deleted since the listing
-        try:
-            if isinstance(document, VolumeError):
-                raise document
-            return self._parse(volume, backup_id, document)
-        except VolumeError as err:
-            log.warning("backup %s of volume %s is left out of the list: %s", backup_id, volume, err)
             return None
+        if isinstance(document, VolumeError):
+            damaged = DamagedBackup(volume, backup_id, UNREADABLE, f"its manifest cannot be read now: {document}")
+        else:
+            try:
+                return self._parse(volume, backup_id, document)
+            except NewerFormat as err:
+                damaged = DamagedBackup(volume, backup_id, UNREADABLE, str(err), recorded_origin(document))
+            except VolumeError as err:
+                damaged = DamagedBackup(volume, backup_id, DAMAGED, str(err), recorded_origin(document))
+        log.warning("backup %s of volume %s is %s and cannot be restored: %s", backup_id, volume,
+                    damaged.state, damaged.reason)
+        return damaged
 
-    def list(self, volume):
+    def scan(self, volume):
         folders = self._catalog(validate_name(volume)).get(volume, {})
         committed = sorted((b for b, names in folders.items() if FILE_NAME in names), key=ids.sort_key)
         documents = self._read_many(volume, committed)
-        found = (self._listed(volume, b, documents.get(b)) for b in committed)
-        return [manifest for manifest in found if manifest is not None]
+        found = [self._listed(volume, b, documents.get(b)) for b in committed]
+        return Scan(backups=[f for f in found if isinstance(f, Manifest)],
+                    damaged=[f for f in found if isinstance(f, DamagedBackup)])
 
     def list_volumes(self):
         return sorted(name for name, folders in self._catalog().items()
@@ -393,8 +484,10 @@ class LocalBackupRepository(FolderBackupRepository):
         path = self.location(volume, backup_id)
         for attempt in (1, 2):
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.mkdir()
+                with storage_errors(f"cannot create backup folder {path}",
+                                    passing=(FileExistsError, FileNotFoundError)):
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.mkdir()
                 return True
             except FileExistsError:
                 return False
@@ -403,41 +496,37 @@ class LocalBackupRepository(FolderBackupRepository):
                 # volume's last backup): make it again.
                 if attempt == 2:
                     raise BackupError(f"cannot create backup folder {path}: its parent keeps vanishing") from None
-            except OSError as err:
-                raise BackupError(f"cannot create backup folder {path}: {err.strerror}") from None
         raise AssertionError("unreachable")
 
     def _catalog(self, volume=None, backup_id=None):
         catalog = {}
-        for name in [volume] if volume is not None else _subfolders(self.backups):
-            if not is_volume_name(name) or not (self.backups / name).is_dir():
-                continue
-            folders = catalog.setdefault(name, {})
-            for found in [backup_id] if backup_id is not None else _subfolders(self.backups / name):
-                if not ids.is_backup_id(found):
+        with storage_errors(f"cannot list the backups in {self.backups}"):
+            for name in [volume] if volume is not None else _subfolders(self.backups):
+                if not is_volume_name(name) or not (self.backups / name).is_dir():
                     continue
-                try:
-                    folders[found] = set(os.listdir(self.backups / name / found))
-                except (FileNotFoundError, NotADirectoryError):
-                    continue
+                folders = catalog.setdefault(name, {})
+                for found in [backup_id] if backup_id is not None else _subfolders(self.backups / name):
+                    if not ids.is_backup_id(found):
+                        continue
+                    try:
+                        folders[found] = set(os.listdir(self.backups / name / found))
+                    except (FileNotFoundError, NotADirectoryError):
+                        continue
         return catalog
 
     def _read(self, volume, backup_id):
         path = self.location(volume, backup_id) / FILE_NAME
-        try:
-            return path.read_bytes()
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        except OSError as err:
-            raise BackupError(f"cannot read {path}: {err.strerror}") from None
+        with storage_errors(f"cannot read {path}"):
+            try:
+                return path.read_bytes()
+            except (FileNotFoundError, NotADirectoryError):
+                return None
 
     def _publish(self, volume, backup_id, name, data):
         path = self.location(volume, backup_id)
-        try:
+        with storage_errors(f"cannot write {path / name}"):
             sync_filesystem(path)
             atomic_write(str(path / name), data)
-        except OSError as err:
-            raise BackupError(f"cannot write {path / name}: {err.strerror}") from None
         return True
 
     def _delete(self, volume, backup_id, name=None):
@@ -446,13 +535,12 @@ class LocalBackupRepository(FolderBackupRepository):
             existed = path.is_dir()
             shutil.rmtree(path, ignore_errors=True)
             return existed
-        try:
-            os.remove(path / name)
-        except (FileNotFoundError, NotADirectoryError):
-            return False
-        except OSError as err:
-            raise BackupError(f"cannot delete backup {backup_id} of volume {volume!r}: {err.strerror}") from None
-        _fsync_dir(path)
+        with storage_errors(f"cannot delete backup {backup_id} of volume {volume!r}"):
+            try:
+                os.remove(path / name)
+            except (FileNotFoundError, NotADirectoryError):
+                return False
+            _fsync_dir(path)
         return True
 
     def _remove_if_empty(self, volume):

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 
-from ..errors import InvalidOption
+from ..errors import InvalidOption, shown
 
 OFF, PERIODIC, CRON, ON_UNMOUNT = "off", "periodic", "cron", "on-unmount"
 PERIODS = ("hourly", "daily", "weekly", "monthly")
@@ -63,8 +63,27 @@ def parse_schedule(value):
         return Schedule(CRON, f"daily@{hour:02d}:{minute:02d}", cron=f"{minute} {hour} * * *")
     fields = text.split()
     if len(fields) == 5 and croniter.is_valid(" ".join(fields)):
-        return Schedule(CRON, " ".join(fields), cron=" ".join(fields))
-    raise InvalidOption(f"Backup={value!r} is not a valid schedule: use {ACCEPTED}")
+        expression = " ".join(fields)
+        if not _fires(expression):
+            raise InvalidOption(
+                f"Backup={shown(value)} never fires: no date matches this cron expression (such as "
+                f"day 31 of February or of April); use {ACCEPTED}")
+        return Schedule(CRON, expression, cron=expression)
+    raise InvalidOption(f"Backup={shown(value)} is not a valid schedule: use {ACCEPTED}")
+
+
+# Any date pattern of a 5-field cron expression recurs within 40 years (the calendar
+# repeats every 28 years but across a century's missing leap day); croniter searches 50.
+_SOME_INSTANT = datetime(2001, 1, 1)
+
+
+def _fires(expression):
+    """True when the cron ``expression`` matches some date (``0 0 31 2 *`` matches none)."""
+    try:
+        croniter(expression, _SOME_INSTANT).get_next(datetime)
+    except CroniterError:
+        return False
+    return True
 
 
 # --- when the next run is -----------------------------------------------------------------
@@ -149,19 +168,26 @@ def _next_periodic(period, after, fraction, tz):
         if run > after:
             return run
         start = _next_period_start(period, start)
-    raise AssertionError("unreachable: no periodic run found in three periods")
+    raise _no_run(period, after, "no run found in three periods")
 
 
 def _next_cron(expression, after, tz):
     local = after.astimezone(tz).replace(tzinfo=None)
-    times = croniter(expression, local)
-    # A naive wall time can map to an instant at or before ``after`` next to a DST change
-    # (the skipped hour); step on until it is strictly later.
-    for _ in range(1000):
-        run = _localize(times.get_next(datetime), tz)
-        if run > after:
-            return run
-    raise AssertionError(f"no run of {expression!r} after {after.isoformat()}")
+    try:
+        times = croniter(expression, local)
+        # A naive wall time can map to an instant at or before ``after`` next to a DST
+        # change (the skipped hour); step on until it is strictly later.
+        for _ in range(1000):
+            run = _localize(times.get_next(datetime), tz)
+            if run > after:
+                return run
+    except (CroniterError, ValueError, OverflowError) as err:
+        raise _no_run(expression, after, err) from None
+    raise _no_run(expression, after, "no matching time in 1000 steps")
+
+
+def _no_run(what, after, reason):
+    return InvalidOption(f"Backup={shown(what)}: no run after {after.isoformat()} can be computed ({reason})")
 
 
 def next_run(schedule, after, volume_name, tz=None):
@@ -173,6 +199,10 @@ def next_run(schedule, after, volume_name, tz=None):
     thousand ``daily`` volumes spread over the day while each keeps its own time. Days,
     weeks (from Monday) and months are those of ``tz``; CRON expressions (``daily@HH:MM``
     included) are read in ``tz`` too.
+
+    Raises InvalidOption (a VolumeError) when no next run can be computed, never
+    anything else: ``parse_schedule`` refuses expressions that never fire, so this is
+    a guard for what was stored before that check.
     """
     if after.tzinfo is None:
         raise ValueError("next_run needs an aware datetime (with a time zone)")

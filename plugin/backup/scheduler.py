@@ -208,11 +208,11 @@ class BackupScheduler:
             interrupted = not volume.running and state.pop("running_since", None)
             if state.get("plan") != plan:
                 state["plan"] = plan
-                volume.next_run = next_run(schedule, now, name, self.tz)
+                volume.next_run = self._regular_run(name, volume, now)
             elif interrupted:
                 volume.next_run = now  # a run cut off by a crash: run it again, once
             else:
-                volume.next_run = _parse(state.get("next_run")) or next_run(schedule, now, name, self.tz)
+                volume.next_run = _parse(state.get("next_run")) or self._regular_run(name, volume, now)
             self._volumes[name] = volume
             self._record_plan(name, volume)
         self._wake.set()
@@ -330,16 +330,30 @@ class BackupScheduler:
             if backup_id:
                 state["last_backup"] = backup_id
             volume.running = False
-            regular = next_run(volume.schedule, finished, name, self.tz)
+            regular = self._regular_run(name, volume, finished)
             if volume.again:
                 volume.again, volume.next_run = False, finished
-            elif failures and volume.schedule.scheduled:
+            elif failures and regular is not None:
                 delay = min(self.retry_delay * 2 ** (failures - 1), self.max_retry_delay)
                 volume.next_run = min(regular, finished + delay)
             else:
                 volume.next_run = regular
             self._record_plan(name, volume)
         self._wake.set()
+
+    def _regular_run(self, name, volume, after):
+        """The next run by the volume's schedule, or None: not by the clock, or a schedule
+        that cannot be computed (kept in the state as ``schedule_error``, logged, shown
+        by ``status``; the volume is then backed up on request only)."""
+        try:
+            planned = next_run(volume.schedule, after, name, self.tz)
+        except VolumeError as err:
+            if volume.state.get("schedule_error") != str(err):
+                log.error("volume %s: no scheduled backups: %s", name, err)
+            volume.state["schedule_error"] = str(err)
+            return None
+        volume.state.pop("schedule_error", None)
+        return planned
 
     def _flush(self, now):
         if not self._dirty:
@@ -361,7 +375,7 @@ class BackupScheduler:
         """The volume's backup schedule status: policy, next run, last run and its result.
 
         Keys: Policy, NextRun, Running, LastRun, LastResult, LastBackup, LastError (the last
-        four only once a run finished). Times are RFC 3339 UTC. {} for an unknown volume.
+        four only once a run finished), ScheduleError (when no next run can be computed). Times are RFC 3339 UTC. {} for an unknown volume.
         """
         with self._lock:
             volume = self._volumes.get(name)
@@ -369,6 +383,8 @@ class BackupScheduler:
                 return {}
             state = volume.state
             shown = {"Policy": volume.schedule.text, "NextRun": _iso(volume.next_run), "Running": volume.running}
+            if state.get("schedule_error"):
+                shown["ScheduleError"] = state["schedule_error"]
             if state.get("last_result"):
                 shown.update(LastRun=state.get("last_run"), LastResult=state["last_result"],
                              LastBackup=state.get("last_backup", ""), LastError=state.get("last_error", ""))

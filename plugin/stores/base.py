@@ -69,6 +69,10 @@ class StoredVolume:
 class VolumeStore(abc.ABC):
     """One declared volume store. ``spec`` is its ``storespec.StoreSpec``."""
 
+    #: True for a store that follows the changes made outside this plugin itself and
+    #: tells the driver (a VCH's); the others are listed again periodically when shared.
+    refreshes_itself = False
+
     def __init__(self, spec):
         self.spec = spec
 
@@ -90,8 +94,24 @@ class VolumeStore(abc.ABC):
         """
 
     @abc.abstractmethod
-    def discover(self):
-        """Return a list of StoredVolume: every volume in the store, however created."""
+    def discover(self, known=None):
+        """Return a list of StoredVolume: every volume in the store, however created.
+
+        ``known``: {name: StoredVolume} the caller had from an earlier listing; a store
+        whose metadata reads are costly may reuse those of names still there instead of
+        reading them again (a periodic refresh then costs a folder listing).
+        """
+
+    def refresh(self, known):
+        """List the store again, cheaply: every volume in it now, where those in ``known``
+        ({name: StoredVolume}, the last listing) may be returned as they are known; a
+        periodic refresh, to follow what other hosts create and remove. Default: discover."""
+        return self.discover(known=known)
+
+    @abc.abstractmethod
+    def lookup(self, name):
+        """The StoredVolume of ``name`` as the store holds it now, or None when it has
+        none: one bounded look (a volume another host made since the last listing)."""
 
     @abc.abstractmethod
     def create(self, name, options, metadata):

@@ -23,25 +23,21 @@ mkfs/mount path in tests and in production alike (mounting itself is
 import json
 import logging
 import os
-import subprocess
 import time
 from dataclasses import dataclass
 
+from .. import commands
 from ..errors import ConfigError, MountError
 
 LOG = logging.getLogger(__name__)
 
 
+COMMAND_TIMEOUT = 300   # seconds for blkid, mkfs, e2label, fsfreeze, losetup
+
+
 def run(argv):
     """Run ``argv``; return the CompletedProcess, or raise MountError with its stderr."""
-    try:
-        result = subprocess.run(argv, capture_output=True, text=True, check=False)
-    except OSError as err:
-        raise MountError(f"cannot run {argv[0]}: {err.strerror or err}") from None
-    if result.returncode != 0:
-        detail = (result.stderr or result.stdout).strip()
-        raise MountError(f"{' '.join(argv)} failed (exit {result.returncode}): {detail}")
-    return result
+    return commands.run(argv, timeout=COMMAND_TIMEOUT)
 
 
 @dataclass(frozen=True)

@@ -253,7 +253,7 @@ class DirectoryStore(VolumeStore):
                          "(an interrupted remove)", self.label, entry.name)
                 shutil.rmtree(entry.path, ignore_errors=True)
 
-    def discover(self):
+    def discover(self, known=None):
         with self.acting():
             found = []
             for entry in sorted(os.scandir(self.volumes_dir), key=lambda e: e.name):
@@ -261,6 +261,14 @@ class DirectoryStore(VolumeStore):
                     continue
                 found.append(self._read_volume(entry.name, entry.stat().st_mtime))
             return found
+
+    def lookup(self, name):
+        with self.acting():
+            try:
+                mtime = os.stat(self.data_path(name)).st_mtime
+            except FileNotFoundError:
+                return None
+            return self._read_volume(name, mtime)
 
     def _read_volume(self, name, mtime):
         path = self._metadata_path(name)

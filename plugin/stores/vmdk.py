@@ -73,6 +73,7 @@ from ..errors import (
     InUse,
     MountError,
     VolumeError,
+    VSphereError,
 )
 from ..options import DEFAULT_CAPACITY_MB, parse_capacity_mb
 from ..vsphere.browse import list_folder, modified_rfc3339, search_tree
@@ -272,39 +273,85 @@ class DatastoreStore(VolumeStore):
             if entry.endswith(".vmdk") and not entry.endswith("-flat.vmdk"):
                 self.resolver.release(DiskInfo(self.datastore, f"{path}/{entry}", "", 0))
 
-    def discover(self):
-        """Every entry of ``<root>/volumes``, with its metadata, creation time and problems."""
+    def discover(self, known=None):
+        """Every entry of ``<root>/volumes``, with its metadata, creation time and problems.
+
+        The metadata of names in ``known`` (with metadata) is reused, not read again.
+        """
+        known = known or {}
         tree = search_tree(self.session, self._browser(), self.ds(self._volumes_dir))
         users = self.inventory.disk_users()
         names = sorted(tree.get("", {}))
         spelling = {name: next((d for d in METADATA_DIRS if METADATA_FILE in tree.get(f"{name}/{d}", {})), None)
                     for name in names}
+        reused = {n: known[n].metadata for n in names if spelling[n] and n in known and known[n].metadata}
         documents = self.files.read_many(
-            self.datastore, [self._metadata_path(n, d) for n, d in spelling.items() if d],
+            self.datastore, [self._metadata_path(n, d) for n, d in spelling.items() if d and n not in reused],
             workers=self.metadata_workers)
         with self._lock:
-            known, self._volumes = self._volumes, {}
+            cached, self._volumes = self._volumes, {}
         found = []
         for name in names:
-            meta, problem = {}, "no imageMetadata/DockerMetaData file"
-            if spelling[name]:
-                document = documents[self._metadata_path(name, spelling[name])]
-                if isinstance(document, VolumeError):
-                    problem = f"its metadata could not be read: {document}"
-                else:
-                    meta, problem = parse_metadata(document, spelling[name])
+            meta, problem = reused.get(name, {}), "" if name in reused else "no imageMetadata/DockerMetaData file"
+            if spelling[name] and name not in reused:
+                meta, problem = self._parsed(documents[self._metadata_path(name, spelling[name])], spelling[name])
             if f"{name}.vmdk" not in tree.get(name, {}):
                 problem = f"no disk {name}.vmdk in its folder"
             attached = ", ".join(vm.name for vm in users.users(self.disk_path(name)))
-            uuid = known[name].uuid if name in known else ""
+            uuid = cached[name].uuid if name in cached else ""
             self._remember(_Volume(name, metadata_capacity_mb(meta), uuid=uuid, attached_to=attached))
             found.append(StoredVolume(name=name, metadata=meta, problem=problem,
                                       created_at=modified_rfc3339(tree[""][name])))
         return found
 
+    def refresh(self, known):
+        """One listing of ``<root>/volumes`` (names only); known volumes as known, new ones
+        looked up (``lookup``): a steady store costs one search task, whatever its size."""
+        names = list_folder(self.session, self._browser(), self.ds(self._volumes_dir))
+        found = []
+        for name in sorted(names):
+            stored = known[name] if name in known else self.lookup(name)
+            if stored is not None:
+                found.append(stored)
+        return found
+
+    @staticmethod
+    def _parsed(document, metadata_dir):
+        """(metadata, problem) of a read that gave bytes or a VolumeError."""
+        if isinstance(document, VolumeError):
+            return {}, f"its metadata could not be read: {document}"
+        return parse_metadata(document, metadata_dir)
+
+    def lookup(self, name):
+        """Volume ``name`` as the datastore holds it now, or None: one listing of its
+        folder and one GET of its metadata."""
+        tree = search_tree(self.session, self._browser(), self.ds(self.volume_folder(name)))
+        if not tree:
+            return None
+        disk = tree.get("", {}).get(f"{name}.vmdk")
+        spelling = next((d for d in METADATA_DIRS if METADATA_FILE in tree.get(d, {})), None)
+        meta, problem = {}, "no imageMetadata/DockerMetaData file"
+        if spelling:
+            try:
+                document = self.files.read(self.datastore, self._metadata_path(name, spelling))
+            except VolumeError as err:
+                document = err
+            meta, problem = self._parsed(document, spelling)
+        if disk is None:
+            problem = f"no disk {name}.vmdk in its folder"
+        self._remember(_Volume(name, metadata_capacity_mb(meta)))
+        return StoredVolume(name=name, metadata=meta, problem=problem,
+                            created_at=modified_rfc3339(disk) if disk is not None else "")
+
     def create(self, name, options, metadata):
         # The disk gets its filesystem here, as VIC's create does: this host must see it.
-        self.host_vm.require_enable_uuid()
+        try:
+            self.host_vm.require_enable_uuid()
+        except VSphereError:
+            if self.lookup(name) is not None:     # made already (by another host): that volume
+                raise Conflict(f"volume {name} already exists in volume store {self.label} "
+                               f"({self.ds(self.volume_folder(name))})") from None
+            raise
         staging = self.new_staging(f"the folder of volume {name}")
         disk = f"{staging}/{name}.vmdk"
         try:

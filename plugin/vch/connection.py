@@ -17,7 +17,7 @@
   of them, so a steady VCH costs one listing per interval. A failed listing changes
   nothing but the status: the stores keep answering from what they have.
 
-A listing that began before a change made here must not undo it: ``Touches`` numbers
+A listing that began before a change made here must not undo it: ``registry.Touches`` numbers
 the changes, and a listing's result is merged so that every name changed after the
 listing began keeps the state the change gave it.
 """
@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 
 from ..errors import VolumeError
 from ..fsutil import atomic_write_json, read_json
+from ..registry import Touches
 from .client import VchError, VchRefused
 
 LOG = logging.getLogger(__name__)
@@ -43,37 +44,6 @@ def utc_now():
 
 def _iso(when):
     return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-class Touches:
-    """Names changed here, numbered, so that a listing begun before a change does not
-    undo it. Not thread-safe: its owner calls it under its own lock. It keeps one number
-    per name ever changed here (the latest), so listings may overlap in any order."""
-
-    def __init__(self):
-        self._seq = 0
-        self._at = {}
-
-    def begin(self):
-        """The token of a listing that begins now."""
-        return self._seq
-
-    def touch(self, name):
-        self._seq += 1
-        self._at[name] = self._seq
-
-    def merge(self, start, listed, current):
-        """``listed`` (a dict from a listing begun at token ``start``) with every name
-        touched since then as it is in ``current`` (present with its value, or absent)."""
-        merged = dict(listed)
-        for name, at in self._at.items():
-            if at <= start:
-                continue
-            if name in current:
-                merged[name] = current[name]
-            else:
-                merged.pop(name, None)
-        return merged
 
 
 class VchConnection:

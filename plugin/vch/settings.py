@@ -18,7 +18,8 @@ import os
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from ..errors import ConfigError
+from ..errors import ConfigError, shown
+from ..redact import has_userinfo, shown_url
 
 DEFAULT_TLS_PORT = 2376
 _TRUE = {"1", "true", "yes", "on"}
@@ -61,20 +62,24 @@ def _verify(mapping):
 
 
 def _url(text):
+    if has_userinfo(text):   # first: no message below may repeat a password
+        raise ConfigError(f"VCH_URL={shown_url(text)} must not contain a user or password: the VCH's "
+                          "Docker API authenticates with TLS client certificates (VCH_TLS_CERT, VCH_TLS_KEY)")
     parts = urlsplit(text)
     if parts.scheme == "unix":
         if not parts.path.startswith("/"):
-            raise ConfigError(f"VCH_URL={text!r}: a unix socket needs an absolute path, unix:///path/docker.sock")
+            raise ConfigError(f"VCH_URL={shown(text)}: a unix socket needs an absolute path, "
+                              "unix:///path/docker.sock")
         return f"unix://{parts.path}"
     if parts.scheme not in ("tcp", "https"):
-        raise ConfigError(f"VCH_URL={text!r} is not valid: use tcp://host:2376 (TLS) or "
+        raise ConfigError(f"VCH_URL={shown(text)} is not valid: use tcp://host:2376 (TLS) or "
                           "unix:///path/docker.sock")
-    if not parts.hostname or parts.path not in ("", "/") or parts.query or parts.username:
-        raise ConfigError(f"VCH_URL={text!r} is not valid: use tcp://host:port, nothing after the port")
+    if not parts.hostname or parts.path not in ("", "/") or parts.query:
+        raise ConfigError(f"VCH_URL={shown(text)} is not valid: use tcp://host:port, nothing after the port")
     try:
         port = parts.port or DEFAULT_TLS_PORT
     except ValueError:
-        raise ConfigError(f"VCH_URL={text!r} has an invalid port") from None
+        raise ConfigError(f"VCH_URL={shown(text)} has an invalid port") from None
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
     return f"tcp://{host}:{port}"
 

@@ -25,7 +25,7 @@ wraps the store that serves that label directly (``inner``: a ``DatastoreStore``
   from its ``DockerMetaData`` plus its recorded policy. When the VCH does not answer, the
   last listing is used (``VchConnection``); when it was never listed, the datastore
   alone. Get and List are the driver's, from memory; a change made here wins over a
-  listing that began before it (``connection.Touches``).
+  listing that began before it (``registry.Touches``).
 - **attach** and **detach** are the inner store's, on this Docker host's VM, after one
   check for datastore volumes: a disk attached to another VM (a container VM of the VCH)
   is refused with "in use by container VM X".
@@ -47,7 +47,8 @@ from ..options import VIC_OPTIONS, VOLUME_STORE
 from ..storespec import DATASTORE, NFS
 from ..stores.base import StoredVolume, VolumeStore, docker_metadata
 from .client import VchClient, VchError, docker_api
-from .connection import LISTING_FILE, Touches, VchConnection
+from ..registry import Touches
+from .connection import LISTING_FILE, VchConnection
 from .policy import FILE_NAME as POLICY_FILE
 from .policy import PolicyBook
 from .settings import from_env
@@ -76,6 +77,8 @@ def split_options(given):
 class VchStore(VolumeStore):
     """See the module docstring. ``inner``: the VolumeStore serving this label directly;
     ``connection``: the shared VchConnection; ``policies``: the shared PolicyBook."""
+
+    refreshes_itself = True   # the connection's refresher lists the VCH and calls sync_store
 
     def __init__(self, inner, connection, policies):
         super().__init__(inner.spec)
@@ -145,7 +148,7 @@ class VchStore(VolumeStore):
         self.connection.load()
         self.inner.open()
 
-    def discover(self):
+    def discover(self, known=None):
         start = self.begin()
         try:
             names = self.connection.list_names()

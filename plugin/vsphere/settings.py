@@ -22,7 +22,8 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
-from ..errors import ConfigError
+from ..errors import ConfigError, shown
+from ..redact import has_userinfo, shown_url
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
@@ -80,19 +81,19 @@ def _flag(mapping, key):
 def _url(text):
     if not text:
         raise ConfigError("VSPHERE_URL is required: https://vcenter.example.com/sdk")
+    if has_userinfo(text):   # first: no message below may repeat a password
+        raise ConfigError(f"VSPHERE_URL={shown_url(text)} must not contain a user or password: "
+                          "use VSPHERE_USER and VSPHERE_PASSWORD or VSPHERE_PASSWORD_FILE")
     parts = urlsplit(text if "://" in text else f"https://{text}")
     if parts.scheme != "https":
         raise ConfigError(
-            f"VSPHERE_URL={text!r} must use https:// (vCenter's API is only served over TLS)")
+            f"VSPHERE_URL={shown(text)} must use https:// (vCenter's API is only served over TLS)")
     if not parts.hostname:
-        raise ConfigError(f"VSPHERE_URL={text!r} does not name a host: https://host[:port]/sdk")
-    if parts.username or parts.password:
-        raise ConfigError("VSPHERE_URL must not contain a user or password: "
-                          "use VSPHERE_USER and VSPHERE_PASSWORD or VSPHERE_PASSWORD_FILE")
+        raise ConfigError(f"VSPHERE_URL={shown(text)} does not name a host: https://host[:port]/sdk")
     try:
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError:
-        raise ConfigError(f"VSPHERE_URL={text!r} has an invalid port") from None
+        raise ConfigError(f"VSPHERE_URL={shown(text)} has an invalid port") from None
     path = parts.path.rstrip("/") or "/sdk"
     return urlunsplit(("https", parts.netloc, path, "", ""))
 

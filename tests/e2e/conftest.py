@@ -6,7 +6,9 @@ The plugin's settings name the simulator (VSPHERE_URL, VSPHERE_USER,
 VSPHERE_PASSWORD_FILE, VSPHERE_CA_FILE, VSPHERE_VM and the test-only loop-device
 mode over its datastore folders); its VOLUME_STORES is the folder store
 ``default``. The module fixture ``datastore_stores`` adds the datastore stores
-ds0 and ds1 (a plugin restart) for the tests of VMDK volumes.
+ds0 and ds1 (a plugin restart) for the tests of VMDK volumes. The module
+fixture ``swarm_cluster`` (and ``swarm``, reset after each test) is a swarm of
+Docker hosts of its own, with their own simulator (tests/e2e/multihost.py).
 
 ``scripts/test`` starts the private engine and exports DOCKER_HOST before
 pytest runs; these fixtures also work from a bare ``pytest tests/e2e``.
@@ -20,38 +22,36 @@ Environment knobs:
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
-import subprocess
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional
 
 import pytest
 
-from . import simulator, user
+from . import multihost, simulator, user
 from .dockercli import docker, run
+from .leftovers import unmount_below
+from .project import (
+    BUILD_TIMEOUT,
+    DATASTORES_SUBDIR,
+    DEFAULT_IMAGE,
+    PLUGIN_DATA_DIR,
+    PLUGIN_DATASTORES_DIR,
+    PLUGIN_NAME,
+    SCRIPTS,
+    SECRETS_SUBDIR,
+    script,
+)
 from .simulator import Simulator
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SCRIPTS = REPO_ROOT / "scripts"
-
-DEFAULT_IMAGE = "local/debian-python:bookworm"
-PLUGIN_NAME = "vsphere"
 
 # Stands for the fresh host folder the ``plugin`` fixture creates under /tmp
 # for each session: STATE_DIR in a setting's value is replaced by its path.
 STATE_DIR = "<fresh host state dir>"
-
-# Inside the plugin (config.json): the data folder and the test-only mount.
-PLUGIN_DATA_DIR = "/var/lib/vsphere-volume"
-PLUGIN_DATASTORES_DIR = "/test-only/datastores"
-
-# Host folders below STATE_DIR: the simulator's datastore folders (the plugin's
-# test-only mount), and its CA and password files (in the plugin's data folder).
-DATASTORES_SUBDIR = "datastores"
-SECRETS_SUBDIR = "vsphere"
 
 # The folder store every session has (config.json's default, spelled out).
 FOLDER_STORES = f"file://{PLUGIN_DATA_DIR}/default:default"
@@ -74,8 +74,8 @@ PLUGIN_SETTINGS: Dict[str, str] = {
     "VOLUME_STORES": FOLDER_STORES,
 }
 
-# Time the first plugin build may take (dependencies from PyPI on a fresh engine).
-BUILD_TIMEOUT = 1800
+# Time a restarted plugin may take to try each of its stores once (a hang guard).
+READY_TIMEOUT = 120
 
 
 @dataclass
@@ -105,12 +105,18 @@ class Plugin:
 
     def configure(self, **settings: str) -> None:
         """Restart the plugin with new `docker plugin set` values, as an operator does:
-        disable (forced: volumes exist), set, enable."""
+        disable (forced: volumes exist), set, enable; then wait until it has tried each of
+        its stores once (``vsphere-volume status``: Ready), as an operator would before
+        looking at its volumes."""
         docker("plugin", "disable", "-f", self.name, timeout=60)
         if settings:
             docker("plugin", "set", self.name, *(f"{k}={v}" for k, v in settings.items()))
             self.settings.update(settings)
         docker("plugin", "enable", "--timeout", "60", self.name, timeout=90)
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not json.loads(user.vv(self, "status", "--json")[1]).get("Ready"):
+            assert time.monotonic() < deadline, f"the plugin did not try its stores within {READY_TIMEOUT} s"
+            time.sleep(0.2)
 
     def restart(self) -> None:
         """`docker plugin disable -f` then `enable`, settings unchanged."""
@@ -134,11 +140,6 @@ def _engine_answers() -> bool:
         return False
 
 
-def _script(*argv: str, timeout: float) -> subprocess.CompletedProcess:
-    """Run one of the project's scripts; fail with its output if it fails."""
-    return run([str(SCRIPTS / argv[0]), *argv[1:]], timeout=timeout, cwd=REPO_ROOT)
-
-
 @pytest.fixture(scope="session")
 def engine() -> Iterator[str]:
     """DOCKER_HOST of a Docker engine that answers."""
@@ -149,8 +150,8 @@ def engine() -> Iterator[str]:
                 f"no Docker engine answers at DOCKER_HOST={os.environ['DOCKER_HOST']}"
                 " (run the tests with scripts/test, or start scripts/engine)"
             )
-        _script("engine", "start", timeout=120)
-        env_line = _script("engine", "env", timeout=30).stdout.strip()
+        script("engine", "start", timeout=120)
+        env_line = script("engine", "env", timeout=30).stdout.strip()
         # "export DOCKER_HOST=unix://... DOCKER_EXEC_ROOT=..."
         for pair in env_line.split()[1:]:
             key, _, value = pair.partition("=")
@@ -168,22 +169,10 @@ def test_image(engine: str) -> str:
     """An image with Python 3, pip and the filesystem tools, present in the engine."""
     image = os.environ.get("BASE_IMAGE") or DEFAULT_IMAGE
     if image == DEFAULT_IMAGE:
-        _script("base-image", timeout=900)
+        script("base-image", timeout=900)
     else:
         docker("image", "inspect", image)
     return image
-
-
-def _unmount_below(path: str) -> None:
-    """Lazily unmount whatever is mounted below path, deepest first."""
-    real = os.path.realpath(path)
-    with open("/proc/self/mountinfo") as f:
-        points = {line.split()[4] for line in f}
-    # mountinfo escapes blanks as octal (\040).
-    points = {p.encode().decode("unicode_escape") for p in points}
-    for point in sorted(points, reverse=True):
-        if point == real or point.startswith(real + "/"):
-            subprocess.run(["umount", "-l", point], check=False, capture_output=True)
 
 
 def _remove_plugin(plugin: Plugin) -> None:
@@ -212,7 +201,7 @@ def plugin(engine: str, test_image: str) -> Iterator[Plugin]:
             secrets_host=Path(state_dir) / SECRETS_SUBDIR,
             secrets_plugin=f"{PLUGIN_DATA_DIR}/{SECRETS_SUBDIR}")
         settings.update(installed.simulator.plugin_settings())
-        _script(
+        script(
             "build-plugin",
             PLUGIN_NAME,
             *(f"{k}={v}" for k, v in settings.items()),
@@ -225,7 +214,7 @@ def plugin(engine: str, test_image: str) -> Iterator[Plugin]:
             installed.simulator.release_loop_devices()
             installed.simulator.stop()
         if os.environ.get("VV_KEEP_STATE") != "1":
-            _unmount_below(state_dir)
+            unmount_below(state_dir)
             shutil.rmtree(state_dir, ignore_errors=True)
 
 
@@ -251,3 +240,22 @@ def volume(plugin):
     yield make
     for name in names:
         docker("volume", "rm", "-f", name, check=False)
+
+
+@pytest.fixture(scope="module")
+def swarm_cluster(request, engine: str, test_image: str) -> Iterator[multihost.Swarm]:
+    """A swarm of several Docker hosts on this machine, each in its own network namespace
+    with the plugin as a different VM of one simulator (tests/e2e/multihost.py), for the
+    tests of one module: ``SWARM_NODES`` nodes (a module attribute, default 2), the first
+    the manager. The session's engine builds the plugin; the nodes install it."""
+    count = getattr(request.module, "SWARM_NODES", 2)
+    with multihost.swarm_cluster(count, build_host=engine, image=test_image) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def swarm(swarm_cluster: multihost.Swarm) -> Iterator[multihost.Swarm]:
+    """The module's swarm, reset after the test (nodes restarted and VMs powered on,
+    services and vsphere volumes removed, every node active)."""
+    yield swarm_cluster
+    swarm_cluster.reset()

@@ -68,9 +68,9 @@ def docker(
     return run(["docker", *args], check=check, input=input, timeout=timeout, cwd=cwd, env=env)
 
 
-def docker_json(*args: Any, timeout: float = 120) -> Any:
+def docker_json(*args: Any, timeout: float = 120, env: Optional[dict] = None) -> Any:
     """Parsed JSON output of ``docker ARGS...``, e.g. ``docker_json("volume", "inspect", "v1")``."""
-    return json.loads(docker(*args, timeout=timeout).stdout)
+    return json.loads(docker(*args, timeout=timeout, env=env).stdout)
 
 
 def compose(

@@ -4,7 +4,9 @@
 free port of 127.0.0.1 with TLS, one user and password and two datastores, whose
 folders it makes below a host folder that the plugin mounts (config.json's test-only
 mount ``test-only-datastores``). The plugin uses the host network, so the harness's
-https://127.0.0.1:PORT/sdk is the plugin's vCenter too.
+https://127.0.0.1:PORT/sdk is the plugin's vCenter too. For Docker hosts in network
+namespaces of their own (tests/e2e/multihost.py) it listens at the address of their
+bridge instead, which its certificate then names.
 
 Two views of every file therefore exist, and ``Simulator`` keeps both: the host path
 (what the tests read: the datastore's ``-flat.vmdk`` holds the volume's bytes) and the
@@ -34,6 +36,7 @@ from typing import Dict, Iterator, List, Optional
 
 from tests.harness import build_harness, start_harness
 
+from . import leftovers
 
 USER = "e2e-operator@vsphere.local"
 DATACENTER = "DC0"
@@ -160,6 +163,51 @@ class Simulator:
             _, devices = self._devices(session, vm_name or self.host_vm)
             return [d.backing.fileName for d in devices if isinstance(d, vim.vm.device.VirtualDisk)]
 
+    def vms_with_disk(self, ds_path: str) -> list[str]:
+        """Names of the VMs that have disk ``ds_path`` (``[ds] path.vmdk``) attached."""
+        from plugin.vsphere.inventory import Inventory
+
+        with self.session() as session:
+            return sorted(vm.name for vm in Inventory(session).disk_users().users(ds_path))
+
+    def power_state(self, vm_name: str) -> str:
+        """``poweredOn``, ``poweredOff`` or ``suspended``."""
+        from plugin.vsphere.inventory import Inventory
+
+        with self.session() as session:
+            vm = Inventory(session).find_vm(vm_name).ref
+            return str(session.get_properties(vm, ["runtime.powerState"])["runtime.powerState"])
+
+    def power_off(self, vm_name: str) -> None:
+        """Power VM ``vm_name`` off, as a failed ESXi host or vSphere HA would."""
+        self._power(vm_name, "PowerOffVM_Task")
+
+    def power_on(self, vm_name: str) -> None:
+        self._power(vm_name, "PowerOnVM_Task")
+
+    def _power(self, vm_name: str, method: str) -> None:
+        from plugin.vsphere.inventory import Inventory
+
+        with self.session() as session:
+            session.call_task(Inventory(session).find_vm(vm_name).ref, method)
+
+    def ensure_disk_uuid(self, vm_name: str) -> None:
+        """Give VM ``vm_name`` the advanced setting disk.EnableUUID=TRUE unless it has it
+        (the plugin refuses a Docker host's VM without it; the harness sets it on its
+        ``host_vm`` only)."""
+        from pyVmomi import vim
+
+        from plugin.vsphere.hostvm import ENABLE_UUID
+        from plugin.vsphere.inventory import Inventory
+
+        with self.session() as session:
+            vm = Inventory(session).find_vm(vm_name).ref
+            options = session.get_properties(vm, ["config.extraConfig"]).get("config.extraConfig") or []
+            if any(o.key == ENABLE_UUID for o in options):
+                return
+            spec = vim.vm.ConfigSpec(extraConfig=[vim.option.OptionValue(key=ENABLE_UUID, value="TRUE")])
+            session.call_task(vm, "ReconfigVM_Task", spec=spec)
+
     @contextmanager
     def disk_attached_to(self, vm_name: str, ds_path: str, capacity_mb: int = 64) -> Iterator[None]:
         """Disk ``ds_path`` attached to VM ``vm_name`` (say, another Docker host's VM)
@@ -183,14 +231,19 @@ class Simulator:
         """Detach loop devices left over datastore files (the plugin detaches its own; this
         is for a session that ended in the middle of a mount)."""
         names = {folder.name for folder in self.datastores.values()}
-        for backing in Path("/sys/block").glob("loop*/loop/backing_file"):
-            try:
-                text = backing.read_text()
-            except OSError:
-                continue
-            if any(name in text for name in names):
-                subprocess.run(["losetup", "-d", f"/dev/{backing.parts[3]}"], check=False,
-                               capture_output=True)
+        leftovers.detach_loops(lambda backing: any(name in backing for name in names))
+
+    def release_loops_of(self, vm_name: str) -> list[str]:
+        """Detach the loop devices over the disks attached to VM ``vm_name``: what the
+        plugin of a Docker host that died without unmounting leaves (its guest's devices
+        are gone with it). Returns the devices detached."""
+        # The kernel shows a loop's backing file as the attaching process saw it (inside
+        # the plugin): match on the datastore's folder name and the path below it.
+        flats = set()
+        for ds_path in self.disks_of(vm_name):
+            datastore, path = ds_path[1:].split("] ", 1)
+            flats.add(f"{self.datastores[datastore].name}/{path.removesuffix('.vmdk')}-flat.vmdk")
+        return leftovers.detach_loops(lambda backing: any(backing.endswith(flat) for flat in flats))
 
     def stop(self) -> None:
         """SIGTERM: the harness closes its server and removes the datastore folders."""
@@ -204,15 +257,17 @@ class Simulator:
 
 
 def start(binary: str, host_root: Path, plugin_root: str, secrets_host: Path,
-          secrets_plugin: str, datastores: int = 2) -> Simulator:
+          secrets_plugin: str, datastores: int = 2, address: str = "127.0.0.1") -> Simulator:
     """Start the harness with its datastore folders below ``host_root`` (the plugin's
     ``plugin_root``) and write its CA and a password file into ``secrets_host`` (the
-    plugin's ``secrets_plugin``)."""
+    plugin's ``secrets_plugin``). It listens on a free port of ``address`` (an IPv4
+    address of this machine), which its certificate names besides loopback."""
     host_root.mkdir(parents=True, exist_ok=True)
     secrets_host.mkdir(parents=True, exist_ok=True)
     os.chmod(secrets_host, 0o700)
     password = f"e2e-pw-{secrets.token_hex(12)}"
-    argv = [binary, "-listen", "127.0.0.1:0", "-user", USER, "-password", password,
+    argv = [binary, "-listen", f"{address}:0", "-hosts", f"{address},127.0.0.1,::1,localhost",
+            "-user", USER, "-password", password,
             "-dir", str(host_root), "-cert-file", str(secrets_host / "vcsim-ca.pem"),
             "-datastores", str(datastores)]
     process, info, log = start_harness(argv)
@@ -233,6 +288,7 @@ def make_vic_volume(simulator: Simulator, datastore: str, root: str, name: str, 
     filesystem's ``.vic.vol.data`` folder). Returns the metadata written.
     """
     from pyVmomi import vim
+
     from plugin.vsphere.files import DatastoreFiles
 
     folder = f"{root}/volumes/{name}"

@@ -2,6 +2,7 @@
 
 import os
 import textwrap
+from pathlib import Path
 
 from .dockercli import compose, docker
 from .user import backups, inspect, run_on as run, running_on, unique, vv
@@ -93,3 +94,46 @@ def test_restore_from_a_missing_backup_creates_nothing(plugin):
     assert result.returncode != 0 and "volume never-existed has no backups" in result.stderr
     assert name not in docker("volume", "ls", "-q").stdout.split()
     assert not os.path.exists(os.path.join(plugin.state_dir, "default", "volumes", name))
+
+
+def test_a_cron_that_never_fires_is_refused_and_creates_nothing(plugin):
+    name = unique("never")
+    result = docker("volume", "create", "-d", plugin.name, "--opt", "Backup=0 0 31 2 *", name, check=False)
+    assert result.returncode != 0
+    assert "Backup='0 0 31 2 *' never fires: no date matches this cron expression" in result.stderr
+    assert "internal error" not in result.stderr
+    assert name not in docker("volume", "ls", "-q").stdout.split()
+    assert not os.path.exists(os.path.join(plugin.state_dir, "default", "volumes", name))
+    assert not os.path.exists(os.path.join(plugin.state_dir, "default", "volumes_metadata", name))
+
+
+def test_a_damaged_backup_is_shown_deletable_and_a_restore_names_the_backup_it_used(plugin, volume, test_image):
+    name, copy, other = volume("ledger"), volume("ledger-copy"), volume("ledger-other")
+    docker("volume", "create", "-d", plugin.name, "--opt", "Backup=daily", name)
+    run(test_image, name, "echo 'entry 1' > /data/ledger")
+    vv(plugin, "backup", name)
+    run(test_image, name, "echo 'entry 2' > /data/ledger")
+    vv(plugin, "backup", name)
+    first, second = [b["Id"] for b in backups(plugin, name)]
+    damaged = Path(plugin.state_dir, "default", "backups", name, second)
+    (damaged / "manifest.json").write_text("{ not json")    # a disk error, a bad hand edit
+
+    _, out, _ = vv(plugin, "backups", name)
+    assert [line.split()[-1] for line in out.splitlines()[1:3]] == ["ok", "damaged"]
+    assert f"backup {second} is damaged and cannot be restored: " in out and "is not valid JSON" in out
+    assert [(b["Id"], b["State"]) for b in backups(plugin, name)] == [(first, "ok"), (second, "damaged")]
+
+    _, out, _ = vv(plugin, "restore", name, "--as", copy)
+    assert out.startswith(f"volume {copy} restored from backup {first} of {name} "
+                          f"(latest usable backup {first}; {second} is damaged: ")
+    assert run(test_image, copy, "cat /data/ledger") == "entry 1\n"
+    docker("volume", "create", "-d", plugin.name, "--opt", f"RestoreFrom={name}@latest", other)
+    restored = inspect(other)["Status"]["Backup"]["RestoredFrom"]
+    assert restored["Backup"] == first and restored["Why"].startswith(f"latest usable backup {first}; {second}")
+    code, _, err = vv(plugin, "restore", name, "--backup", second, "--as", volume("never"), check=False)
+    assert code == 1 and f"backup {second} of volume {name} is damaged: " in err
+
+    _, out, _ = vv(plugin, "delete", name, second)
+    assert out == f"deleted backup {second} of {name}\n"
+    assert not damaged.exists()
+    assert [(b["Id"], b["State"]) for b in backups(plugin, name)] == [(first, "ok")]

@@ -29,9 +29,8 @@ from pathlib import Path
 from typing import Dict, List
 
 from .dockercli import docker, run
+from .project import REPO_ROOT, SCRIPTS
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SCRIPTS = REPO_ROOT / "scripts"
 START_TIMEOUT = 180          # seconds for the engine to start (a hang guard)
 BUILD_TIMEOUT = 900          # seconds for the plugin install (a fresh build takes minutes)
 

@@ -1,13 +1,17 @@
 """The backup service wired into the driver, on real folder stores (rsync, real files)."""
 
+import errno
 import os
 from datetime import datetime, timedelta, timezone
 import threading
 
 import pytest
 
-from plugin.errors import BackendError, BackupError, InUse, InvalidOption, NotFound
+from plugin.errors import BackendError, BackupError, BackupStorageError, InUse, InvalidOption, NotFound
 from plugin.options import parse_options
+from tests.fakes import calls_do_not_wait
+
+from tests.filesystems import fill, small_tmpfs
 
 
 @pytest.fixture
@@ -114,6 +118,40 @@ def test_failed_final_backup_keeps_the_volume(driver, service, tmp_path):
     assert not left.exists() or os.listdir(left) == []   # no half backup left
 
 
+def test_a_full_backup_store_is_a_clear_failure_in_status_and_lets_go_once_freed(make_driver, clock, tmp_path):
+    with small_tmpfs(tmp_path / "full"):
+        driver = make_driver(clock=clock, VOLUME_STORES=f"file://{tmp_path}/fast:default;file://{tmp_path}/full:full")
+        driver.create("v", {"Backup": "daily", "BackupStore": "full"})
+        write(tmp_path, "v", {"f": "precious"})
+        filler = fill(tmp_path / "full")
+        with pytest.raises(BackupStorageError, match=r"^cannot write the backup lease .*/full/backups/.leases/v/"
+                                                     r"owner.json: No space left on device; the backup store is full"):
+            driver.backups.api_create("v")
+        status = driver.get("v")["Status"]["Backup"]
+        assert status["LastBackup"]["Result"] == "failed" and "the backup store is full" in status["LastError"]
+        with pytest.raises(BackupError, match="volume v was not removed: its final backup failed: .*No space left"):
+            driver.remove("v")
+        assert read_tree(data(tmp_path, "v")) == {"f": "precious"}
+        assert os.listdir(tmp_path / "full" / "backups" / ".leases") == []     # no lease left behind
+        filler.unlink()
+        driver.remove("v")                                                     # at once, not in 10 minutes
+        assert [b["Origin"] for b in driver.backups.api_list("v")] == ["final"]
+
+
+def test_any_os_error_of_a_backup_is_typed_recorded_and_releases_the_lease(driver, service, tmp_path, monkeypatch):
+    driver.create("v", {})
+
+    def broken(*args):
+        raise OSError(errno.EIO, "Input/output error", "/srv/volumes/v/f")
+    monkeypatch.setattr(service.engines["file"].copier, "backup", broken)
+    with pytest.raises(BackupStorageError, match=r"^manual backup of volume v failed: Input/output error "
+                                                 r"\(/srv/volumes/v/f\)$"):
+        service.api_create("v")
+    assert driver.get("v")["Status"]["Backup"]["LastError"].endswith("Input/output error (/srv/volumes/v/f)")
+    assert os.listdir(tmp_path / "fast" / "backups" / ".leases") == []
+    assert not (tmp_path / "fast" / "backups" / "v").exists()         # the staged backup was aborted
+
+
 def test_scheduled_backups_and_retention_over_ten_days(driver, service, tmp_path, clock):
     driver.create("v", {"Backup": "daily@02:00", "BackupKeep": "3"})
     manual = service.api_create("v")
@@ -131,6 +169,76 @@ def test_scheduled_backups_and_retention_over_ten_days(driver, service, tmp_path
     assert status["Backups"] == 4 and status["Policy"] == "daily@02:00"
     assert status["NextRun"] == "2026-12-03T02:00:00Z"
     assert status["LastBackup"]["Origin"] == "schedule"
+
+
+def damage(tmp_path, name, backup_id, store="fast"):
+    (tmp_path / store / "backups" / name / backup_id / "manifest.json").write_text("{ not json")
+
+
+def test_a_damaged_backup_is_listed_deletable_and_never_restored_and_the_restore_says_so(
+        driver, service, tmp_path, clock):
+    driver.create("v", {"Backup": "daily"})
+    write(tmp_path, "v", {"f": "one"})
+    good = service.api_create("v")
+    clock.advance(minutes=1)
+    write(tmp_path, "v", {"f": "two"})
+    bad = service.api_create("v")
+    damage(tmp_path, "v", bad["Id"])
+    service._refresh("v")                         # what a restart finds (a listing finds it too)
+    listed = service.api_list("v")
+    assert [(b["Id"], b["State"]) for b in listed] == [(good["Id"], "ok"), (bad["Id"], "damaged")]
+    assert "manifest.json is not valid JSON" in listed[1]["Problem"]
+    status = driver.get("v")["Status"]["Backup"]
+    assert (status["Backups"], status["DamagedBackups"]) == (1, 1)
+
+    done = service.api_restore("v", target="copy")
+    assert done["Backup"] == good["Id"]
+    assert done["Why"].startswith(f"latest usable backup {good['Id']}; {bad['Id']} is damaged: ")
+    assert "not valid JSON" in done["Why"] and read_tree(data(tmp_path, "copy")) == {"f": "one"}
+    assert driver.get("copy")["Status"]["Backup"]["RestoredFrom"] == {"Volume": "v", "Backup": good["Id"],
+                                                                      "Why": done["Why"]}
+    driver.create("other", {"RestoreFrom": "v@latest"})           # docker volume create: inspect says
+    restored = driver.get("other")["Status"]["Backup"]["RestoredFrom"]
+    assert restored["Backup"] == good["Id"] and restored["Why"].startswith("latest usable backup")
+    with pytest.raises(BackupError, match=rf"backup {bad['Id']} of volume v is damaged: .*not valid JSON.*; "
+                                          "it cannot be restored"):
+        service.api_restore("v", bad["Id"], target="never")
+    assert driver.find("never") is None
+
+    service.api_delete("v", bad["Id"])
+    assert not (tmp_path / "fast" / "backups" / "v" / bad["Id"]).exists()
+    assert [b["Id"] for b in service.api_list("v")] == [good["Id"]]
+    assert "DamagedBackups" not in driver.get("v")["Status"]["Backup"]
+
+
+def test_backups_are_listed_in_the_order_they_were_taken_damaged_ones_too(driver, service, tmp_path, clock):
+    clock.advance(microseconds=500000)                 # both in one second: ids ...Z and ...Z-1
+    driver.create("v", {})
+    write(tmp_path, "v", {"f": "one"})
+    good = service.api_create("v")
+    write(tmp_path, "v", {"f": "two"})
+    bad = service.api_create("v")
+    assert bad["Id"] == good["Id"] + "-1"
+    damage(tmp_path, "v", bad["Id"])
+    assert [b["Id"] for b in service.api_list("v")] == [good["Id"], bad["Id"]]
+
+
+def test_retention_reclaims_a_damaged_scheduled_backup(driver, service, tmp_path, clock):
+    driver.create("v", {"Backup": "daily@02:00", "BackupKeep": "2"})
+    made = []
+    for day in range(3):
+        write(tmp_path, "v", {"f": f"day {day}"})
+        clock.now = datetime(2026, 11, 23, 2, 0, tzinfo=timezone.utc) + timedelta(days=day)
+        service.scheduler.tick(clock.now)
+        made.append(service.api_list("v")[-1]["Id"])
+    assert sorted(os.listdir(tmp_path / "fast" / "backups" / "v")) == made[1:]     # BackupKeep=2
+    damage(tmp_path, "v", made[1])
+    write(tmp_path, "v", {"f": "day 3"})
+    clock.now += timedelta(days=1)
+    service.scheduler.tick(clock.now)             # keeps day 2 and day 3: day 1 would go, damaged or not
+    assert not (tmp_path / "fast" / "backups" / "v" / made[1]).exists()     # its space is reclaimed
+    listed = service.api_list("v")
+    assert [b["State"] for b in listed] == ["ok", "ok"] and listed[0]["Id"] == made[2]
 
 
 def test_on_unmount_backs_up_when_the_last_container_leaves(driver, service, tmp_path, clock):
@@ -212,7 +320,8 @@ class Gate:
         self.copier, self.entered, self.opened = copier, threading.Event(), threading.Event()
         self.calls = 0
 
-    def wrap(self, method):
+    def wrap(self, method, monkeypatch=None):
+        """Hold ``method`` of the copier (an instance, or a class with ``monkeypatch``)."""
         real = getattr(self.copier, method)
 
         def gated(*args, **kwargs):
@@ -220,28 +329,65 @@ class Gate:
             self.entered.set()
             assert self.opened.wait(10), "the test never opened the gate"
             return real(*args, **kwargs)
-        setattr(self.copier, method, gated)
+        if monkeypatch is not None:
+            monkeypatch.setattr(self.copier, method, gated)
+        else:
+            setattr(self.copier, method, gated)
         return self
 
 
 def test_slow_restore_does_not_hold_docker_create(driver, service, tmp_path, monkeypatch):
-    monkeypatch.setattr("plugin.driver.DOCKER_CALL_BUDGET", 0.05)
     driver.create("src", {})
     write(tmp_path, "src", {"f": "restored bytes"})
     service.api_create("src")
     gate = Gate(service.engines["file"].copier).wrap("restore")
-    driver.create("big", {"RestoreFrom": "src@latest"})        # answers while the copy runs
-    assert gate.entered.is_set()
+    with calls_do_not_wait(driver):
+        driver.create("big", {"RestoreFrom": "src@latest"})    # answers while the copy runs
+    assert gate.entered.wait(10)
     assert driver.get("big")["Status"]["Restore"]["State"] == "running"
-    with pytest.raises(InUse, match="volume big is still being restored"):
+    with calls_do_not_wait(driver), pytest.raises(InUse, match="volume big is still being restored"):
         driver.mount("big", "c1")
-    with pytest.raises(InUse, match="still being restored"):
+    with calls_do_not_wait(driver), pytest.raises(InUse, match="still being restored"):
         driver.remove("big")
     gate.opened.set()
     assert driver.find("big").job.wait(10)
     target = driver.mount("big", "c1")
     assert driver.get("big")["Status"]["Restore"]["State"] == "done"
     assert read_tree(data(tmp_path, "big")) == {"f": "restored bytes"} and target.endswith("/big")
+
+
+def test_a_delete_refused_during_a_restore_says_a_restore_reads_it(driver, service, tmp_path):
+    driver.create("src", {})
+    write(tmp_path, "src", {"f": "x"})
+    backup = service.api_create("src")
+    gate = Gate(service.engines["file"].copier).wrap("restore")
+    with calls_do_not_wait(driver):
+        driver.create("big", {"RestoreFrom": "src@latest"})    # answers while the copy runs
+    try:
+        assert gate.entered.wait(10)
+        with pytest.raises(BackupError, match=rf"^volume 'src' is busy: .* is restoring its backup {backup['Id']} "
+                                              r"into volume big; its backup lease runs until"):
+            service.api_delete("src", backup["Id"])
+        with pytest.raises(BackupError, match=r"^volume 'src' is busy: .* is restoring its backup"):
+            service.api_prune("src")
+    finally:
+        gate.opened.set()
+    assert driver.find("big").job.wait(10)
+    service.api_delete("src", backup["Id"])                    # once the restore is done
+    assert service.api_list("src") == []
+
+
+def test_a_slow_restore_as_a_new_volume_still_says_why_that_backup(driver, service, tmp_path):
+    driver.create("src", {})
+    write(tmp_path, "src", {"f": "x"})
+    backup = service.api_create("src")
+    gate = Gate(service.engines["file"].copier).wrap("restore")
+    with calls_do_not_wait(driver):
+        done = service.api_restore("src", target="copy")      # answers while the copy runs
+    assert gate.entered.wait(10) and done["Why"] == f"latest backup {backup['Id']}"
+    gate.opened.set()
+    assert driver.find("copy").job.wait(10)
+    assert driver.get("copy")["Status"]["Backup"]["RestoredFrom"]["Why"] == f"latest backup {backup['Id']}"
 
 
 def test_slow_final_backup_does_not_hold_docker_remove(driver, service, tmp_path, monkeypatch):
@@ -294,3 +440,106 @@ def test_progress_of_a_running_backup_is_shown(driver, service, tmp_path):
         gate.opened.set()
         worker.join(10)
     assert service.api_progress("v") == {} and "Progress" not in driver.get("v")["Status"]["Backup"]
+
+
+# --- shared status under concurrency ----------------------------------------------------
+
+class WorstMoment(dict):
+    """The service's table of running operations, letting a backup thread finish at the worst
+    moment: right after a reader first looked into it. The finishing thread is given up to
+    ``grace`` seconds; a service that reads under its lock makes it wait until the read is done."""
+
+    def __init__(self, finish, grace=0.5):
+        super().__init__()
+        self.finish, self.grace, self.fired = finish, grace, False
+
+    def _interleave(self):
+        if not self.fired:
+            self.fired = True
+            self.finisher = threading.Thread(target=self.finish)
+            self.finisher.start()
+            self.finisher.join(self.grace)
+
+    def __contains__(self, key):
+        found = super().__contains__(key)
+        self._interleave()
+        return found
+
+    def get(self, key, default=None):
+        found = super().get(key, default)
+        self._interleave()
+        return found
+
+
+def test_status_read_while_a_backup_finishes_never_fails(driver, service, tmp_path):
+    driver.create("v", {"Backup": "daily"})
+    write(tmp_path, "v", {"f": "x"})
+    gate = Gate(service.engines["file"].copier).wrap("backup")
+    worker = threading.Thread(target=service.api_create, args=("v",))
+
+    def finish():
+        gate.opened.set()
+        worker.join(10)
+    service._progress = WorstMoment(finish)
+    worker.start()
+    assert gate.entered.wait(10)
+    shown = driver.get("v")["Status"]["Backup"]            # docker volume inspect, as the backup ends
+    assert shown["Progress"]["Phase"] == "copying files"
+    service._progress.finisher.join(10)
+    assert not worker.is_alive()
+    after = driver.get("v")["Status"]["Backup"]
+    assert "Progress" not in after and after["Backups"] == 1 and after["LastBackup"]["Result"] == "ok"
+
+
+def test_status_hammered_while_backups_start_and_finish(driver, service, tmp_path):
+    for name in ("a", "b"):
+        driver.create(name, {})
+        write(tmp_path, name, {"f": name})
+    failures = []
+
+    def guarded(work):
+        def run():
+            try:
+                work()
+            except Exception as err:    # noqa: BLE001 - collected and asserted below
+                failures.append(err)
+        return threading.Thread(target=run)
+
+    def backups():
+        for _ in range(15):
+            service.api_create("a")
+            service.api_create("b")
+
+    def inspect():
+        for _ in range(2000):
+            for name in ("a", "b"):
+                driver.get(name)
+                service.api_progress(name)
+    threads = [guarded(backups), guarded(inspect), guarded(inspect)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert failures == [] and not any(t.is_alive() for t in threads)
+    assert driver.get("a")["Status"]["Backup"]["Backups"] == 15
+
+
+# --- the /Backup.* endpoints check their names -----------------------------------------
+
+@pytest.mark.parametrize("path, body", [
+    ("/Backup.Progress", {"Name": "../../etc"}),
+    ("/Backup.Create", {"Name": "../../etc"}),
+    ("/Backup.List", {"Name": "../../etc"}),
+    ("/Backup.Restore", {"Name": "../../etc"}),
+    ("/Backup.Restore", {"Name": "v", "Target": "../../etc"}),
+    ("/Backup.Delete", {"Name": "../../etc", "Backup": "20261123T000000Z"}),
+    ("/Backup.Delete", {"Name": "v", "Backup": "../../etc"}),
+    ("/Backup.Prune", {"Name": "../../etc"}),
+])
+def test_every_backup_endpoint_refuses_a_bad_name(driver, path, body):
+    from plugin.protocol import create_app
+    client = create_app(driver, backup_api=driver.backups).test_client()
+    response = client.post(path, json=body)
+    assert response.status_code == 500
+    assert 'volume name "../../etc" includes invalid characters' in response.get_json()["Err"] or \
+        "'../../etc' is not a backup id" in response.get_json()["Err"]

@@ -36,7 +36,13 @@ class FakeClient:
             return {"Backup": {"Id": "20261123T020000Z", "Method": "snapshot-clone", "Size": 1024}}
         if path == "/Backup.List":
             return {"Backups": [{"Id": "20261123T020000Z", "Created": "2026-11-23T02:00:00Z",
-                                 "Method": "directory", "Origin": "schedule", "Size": 5, "Store": "default"}]}
+                                 "Method": "directory", "Origin": "schedule", "Size": 5, "Store": "default",
+                                 "State": "ok"},
+                                {"Id": "20261124T020000Z", "Created": "2026-11-24T02:00:00Z", "State": "damaged",
+                                 "Problem": "/x/manifest.json is not valid JSON: Expecting value"}]}
+        if path == "/Backup.Restore":
+            return {"Restore": {"Volume": "copy", "Backup": "20261123T020000Z",
+                                "Why": "latest usable backup 20261123T020000Z; 20261124T020000Z is damaged: ..."}}
         raise AssertionError(path)
 
 
@@ -59,8 +65,20 @@ def test_backup_shows_progress_on_a_terminal(monkeypatch):
 def test_backups_table(monkeypatch):
     code, out, _ = run(monkeypatch, FakeClient(), ["backups", "mydata"])
     assert code == 0
-    assert out.splitlines()[0].split() == ["ID", "CREATED", "METHOD", "ORIGIN", "SIZE", "STORE"]
-    assert out.splitlines()[1].split()[:4] == ["20261123T020000Z", "2026-11-23T02:00:00Z", "directory", "schedule"]
+    lines = out.splitlines()
+    assert lines[0].split() == ["ID", "CREATED", "METHOD", "ORIGIN", "SIZE", "STORE", "STATE"]
+    assert lines[1].split() == ["20261123T020000Z", "2026-11-23T02:00:00Z", "directory", "schedule", "5", "default",
+                                "ok"]
+    assert lines[2].split() == ["20261124T020000Z", "2026-11-24T02:00:00Z", "damaged"]
+    assert lines[3] == ("backup 20261124T020000Z is damaged and cannot be restored: /x/manifest.json is not valid "
+                        "JSON: Expecting value (vsphere-volume delete mydata 20261124T020000Z deletes it)")
+
+
+def test_restore_says_which_backup_was_used_and_why(monkeypatch):
+    code, out, _ = run(monkeypatch, FakeClient(), ["restore", "mydata", "--as", "copy"])
+    assert code == 0
+    assert out == ("volume copy restored from backup 20261123T020000Z of mydata (latest usable backup "
+                   "20261123T020000Z; 20261124T020000Z is damaged: ...)\n")
 
 
 @pytest.mark.parametrize("error, code", [(VolumeError("volume x has no backups"), 1),

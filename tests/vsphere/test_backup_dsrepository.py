@@ -14,6 +14,7 @@ from plugin.backup import manifest as mf
 from plugin.backup.dslease import DatastoreLeaseFolder
 from plugin.backup.dsrepository import DatastoreBackupRepository
 from plugin.backup.lease import LeaseHeld, LeaseLost, Leases
+from plugin.backup.retention import parse_keep
 from plugin.errors import BackupError, InvalidOption, NotFound
 from plugin.vsphere.files import DatastoreFiles
 
@@ -144,18 +145,32 @@ def test_incomplete_backups_are_never_listed_and_cleaned_up_by_age(repo, session
     assert [m.backup_id for m in repo.list("a")] == [done.backup_id]
 
 
-def test_a_bad_manifest_is_left_out_logged_and_kept(repo, session, vcsim, store_path, caplog):
+def test_a_bad_manifest_is_a_damaged_backup_listed_apart_kept_and_deletable(repo, session, vcsim, store_path, caplog):
     good = backed_up(repo, session, "v")
     bad = backed_up(repo, session, "v", T0 + timedelta(minutes=1))
     path = local(vcsim, store_path, "v", bad.backup_id, "manifest.json")
     path.write_text("{not json")
     with caplog.at_level(logging.WARNING):
-        assert [m.backup_id for m in repo.list("v")] == [good.backup_id]
-    assert f"backup {bad.backup_id} of volume v is left out of the list" in caplog.text
-    assert "is not valid JSON" in caplog.text
+        assert [m.backup_id for m in repo.list("v")] == [good.backup_id]     # never restored
+    assert f"backup {bad.backup_id} of volume v is damaged and cannot be restored" in caplog.text
+    [damaged] = repo.scan("v").damaged
+    assert (damaged.backup_id, damaged.state) == (bad.backup_id, "damaged")
+    assert damaged.reason.startswith(f"{bad.location}/manifest.json is not valid JSON")
     with pytest.raises(BackupError, match="is not valid JSON"):
         repo.read("v", bad.backup_id)
-    assert path.exists()
+    assert path.exists() and repo.cleanup_incomplete() == []
+    repo.delete("v", bad.backup_id)
+    assert not path.parent.exists()
+    assert repo.scan("v").damaged == [] and [m.backup_id for m in repo.list("v")] == [good.backup_id]
+
+
+def test_prune_reclaims_a_damaged_backup_on_the_datastore(repo, session, vcsim, store_path):
+    made = [backed_up(repo, session, "v", T0 + timedelta(days=day)) for day in range(3)]
+    local(vcsim, store_path, "v", made[0].backup_id, "manifest.json").write_text("")
+    assert repo.prune("v", parse_keep("2"), T0 + timedelta(days=3), "UTC") == [made[0].backup_id]
+    assert not local(vcsim, store_path, "v", made[0].backup_id).exists()
+    scan = repo.scan("v")
+    assert [m.backup_id for m in scan.backups] == [m.backup_id for m in made[1:]] and scan.damaged == []
 
 
 def test_listing_takes_a_bounded_number_of_round_trips(repo, session):
@@ -217,8 +232,8 @@ def test_a_lease_held_by_another_host_is_refused_with_who_and_until_when(hosts, 
     assert json.loads(owner.read_text())["owner"] == "host-1 (plugin pid 1)"
     assert [p.name for p in owner.parent.parent.iterdir()] == ["pgdata"]          # no temporary left
     clock.advance(minutes=9)
-    with pytest.raises(LeaseHeld, match=r"volume 'pgdata' is being backed up by host-1 \(plugin pid 1\): "
-                                        r"its lease runs until 2026-11-23 02:10:00 UTC"):
+    with pytest.raises(LeaseHeld, match=r"volume 'pgdata' is busy: host-1 \(plugin pid 1\) is backing it up; "
+                                        r"its backup lease runs until 2026-11-23 02:10:00 UTC"):
         host_2.take("pgdata")
     assert host_2.take("other").owner.startswith("host-2")
     lease = host_1.renew(lease)

@@ -218,7 +218,8 @@ def test_a_mounted_volume_is_backed_up_lost_and_restored_as_new_and_in_place(plu
     driver.unmount("mydata", "c1")
     clock.advance(minutes=5)
     done = service.api_restore("mydata", backup["Id"], force=True)
-    assert done == {"Volume": "mydata", "Backup": backup["Id"], "SafetyBackup": "20261123T001500Z"}
+    assert done == {"Volume": "mydata", "Backup": backup["Id"], "Why": f"backup {backup['Id']}, as asked",
+                    "SafetyBackup": "20261123T001500Z"}
     assert read_tree(driver.mount("mydata", "c3")) == original
     driver.unmount("mydata", "c3")
 
@@ -322,7 +323,8 @@ def test_two_plugin_instances_never_back_up_one_volume_at_the_same_time(plugins,
     first.start()
     try:
         assert in_copy.wait(HANG_GUARD), "host a's scheduled backup never reached its copy"
-        held = f"volume 'shared' is being backed up by host docker-a, plugin pid {os.getpid()}: its lease runs until"
+        held = (f"volume 'shared' is busy: host docker-a, plugin pid {os.getpid()} is backing it up; "
+                "its backup lease runs until")
         assert b.service.scheduler.tick(clock.now) == ["shared"]             # due on b too: tried, skipped
         skipped = b.service.scheduler.status("shared")
         assert skipped["LastResult"] == "skipped" and skipped["LastError"].startswith(held)
@@ -405,7 +407,7 @@ def test_another_hosts_retention_never_deletes_the_backup_a_restore_is_reading(p
         go_on.set()
         restoring.join(HANG_GUARD)
     a.driver.unmount("db", "c1")
-    assert outcome == {"restored": {"Volume": "db-day0", "Backup": day0["Id"]}}
+    assert outcome == {"restored": {"Volume": "db-day0", "Backup": day0["Id"], "Why": f"backup {day0['Id']}, as asked"}}
     assert read_tree(a.driver.mount("db-day0", "c2")) == {"rows": b"day 0"}
     a.driver.unmount("db-day0", "c2")
 

@@ -1,3 +1,5 @@
+import errno
+import json
 import os
 import threading
 from datetime import timedelta
@@ -5,7 +7,13 @@ from datetime import timedelta
 import pytest
 
 from plugin.backup.lease import Lease, LeaseHeld, LeaseLost, Leases, LocalLeaseFolder
-from plugin.errors import VSphereUnavailable
+from plugin.errors import (
+    BackupStorageError,
+    NoDiskSpace,
+    VolumeError,
+    VSphereUnavailable,
+)
+from tests.filesystems import fill, small_tmpfs
 
 
 @pytest.fixture
@@ -35,12 +43,26 @@ def test_take_makes_a_folder_with_the_owner_inside(host_a, folder, clock):
 def test_a_held_lease_is_refused_with_holder_and_expiry(host_a, host_b, clock):
     host_a.take("pgdata")
     clock.advance(minutes=9)
-    with pytest.raises(LeaseHeld, match=r"volume 'pgdata' is being backed up by host-a \(plugin pid 10\): "
-                                        r"its lease runs until 2026-11-23 00:10:00 UTC"):
+    with pytest.raises(LeaseHeld, match=r"volume 'pgdata' is busy: host-a \(plugin pid 10\) is backing it up; "
+                                        r"its backup lease runs until 2026-11-23 00:10:00 UTC; try again later"):
         host_b.take("pgdata")
     with pytest.raises(LeaseHeld):
         host_a.take("pgdata")  # one backup at a time on the same host too
     assert host_b.take("other").volume == "other"
+
+
+def test_a_refusal_says_what_the_holder_is_doing(host_a, host_b, folder):
+    host_a.take("pgdata", "restoring its backup 20261122T020000Z into volume copy")
+    with pytest.raises(LeaseHeld, match=r"^volume 'pgdata' is busy: host-a \(plugin pid 10\) is restoring its "
+                                        r"backup 20261122T020000Z into volume copy; its backup lease runs until"):
+        host_b.take("pgdata", "deleting its backup 20261122T020000Z")
+    # A lease written by an older plugin says nothing of its purpose: no guess.
+    stored = json.loads((folder.root / "pgdata" / "owner.json").read_text())
+    del stored["purpose"]
+    (folder.root / "pgdata" / "owner.json").write_text(json.dumps(stored))
+    with pytest.raises(LeaseHeld, match=r"^volume 'pgdata' is busy: host-a \(plugin pid 10\) holds its backup "
+                                        r"lease until 2026-11-23 00:10:00 UTC; try again later$"):
+        host_b.take("pgdata")
 
 
 def test_renew_extends_and_release_frees(host_a, host_b, folder, clock):
@@ -147,14 +169,28 @@ def test_check_raises_when_the_lease_was_lost(host_a, host_b, clock):
 
 
 class FailingFolder(LocalLeaseFolder):
-    """A lease folder whose owner-file writes fail as a datastore's do when vCenter is down."""
+    """A lease folder whose operations fail while the test says so: ``failures`` maps
+    make, write or move to what it raises (a raw OSError, a datastore's VSphereError)."""
 
-    failure = None
+    def __init__(self, root, **failures):
+        super().__init__(root)
+        self.failures = failures
+
+    def _fail(self, operation):
+        if operation in self.failures:
+            raise self.failures[operation]
+
+    def make(self, name):
+        self._fail("make")
+        return super().make(name)
 
     def write(self, name, data):
-        if self.failure is not None:
-            raise self.failure
+        self._fail("write")
         super().write(name, data)
+
+    def move(self, name, new_name):
+        self._fail("move")
+        return super().move(name, new_name)
 
 
 def test_a_vcenter_failure_while_renewing_is_a_lost_lease(tmp_path, clock):
@@ -163,11 +199,11 @@ def test_a_vcenter_failure_while_renewing_is_a_lost_lease(tmp_path, clock):
     waiter = SteppedWaiter()
     with pytest.raises(LeaseLost, match=r"cannot renew the backup lease of volume 'v': vCenter is unreachable"):
         with leases.hold("v", waiter=waiter) as held:
-            folder.failure = VSphereUnavailable("vCenter is unreachable")
+            folder.failures["write"] = VSphereUnavailable("vCenter is unreachable")
             waiter.step(held)              # the renewal fails: the thread records it and ends
             assert not held._thread.is_alive()
             assert isinstance(held.error, LeaseLost)
-            folder.failure = None
+            folder.failures.clear()
             held.check()
     assert leases.holder("v") is None    # released at the end all the same
 
@@ -189,3 +225,52 @@ def test_a_restarted_plugin_breaks_only_the_leases_its_host_left(tmp_path, clock
     assert after.break_left_by_this_host() == ["mine"]
     assert after.take("mine").owner == "host a, plugin pid 1"
     assert after.holder("theirs").owner == "host b, plugin pid 7"
+
+
+# --- storage failures: a lease is never left half-taken ---------------------------------
+
+def test_a_full_store_refuses_the_lease_with_a_message_and_leaves_no_folder(tmp_path, clock):
+    with small_tmpfs(tmp_path / "full") as root:
+        folder = LocalLeaseFolder(root)
+        leases = Leases(folder, "host-a (plugin pid 10)", clock)
+        filler = fill(root)
+        with pytest.raises(BackupStorageError, match=r"cannot write the backup lease .*/v/owner.json: "
+                                                     r"No space left on device; the backup store is full"):
+            leases.take("v")
+        assert folder.names() == []                  # neither the folder nor one moved aside
+        filler.unlink()                              # space freed: the next backup may go at once
+        assert leases.take("v").owner == "host-a (plugin pid 10)"
+
+
+@pytest.mark.parametrize("failure, says", [
+    (OSError(errno.ENOSPC, "No space left on device"),
+     r"cannot take the backup lease of volume 'v': No space left on device; the backup store is full"),
+    (OSError(errno.EIO, "Input/output error"), r"cannot take the backup lease of volume 'v': Input/output error$"),
+    (NoDiskSpace("uploading [ds] x/backups/.leases/v/owner.json: the datastore is full"), "the datastore is full"),
+])
+def test_a_failed_owner_write_removes_the_half_taken_lease(tmp_path, clock, failure, says):
+    folder = FailingFolder(tmp_path / "store", write=failure)
+    leases = Leases(folder, "host-a", clock)
+    with pytest.raises(VolumeError, match=says):
+        leases.take("v")
+    assert folder.names() == []
+    folder.failures.clear()
+    assert leases.take("v").owner == "host-a"
+
+
+def test_a_failed_lease_folder_is_a_typed_error(tmp_path, clock):
+    leases = Leases(FailingFolder(tmp_path / "store", make=OSError(errno.EROFS, "Read-only file system")),
+                    "host-a", clock)
+    with pytest.raises(BackupStorageError, match="Read-only file system; the backup store is mounted read-only"):
+        leases.take("v")
+
+
+def test_a_failed_release_never_hides_the_work_and_is_logged(tmp_path, clock, caplog):
+    folder = FailingFolder(tmp_path / "store")
+    leases = Leases(folder, "host-a", clock)
+    with leases.hold("v", waiter=SteppedWaiter()):
+        folder.failures["move"] = OSError(errno.EIO, "Input/output error")
+    assert "could not release the backup lease of volume v" in caplog.text
+    folder.failures.clear()
+    clock.advance(minutes=11)
+    assert leases.take("v").owner == "host-a"          # it expired on its own

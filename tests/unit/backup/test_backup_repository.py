@@ -7,6 +7,7 @@ import pytest
 
 from plugin.backup import manifest as mf
 from plugin.backup.repository import LocalBackupRepository
+from plugin.backup.retention import parse_keep
 from plugin.errors import BackupError, InvalidName, InvalidOption, NotFound
 
 UTC = timezone.utc
@@ -114,16 +115,34 @@ def test_volumes_stay_listed_after_they_are_gone_and_bookkeeping_is_not_a_volume
     assert repo.read("gone", "20261123T020000Z").origin == "final"
 
 
-def test_an_invalid_manifest_is_left_out_with_a_warning_and_kept(repo, caplog):
+def test_an_invalid_manifest_is_a_damaged_backup_listed_apart_logged_kept_and_deletable(repo, caplog):
     good = backed_up(repo, "v")
     bad = backed_up(repo, "v", T0 + timedelta(hours=1))
     (bad.location / "manifest.json").write_text("{ not json")
     with caplog.at_level(logging.WARNING):
-        assert [m.backup_id for m in repo.list("v")] == [good.backup_id]
-    assert "left out of the list" in caplog.text and "not valid JSON" in caplog.text
-    assert repo.cleanup_incomplete() == [] and bad.location.exists()
+        assert [m.backup_id for m in repo.list("v")] == [good.backup_id]      # never restored
+    assert f"backup {bad.backup_id} of volume v is damaged and cannot be restored" in caplog.text
+    [damaged] = repo.scan("v").damaged
+    assert (damaged.backup_id, damaged.state, damaged.reclaimable) == (bad.backup_id, "damaged", True)
+    assert damaged.reason.startswith(f"{bad.location}/manifest.json is not valid JSON")
+    assert damaged.summary() == {"Id": bad.backup_id, "Volume": "v", "Created": "2026-11-23T03:00:00Z",
+                                 "State": "damaged", "Problem": damaged.reason}
+    assert repo.cleanup_incomplete() == [] and bad.location.exists()        # committed: not incomplete
+    assert repo.latest("v").backup_id == good.backup_id
     with pytest.raises(BackupError, match="not valid JSON"):
         repo.read("v", bad.backup_id)
+    repo.delete("v", bad.backup_id)
+    assert not bad.location.exists() and repo.scan("v").damaged == []
+
+
+def test_a_manifest_of_a_newer_plugin_is_unreadable_not_damaged(repo):
+    backed_up(repo, "v")
+    newer = backed_up(repo, "v", T0 + timedelta(hours=1))
+    document = json.loads((newer.location / "manifest.json").read_text())
+    (newer.location / "manifest.json").write_text(json.dumps(dict(document, format=2)))
+    [unreadable] = repo.scan("v").damaged
+    assert (unreadable.state, unreadable.origin, unreadable.reclaimable) == ("unreadable", "schedule", False)
+    assert "written by a newer plugin" in unreadable.reason
 
 
 def test_a_manifest_in_the_wrong_folder_is_refused(repo):
@@ -144,3 +163,35 @@ def test_unchanged_backup_resolves_to_the_data_of_its_base(repo):
     repo.delete("v", base.backup_id)
     with pytest.raises(BackupError, match="which no longer exists"):
         repo.data_manifest(unchanged)
+
+
+def damage(staging, **fields):
+    """Break a committed manifest: not JSON at all, or JSON with ``fields`` made wrong."""
+    path = staging.location / "manifest.json"
+    if not fields:
+        path.write_text("{ not json")
+        return
+    path.write_text(json.dumps(dict(json.loads(path.read_text()), **fields)))
+
+
+def test_prune_reclaims_damaged_backups_as_retention_says_never_in_place_of_a_usable_one(repo):
+    days = [backed_up(repo, "v", T0 + timedelta(days=d)) for d in range(5)]    # scheduled, daily
+    damage(days[1])                       # old: retention prunes a scheduled backup of that time
+    damage(days[4])                       # the newest: kept, yet it keeps no usable one out
+    manual = backed_up(repo, "v", T0 + timedelta(days=1, hours=12), origin="manual")
+    damage(manual, size=-1)               # damaged, but still says it is manual: kept until deleted
+    deleted = repo.prune("v", parse_keep("2"), T0 + timedelta(days=5), "UTC")
+    assert deleted == [days[0].backup_id, days[1].backup_id]
+    scan = repo.scan("v")
+    assert [m.backup_id for m in scan.backups] == [days[2].backup_id, days[3].backup_id]
+    assert [(d.backup_id, d.origin) for d in scan.damaged] == [(manual.backup_id, "manual"), (days[4].backup_id, "")]
+    assert not days[1].location.exists()
+
+
+def test_prune_keeps_what_it_cannot_read_now(repo):
+    old = backed_up(repo, "v")
+    for day in (1, 2):
+        backed_up(repo, "v", T0 + timedelta(days=day))
+    damage(old, format=2)                 # a newer plugin's: not ours to judge
+    assert repo.prune("v", parse_keep("1"), T0 + timedelta(days=3), "UTC") == ["20261124T020000Z"]
+    assert [d.backup_id for d in repo.scan("v").damaged] == [old.backup_id]

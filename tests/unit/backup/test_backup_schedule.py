@@ -3,7 +3,14 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from plugin.backup.schedule import jitter_fraction, next_run, parse_schedule, zone
+from plugin.backup.schedule import (
+    CRON,
+    Schedule,
+    jitter_fraction,
+    next_run,
+    parse_schedule,
+    zone,
+)
 from plugin.errors import InvalidOption
 
 UTC = timezone.utc
@@ -111,3 +118,26 @@ def test_unknown_zone_is_refused():
 def test_naive_after_is_refused():
     with pytest.raises(ValueError, match="aware"):
         next_run(parse_schedule("daily"), datetime(2026, 1, 1), "v")
+
+
+@pytest.mark.parametrize("text", ["0 0 31 2 *", "0 0 30 2 *", "0 0 31 4,6,9,11 *", "15 3 31 2 ?"])
+def test_a_cron_expression_that_never_fires_is_refused(text):
+    with pytest.raises(InvalidOption, match=r"Backup='.*' never fires: no date matches this cron expression"):
+        parse_schedule(text)
+
+
+@pytest.mark.parametrize("text, first", [
+    ("0 0 29 2 *", datetime(2028, 2, 29, tzinfo=UTC)),         # leap days only
+    ("0 0 * 2 1#5", datetime(2044, 2, 29, tzinfo=UTC)),        # a fifth Monday in February
+    ("0 0 31 2 1", datetime(2027, 2, 1, tzinfo=UTC)),          # day 31 or a Monday: February's Mondays
+])
+def test_rare_cron_expressions_are_accepted(text, first):
+    assert next_run(parse_schedule(text), datetime(2026, 11, 23, tzinfo=UTC), "v") == first
+
+
+def test_a_schedule_that_cannot_be_computed_is_a_typed_error():
+    # As stored by a plugin that did not check yet: parse_schedule refuses it today.
+    stored = Schedule(CRON, "0 0 31 2 *", cron="0 0 31 2 *")
+    with pytest.raises(InvalidOption, match=r"Backup='0 0 31 2 \*': no run after 2026-11-23T00:00:00\+00:00 "
+                                            r"can be computed"):
+        next_run(stored, datetime(2026, 11, 23, tzinfo=UTC), "v")

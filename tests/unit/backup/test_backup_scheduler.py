@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from plugin.backup.lease import LeaseHeld
-from plugin.backup.schedule import jitter_fraction, parse_schedule
+from plugin.backup.schedule import CRON, Schedule, jitter_fraction, parse_schedule
 from plugin.backup.scheduler import BackupScheduler, JsonFileStateStore, MemoryStateStore
 from plugin.errors import BackupError
 
@@ -204,6 +204,18 @@ def test_a_bug_in_one_backup_does_not_stop_the_others(clock, inline_executor):
     run_minutes(scheduler, clock, 2 * 60)
     assert scheduler.status("a")["LastError"] == "internal error: RuntimeError: boom"
     assert scheduler.status("b")["LastResult"] == "ok"
+
+
+def test_a_schedule_that_cannot_be_computed_is_shown_and_stops_no_other(clock, inline_executor):
+    # A never-firing cron as a plugin stored it before parse_schedule refused those.
+    scheduler, run = build(clock, inline_executor, {"ok": "daily@02:00"})
+    scheduler.set("never", Schedule(CRON, "0 0 31 2 *", cron="0 0 31 2 *"))
+    status = scheduler.status("never")
+    assert status["NextRun"] is None and "no run after" in status["ScheduleError"]
+    scheduler.request("never")                       # a backup on request still runs, and ends well
+    run_minutes(scheduler, clock, 2 * 60 + 1)
+    assert [name for name, _ in run.calls] == ["never", "ok"]
+    assert scheduler.status("never")["LastResult"] == "ok" and scheduler.status("never")["NextRun"] is None
 
 
 def test_removed_volumes_stop_and_their_state_goes(clock, manual_executor):
