@@ -4,7 +4,6 @@ import json
 import os
 import tempfile
 
-
 TEMP_PREFIX = ".tmp-"
 
 

@@ -61,7 +61,7 @@ import uuid
 
 from ..errors import BackendError, Conflict, NotFound
 from ..fsidentity import acting_as
-from ..fsutil import fsync_folder, read_json
+from ..fsutil import TEMP_PREFIX, fsync_folder, read_json
 from ..storespec import NFS
 from .base import METADATA_FILE, StoredVolume, VolumeStore, metadata_bytes
 
@@ -71,7 +71,6 @@ TRASH = ".vsphere-volume-trash"
 STAGING = ".vsphere-volume-staging"
 CREATING = ".vsphere-volume-creating"
 READY = ".ready"
-TMP_PREFIX = ".tmp-"               # fsutil.atomic_write's temporary files
 VOLUMES, METADATA = "volumes", "volumes_metadata"
 FOLDER_MODE, FILE_MODE = 0o755, 0o644
 ORPHAN_AGE = 600                   # seconds before another host's leftover is taken for one
@@ -245,7 +244,7 @@ class DirectoryStore(VolumeStore):
             if os.path.lexists(self.data_path(entry.name)):
                 for leftover in self._listed(entry.path):
                     path = os.path.join(entry.path, leftover)
-                    if leftover.startswith(TMP_PREFIX) and self._leftover(path, now):
+                    if leftover.startswith(TEMP_PREFIX) and self._leftover(path, now):
                         log.info("volume store %s: deleting %s, left by an interrupted write", self.label, path)
                         os.unlink(path)
             elif self._leftover(entry.path, now):
