@@ -21,11 +21,12 @@ from .driver import VolumeDriver
 from .errors import ConfigError
 from .mounts import Mounter
 from .mountstate import MountTable
+from .options import DEFAULT_STORE
 from .registry import StoreListings, VolumeRegistry
 from .restoremarks import RestoreMarks
-from .storespec import DATASTORE, FILE, NFS
 from .stores.base import VolumeStore
 from .stores.directory import DirectoryStore
+from .storespec import DATASTORE, FILE, NFS
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ class UnavailableStore(VolumeStore):
 
 
 def build_store(spec, settings, mounter, vsphere=None):
+    if spec.problem:
+        return UnavailableStore(spec, spec.problem)
     if spec.kind == FILE:
         return DirectoryStore(spec, spec.path)
     if spec.kind == NFS:
@@ -73,7 +76,8 @@ def vsphere_factory(settings, mounter):
     """
     if not settings.env.get("VSPHERE_URL", "").strip():
         return None
-    from .stores.vmdk import datastore_store_factory  # pyvmomi is loaded only when needed
+    # pyvmomi is loaded only when needed
+    from .stores.vmdk import datastore_store_factory
     try:
         return datastore_store_factory(settings.env, mounter, os.path.join(settings.mount_root, DISKS_DIR))
     except ConfigError as err:
@@ -106,7 +110,8 @@ def vch_sidecar(settings):
     """
     if not settings.vch_url:
         return None
-    from .vch.store import VCH_KINDS, sidecar_from_env  # the docker SDK is loaded only when needed
+    # the docker SDK is loaded only when needed
+    from .vch.store import VCH_KINDS, sidecar_from_env
     try:
         return sidecar_from_env(settings.env, settings.state_dir)
     except ConfigError as err:
@@ -162,7 +167,9 @@ def build_driver(settings, mounter=None, vsphere=None, backups=True, clock=utc_n
     stores = {spec.label: build_store(spec, settings, mounter, vsphere) for spec in settings.volume_stores}
     if sidecar is not None:
         stores = {label: sidecar.wrap(store) for label, store in stores.items()}
-    default = "default" if "default" in stores else next(iter(stores))
+    # As VIC: a create without VolumeStore goes to the store labelled "default"; without
+    # one it is refused ("No volume store named (default) exists").
+    default = DEFAULT_STORE
     mounts = MountTable(os.path.join(settings.state_dir, "mounts.json"))
     service = build_backups(settings, stores, vsphere, clock, **backup_args) if backups else None
     registry = VolumeRegistry(StoreListings(os.path.join(settings.state_dir, LISTINGS_DIR)))

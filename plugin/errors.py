@@ -8,6 +8,8 @@ choice, what is accepted. The protocol layer turns any ``VolumeError`` into
 Messages never contain secrets (passwords, session cookies).
 """
 
+import json
+
 
 class VolumeError(Exception):
     """Root of every error the plugin reports to Docker or the CLI."""
@@ -129,3 +131,13 @@ def shown(value, limit=ECHO_LIMIT):
     if len(text) <= limit:
         return repr(text)
     return f"{repr(text[:limit])[:-1]}…{repr(text)[0]} ({len(text)} characters)"
+
+
+def quoted(value, limit=ECHO_LIMIT):
+    """``value`` in double quotes as Go's ``%q`` writes printable text (VIC's messages quote
+    so: ``volume name "x y" includes invalid characters``), cut as ``cut`` does."""
+    text = str(value)
+    body = json.dumps(text[:limit], ensure_ascii=False)
+    if len(text) <= limit:
+        return body
+    return f"{body[:-1]}…\" ({len(text)} characters)"

@@ -4,7 +4,6 @@ import json
 import os
 import tempfile
 
-
 TEMP_PREFIX = ".tmp-"
 
 
@@ -27,11 +26,16 @@ def atomic_write(path, data):
         except FileNotFoundError:
             pass
         raise
-    dir_fd = os.open(folder, os.O_RDONLY)
+    fsync_folder(folder)
+
+
+def fsync_folder(path):
+    """Make the entries of folder ``path`` (a rename, a new file) durable."""
+    fd = os.open(path, os.O_RDONLY)
     try:
-        os.fsync(dir_fd)
+        os.fsync(fd)
     finally:
-        os.close(dir_fd)
+        os.close(fd)
 
 
 def atomic_write_json(path, obj):

@@ -1,70 +1,124 @@
 """Volume names and ``docker volume create --opt`` options, validated before any side effect.
 
 Option keys are case-insensitive, as in VIC; the user's own spelling is kept for
-``DockerMetaData``. Every error names the option, the bad value and what is accepted.
+``DockerMetaData``. Where VIC refuses the same input, the error starts with VIC's own
+text (``bad driver value - Invalid size: 0``, ``No volume store named (x) exists``,
+``volume name "x?" includes invalid characters, ...``) so that users who know a VCH
+read what they know; what this plugin adds (what is accepted, the known labels)
+follows it. Every error names the bad value and what is accepted.
 """
 
+import math
 import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 
 from .backup.retention import parse_keep
 from .backup.schedule import parse_schedule
-from .errors import InvalidName, InvalidOption
+from .errors import InvalidName, InvalidOption, cut, quoted, shown
 
-NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+#: VIC's volume name rule, as its message shows it. Names must match it whole
+#: (``NAME_RE.fullmatch``): a trailing newline is refused, as by VIC's Go regexp.
+NAME_RULE = "[a-zA-Z0-9][a-zA-Z0-9_.-]"
+NAME_RE = re.compile(NAME_RULE + "*")
 MAX_NAME = 255
-BACKUP_ID_RE = re.compile(r"^\d{8}T\d{6}Z(-\d{1,4})?$")
+BACKUP_ID_RE = re.compile(r"[0-9]{8}T[0-9]{6}Z(-[0-9]{1,4})?")   # whole ids only: fullmatch
 
 VOLUME_STORE, CAPACITY = "VolumeStore", "Capacity"
 BACKUP, BACKUP_KEEP, BACKUP_STORE, RESTORE_FROM = "Backup", "BackupKeep", "BackupStore", "RestoreFrom"
-KNOWN = (VOLUME_STORE, CAPACITY, BACKUP, BACKUP_KEEP, BACKUP_STORE, RESTORE_FROM)
+#: Keys a VCH records for the volumes it makes for containers (``docker run -v /dir``):
+#: the mount flags, the container's name and its image. VIC accepts them at create and
+#: keeps them in DockerMetaData; so does this plugin (they change nothing of the volume).
+FLAGS, CONTAINER, IMAGE = "flags", "container", "image"
+KNOWN = (VOLUME_STORE, CAPACITY, BACKUP, BACKUP_KEEP, BACKUP_STORE, RESTORE_FROM, FLAGS, CONTAINER, IMAGE)
 _BY_LOWER = {key.lower(): key for key in KNOWN}
 
 #: Options that VIC itself understands (and a VCH accepts); the rest are this plugin's own.
-VIC_OPTIONS = (VOLUME_STORE, CAPACITY)
+VIC_OPTIONS = (VOLUME_STORE, CAPACITY, FLAGS, CONTAINER, IMAGE)
+_RECORDS = (FLAGS, CONTAINER, IMAGE)
 
 DEFAULT_STORE = "default"
 DEFAULT_CAPACITY_MB = 1024
 
-# VIC's Capacity grammar: a bare integer is MB; otherwise a decimal number with a
-# decimal (SI) unit and an optional B. Binary units (KiB, GiB) are refused.
-_SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s?([kKmMgGtTpP])?[bB]?$")
+# VIC's Capacity grammar (lib/apiservers/engine/proxy/storage_proxy.go): what Go's
+# strconv.ParseInt takes is a number of MB; anything else goes through go-units'
+# FromHumanSize (decimal units, an optional B, float64 arithmetic) and is divided by
+# 10^6 with the remainder dropped. A Capacity MB is a MiB on disk (VIC makes
+# Capacity x 1024 KiB), so 10G is 10000 MB: 10,000 MiB of disk.
+_INT_RE = re.compile(r"[+-]?[0-9]+")
+_HUMAN_RE = re.compile(r"([0-9]+(?:\.[0-9]+)*) ?([kKmMgGtTpP])?[bB]?")
 _UNIT = {None: 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "p": 10**15}
-CAPACITY_ACCEPTED = ("a whole number of MB (2048) or a size with a decimal unit: "
-                     "500M, 10G, 1.5T, 10GB (k, M, G, T, P; binary units such as GiB are not accepted)")
+_INT64_MAX = 2**63 - 1
+#: The most MB whose KiB (MB x 1024) a disk's capacityKb (an int64) can hold.
+MAX_CAPACITY_MB = _INT64_MAX // 1024
+CAPACITY_ACCEPTED = ("Capacity takes a whole number of MB (2048) or a size with a decimal unit: "
+                     "500M, 10G, 1.5T, 10GB (k, M, G, T, P; binary units such as GiB are not "
+                     "accepted), at least 1MB")
 
 
 def validate_name(name):
-    """Raise InvalidName unless ``name`` is a volume name VIC accepts."""
+    """Raise InvalidName unless ``name`` is a volume name VIC accepts (VIC's message first)."""
     if not isinstance(name, str) or not name:
         raise InvalidName("a volume name is required")
     if len(name) > MAX_NAME:
         raise InvalidName(f"volume name is {len(name)} characters long: at most {MAX_NAME} are accepted")
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise InvalidName(
-            f"volume name {name!r} is not valid: use letters, digits, '_', '.' and '-', "
-            "starting with a letter or digit")
+            f'volume name {quoted(name)} includes invalid characters, only "{NAME_RULE}" are allowed '
+            "(letters, digits, '_', '.' and '-', starting with a letter or digit)")
     return name
 
 
+def _bad_capacity(vic_text):
+    """VIC's text, as a VCH answers it, then what this plugin accepts."""
+    return InvalidOption(f"bad driver value - {vic_text}; {CAPACITY_ACCEPTED}")
+
+
+def _go_parse_int64(text):
+    """What Go's ``strconv.ParseInt(text, 10, 64)`` gives, or None where it fails."""
+    if not _INT_RE.fullmatch(text) or len(text.lstrip("+-")) > 19:
+        return None
+    number = int(text)
+    return number if -_INT64_MAX - 1 <= number <= _INT64_MAX else None
+
+
+def _go_from_human_size(text):
+    """go-units' ``FromHumanSize(text)`` (VIC's vendored version) as an int64 of bytes;
+    raises InvalidOption with the error text it gives."""
+    match = _HUMAN_RE.fullmatch(text)
+    if not match:
+        raise _bad_capacity(f"invalid size: '{cut(text)}'")
+    digits = match.group(1)
+    if digits.count(".") > 1:
+        raise _bad_capacity(f"strconv.ParseFloat: parsing {quoted(digits)}: invalid syntax")
+    size = float(digits)
+    if math.isinf(size):
+        raise _bad_capacity(f"strconv.ParseFloat: parsing {quoted(digits)}: value out of range")
+    size *= _UNIT[match.group(2).lower() if match.group(2) else None]
+    # Go's int64() of a float64 beyond its range gives the most negative int64 (amd64).
+    return int(size) if size < 2**63 else -_INT64_MAX - 1
+
+
 def parse_capacity_mb(value):
-    """Parse a Capacity value in VIC's grammar into whole MB (1 MB = 1,000,000 bytes)."""
-    text = str(value).strip()
-    if re.fullmatch(r"\d+", text):
-        mb = int(text)
+    """Parse a Capacity value in VIC's grammar, with VIC's error texts, into whole MB.
+
+    One MB of Capacity is one MiB of disk, as VIC makes it. Sizes VIC takes but
+    cannot make are refused: under 1 MB (VIC asks vCenter for a disk of 0 KiB) and over
+    ``MAX_CAPACITY_MB`` (VIC's KiB overflow).
+    """
+    text = str(value)
+    mb = _go_parse_int64(text)
+    if mb is not None:
+        if mb < 1:
+            raise _bad_capacity(f"Invalid size: {cut(text)}")
     else:
-        match = _SIZE_RE.match(text)
-        if not match:
-            raise InvalidOption(f"Capacity={value!r} is not a size: use {CAPACITY_ACCEPTED}")
-        try:
-            number = Decimal(match.group(1))
-        except InvalidOperation:
-            raise InvalidOption(f"Capacity={value!r} is not a size: use {CAPACITY_ACCEPTED}") from None
-        unit = match.group(2).lower() if match.group(2) else None
-        mb = int(number * _UNIT[unit] / 10**6)
-    if mb < 1:
-        raise InvalidOption(f"Capacity={value!r} is too small: a volume needs at least 1MB")
+        size = _go_from_human_size(text)
+        if size < 1:
+            raise _bad_capacity(f"Capacity value too large: {cut(text)}")
+        mb = size // 10**6
+        if mb < 1:
+            raise _bad_capacity(f"Invalid size: {cut(text)} is less than 1MB")
+    if mb > MAX_CAPACITY_MB:
+        raise _bad_capacity(f"Capacity value too large: {cut(text)}")
     return mb
 
 
@@ -80,7 +134,7 @@ class RestoreRef:
 
 
 def parse_restore_ref(value):
-    text = str(value).strip()
+    text = str(value)
     volume, sep, backup = text.partition("@")
     accepted = "use <volume>@<backup-id> (such as mydata@20261123T020000Z) or <volume>@latest"
     if not sep or not volume or not backup:
@@ -91,7 +145,7 @@ def parse_restore_ref(value):
         raise InvalidOption(f"RestoreFrom={value!r}: {err}") from None
     if backup.lower() == "latest":
         backup = "latest"
-    elif not BACKUP_ID_RE.match(backup):
+    elif not BACKUP_ID_RE.fullmatch(backup):
         raise InvalidOption(f"RestoreFrom={value!r}: {backup!r} is not a backup id; {accepted}")
     return RestoreRef(volume, backup)
 
@@ -112,8 +166,13 @@ class VolumeOptions:
     backup_store: str       # a store label; defaults to ``store``
     restore_from: object = None  # RestoreRef or None
 
+    def records(self):
+        """VIC's bookkeeping options as given (flags, container, image), by canonical key."""
+        return {_BY_LOWER[k.lower()]: v for k, v in self.given.items() if _BY_LOWER[k.lower()] in _RECORDS}
+
     def identity(self):
-        """What makes two creates "the same": canonical values, ignoring key case."""
+        """What makes two creates "the same": canonical values, ignoring key case. VIC's
+        bookkeeping options (``records``) are not part of it: they describe who asked."""
         return {
             VOLUME_STORE: self.store,
             CAPACITY: self.capacity_mb,
@@ -138,6 +197,7 @@ class VolumeOptions:
         }
         if self.restore_from:
             described[RESTORE_FROM] = str(self.restore_from)
+        described.update(self.records())
         return described
 
 
@@ -148,7 +208,8 @@ def canonical_keys(given):
         canonical = _BY_LOWER.get(str(key).lower())
         if canonical is None:
             raise InvalidOption(
-                f"{key} is not a supported option: supported are {', '.join(KNOWN)}")
+                f"bad driver value - {cut(key)} is not a supported option; "
+                f"supported are {', '.join(KNOWN)}")
         if canonical in found:
             raise InvalidOption(f"option {canonical} is given twice ({found[canonical]} and {key})")
         found[canonical] = key
@@ -159,26 +220,36 @@ def parse_options(given, store_labels, default_store=DEFAULT_STORE):
     """Validate ``docker volume create`` options.
 
     ``store_labels``: the labels of the configured volume stores. Returns VolumeOptions;
-    raises InvalidOption (nothing has been changed by then).
+    raises InvalidOption (nothing has been changed by then). Without VolumeStore a volume
+    goes to ``default_store`` (VIC's: the store labelled ``default``); with RestoreFrom
+    and no such store, ``store`` is None: the backed-up volume's store, once known.
     """
     given = dict(given or {})
     keys = canonical_keys(given)
     value = {canonical: str(given[key]) for canonical, key in keys.items()}
     labels = sorted(store_labels)
 
+    known = ", ".join(labels) or "none configured"
+
     def store_label(option, default):
         label = value.get(option, default)
-        if label not in labels:
-            known = ", ".join(labels) or "none configured"
-            raise InvalidOption(f"{option}={label!r}: no volume store has that label (known: {known})")
-        return label
+        if label in labels:
+            return label
+        if option == VOLUME_STORE:   # VIC's text (also for its default, when no store has that label)
+            raise InvalidOption(f"No volume store named ({cut(label)}) exists; known volume stores: {known}")
+        raise InvalidOption(f"{option}={shown(label)}: no volume store has that label (known: {known})")
 
-    store = store_label(VOLUME_STORE, default_store)
+    restore = parse_restore_ref(value[RESTORE_FROM]) if RESTORE_FROM in value else None
+    if restore and VOLUME_STORE not in value and default_store not in labels:
+        # A restored volume goes to the backed-up volume's store by default: which one is
+        # known once the backup is found (the driver parses the completed options again).
+        store = None
+    else:
+        store = store_label(VOLUME_STORE, default_store)
     capacity = parse_capacity_mb(value[CAPACITY]) if CAPACITY in value else DEFAULT_CAPACITY_MB
     schedule = parse_schedule(value.get(BACKUP, "off"))
     keep = parse_keep(value.get(BACKUP_KEEP))
-    backup_store = store_label(BACKUP_STORE, store)
-    restore = parse_restore_ref(value[RESTORE_FROM]) if RESTORE_FROM in value else None
+    backup_store = store_label(BACKUP_STORE, store) if store or BACKUP_STORE in value else None
     return VolumeOptions(given={str(k): str(v) for k, v in given.items()}, store=store,
                          capacity_mb=capacity, backup=schedule, keep=keep,
                          backup_store=backup_store, restore_from=restore)

@@ -2,7 +2,8 @@
 
 An id is the UTC second the backup started, ``20261123T020000Z``; when several backups
 of one volume fall in the same second the later ones get a suffix, ``-1``, ``-2``, ...
-(up to ``-9999``). Ids match ``ID_RE``, the same pattern as ``plugin.options.BACKUP_ID_RE`` (which
+(up to ``-9999``). Ids match ``ID_RE`` whole (``fullmatch``: ASCII digits, no trailing
+newline), the same pattern as ``plugin.options.BACKUP_ID_RE`` (which
 ``RestoreFrom`` checks; a test keeps the two equal: this module cannot import
 ``plugin.options``, which imports the backup package).
 
@@ -13,11 +14,11 @@ exists already (``candidates``).
 """
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from ..errors import InvalidOption
 
-ID_RE = re.compile(r"^\d{8}T\d{6}Z(-\d{1,4})?$")
+ID_RE = re.compile(r"[0-9]{8}T[0-9]{6}Z(-[0-9]{1,4})?")   # whole ids only: always fullmatch
 
 MAX_SUFFIX = 9999
 _FORMAT = "%Y%m%dT%H%M%SZ"
@@ -41,7 +42,7 @@ def base_id(when):
     """The suffix-less id for an aware datetime (converted to UTC, fractions dropped)."""
     if when.tzinfo is None:
         raise ValueError("backup ids need an aware datetime (with a time zone)")
-    return when.astimezone(timezone.utc).strftime(_FORMAT)
+    return when.astimezone(UTC).strftime(_FORMAT)
 
 
 def candidates(when):
@@ -82,6 +83,6 @@ def id_time(backup_id):
     """
     base, _ = split_id(backup_id)
     try:
-        return datetime.strptime(base, _FORMAT).replace(tzinfo=timezone.utc)
+        return datetime.strptime(base, _FORMAT).replace(tzinfo=UTC)
     except ValueError:
         raise InvalidOption(f"{backup_id!r} is not a backup id: {base} is not a valid date and time") from None

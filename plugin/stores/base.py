@@ -16,21 +16,40 @@ after a crash or restart.
 """
 
 import abc
+import json
 from dataclasses import dataclass, field
 
 METADATA_FILE = "DockerMetaData"
 
 
 def docker_metadata(name, driver_opts, driver="vsphere"):
-    """The DockerMetaData JSON object as VIC writes it (keys and shapes as VIC's)."""
+    """The DockerMetaData JSON object as VIC writes it (keys and shapes as VIC's
+    ``createVolumeMetadata``: the volume's first container and its image come from the
+    ``container`` and ``image`` options a VCH gives for a container's volume)."""
+    opts = dict(driver_opts)
     return {
         "Driver": driver,
-        "DriverOpts": dict(driver_opts),
+        "DriverOpts": opts,
         "Name": name,
         "Labels": {},
-        "AttachHistory": [""],
-        "Image": "",
+        "AttachHistory": [opts.get("container", "")],
+        "Image": opts.get("image", ""),
     }
+
+
+_GO_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def metadata_bytes(metadata):
+    """DockerMetaData as VIC writes it: Go's ``json.Marshal`` output (compact, UTF-8,
+    no newline, HTML characters escaped). Top-level keys keep their order (the fields of
+    VIC's struct); the keys of maps below them are sorted, as Go sorts map keys."""
+    ordered = {key: dict(sorted(value.items())) if isinstance(value, dict) else value
+               for key, value in metadata.items()}
+    text = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False)
+    for char, escape in _GO_ESCAPES.items():
+        text = text.replace(char, escape)   # only inside strings: JSON has them nowhere else
+    return text.encode("utf-8")
 
 
 @dataclass

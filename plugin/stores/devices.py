@@ -15,7 +15,8 @@ mkfs/mount path in tests and in production alike (mounting itself is
     ``<uuid>`` being the 32 hex digits of the VMDK's UUID.
   * ``LoopDeviceResolver`` (TEST ONLY): the vCenter simulator attaches nothing to any
     kernel; this resolver maps the disk's ``-flat.vmdk`` in the simulator's local
-    datastore folder, grown to the volume's capacity, to a loop device. The filesystem
+    datastore folder, grown to the volume's capacity (as VIC sizes disks: Capacity x
+    1024 KiB; the simulator makes the file empty), to a loop device. The filesystem
     is then really made, mounted and written, and its bytes are in the datastore file.
 """
 
@@ -46,7 +47,7 @@ class DiskInfo:
     datastore: str          # datastore name
     path: str               # path of the .vmdk on the datastore
     uuid: str               # the disk's UUID, 32 lower-case hex digits ("" if unknown)
-    capacity_mb: int        # the volume's capacity (1 MB = 1,000,000 bytes)
+    capacity_mb: int        # the volume's Capacity in MB; VIC's MB on disk is a MiB
 
     @property
     def ds_path(self):
@@ -54,7 +55,8 @@ class DiskInfo:
 
     @property
     def capacity_bytes(self):
-        return self.capacity_mb * 1_000_000
+        """The disk's size as VIC makes it: Capacity x 1024 KiB."""
+        return self.capacity_mb * 1024 * 1024
 
 
 class Formatter:
@@ -149,7 +151,7 @@ class LoopDeviceResolver:
             raise MountError(
                 f"no local folder is configured for datastore {disk.datastore!r} "
                 f"(loop device test mode knows {', '.join(sorted(self.datastore_folders)) or 'none'})")
-        base = disk.path[:-len(".vmdk")] if disk.path.endswith(".vmdk") else disk.path
+        base = disk.path.removesuffix(".vmdk")
         return os.path.join(folder, f"{base}-flat.vmdk")
 
     def _loops(self, flat):

@@ -3,40 +3,57 @@
 A store with root ``[ds] path`` (``storespec.StoreSpec.datastore_root``) keeps volume
 ``NAME`` as::
 
-    [ds] path/volumes/NAME/NAME.vmdk                        thin VMDK, Capacity (default 1024 MB)
+    [ds] path/volumes/NAME/NAME.vmdk                        thin VMDK of Capacity x 1024 KiB (default 1024 MB)
     [ds] path/volumes/NAME/imageMetadata/DockerMetaData     JSON, as VIC writes it
 
-which is what a VCH creates and lists, so both see the same volumes. Metadata is read
-from ``imageMetadata`` or ``ImageMetadata`` (VIC's documentation spells it so) and
-written to ``imageMetadata``. Nothing else is ever placed under ``volumes/``: a VCH
-lists every entry there as a volume.
+which is what a VCH creates and lists, so both see the same volumes. A Capacity "MB" is
+a MiB on disk, as VIC makes it (``capacity_kb``). Metadata is read from
+``imageMetadata`` or ``ImageMetadata`` (VIC's documentation spells it so) and written to
+``imageMetadata``. Nothing else is ever placed under ``volumes/``: a VCH lists every
+entry there as a volume.
+
+Create makes the volume complete, as VIC's create does (``lib/portlayer/storage/volume/
+vsphere/store.go``): the disk, then its filesystem (ext4 labelled like VIC's, the first
+16 hex digits of md5(NAME), holding ``.vic.vol.data`` 0755, the folder containers see),
+then the metadata. So a VCH's container VM mounts a volume made here by its label
+without this plugin ever mounting it. To make the filesystem the new disk is attached to
+this host's VM for a moment (the VM needs disk.EnableUUID, checked first), found as a
+block device (``device_resolver``), formatted, mounted at ``mount_root/.making-<staging>``
+to make ``.vic.vol.data``, unmounted and detached. Where this host cannot get the disk's
+device, the create fails saying so and leaves nothing.
 
 Create never leaves a half-made volume under ``volumes/``: the folder is built in
-``[ds] path/vsphere-volume-staging/<host tag>-<random>/`` (folder, disk, metadata) and
-then moved to ``volumes/NAME`` in one MoveDatastoreFile, which also detects a volume
-of that name made meanwhile (FileAlreadyExists -> Conflict). A failed create deletes
-its staging folder; one that could not (vCenter gone) is deleted by ``open`` on this
-host's next start.
+``[ds] path/vsphere-volume-staging/<host tag>-<random>/`` (folder, disk, filesystem,
+metadata) and then moved to ``volumes/NAME`` in one MoveDatastoreFile, which also
+detects a volume of that name made meanwhile (FileAlreadyExists -> Conflict). A failed
+create deletes its staging folder; one that could not (vCenter gone, the plugin killed)
+is undone by ``open`` on this host's next start: its filesystem unmounted, its disk
+detached from this host's VM and its device released, the folder deleted.
 
 Attach (first Mount on this host): the disk is added to the Docker host's VM
 (``vsphere.hostvm.HostVM``) on a free paravirtual SCSI unit, the guest block device is
-found by the disk's UUID (``device_resolver``), an ext4 filesystem labelled like VIC's
-(first 16 hex digits of md5(NAME)) is made when the device has none, and it is mounted
-on ``mount_root/NAME``. The folder returned for containers is the filesystem's
-``.vic.vol.data`` when it exists, else its root. VIC's own create makes ``.vic.vol.data``
-and its containers see that folder (the filesystem root when it is missing), so this
-store makes it too whenever it makes the filesystem: containers of a VCH and of this
-plugin then see the same files, without ``lost+found``. It is never added to an
-existing filesystem (that would hide the files a VCH shows from the root).
+found by the disk's UUID, and its filesystem mounted on ``mount_root/NAME``. A disk
+without a filesystem (made by an earlier version of this plugin) gets VIC's at its
+first attach. The folder returned for containers is the filesystem's ``.vic.vol.data``
+when it exists, else its root, as VIC's containers see it (it is never added to an
+existing filesystem: that would hide the files a VCH shows from the root).
 
 Detach: unmount, remove the disk from the VM (the file stays), ``release`` the device.
 Both are idempotent, and a mounted volume found after a plugin restart is returned as
 it is. Remove refuses a disk attached to any VM ("in use by VM X") and otherwise
 deletes the volume's folder.
 
-Round trips (SOAP + HTTP): create 5 + 1 PUT; attach 4 (+1 the first time: the VM's
-disk.EnableUUID); detach 3; remove 3; discover 3 per store + 1 GET per volume's
-metadata (read concurrently); status: none (memory only).
+The disk mode is ``persistent`` (VIC attaches volumes ``independent_persistent``):
+backups snapshot this host's VM, and independent disks are left out of VM snapshots.
+The consequence (README): a snapshot of this host's VM taken by anyone holds the
+volumes attached at that time, their writes go to delta disks until it is removed.
+
+Round trips (SOAP + HTTP): create 12 + 1 PUT, plus the VM's disk.EnableUUID once
+(make the staging folder; create the disk; its UUID; the VM's devices and a
+reconfiguration, twice: attach and detach; move into place; each task awaited);
+attach 3 (+1, the disk's UUID, for a volume this process did not create); detach 3;
+remove 3; discover 3 per store + 1 GET per volume's metadata (read concurrently);
+status: none (memory only).
 """
 
 import hashlib
@@ -50,7 +67,13 @@ from dataclasses import dataclass
 from pyVmomi import vim
 
 from ..errors import (
-    Conflict, FileAlreadyExists, FileNotFoundOnDatastore, InUse, VolumeError,
+    Conflict,
+    FileAlreadyExists,
+    FileNotFoundOnDatastore,
+    InUse,
+    MountError,
+    VolumeError,
+    VSphereError,
 )
 from ..options import DEFAULT_CAPACITY_MB, parse_capacity_mb
 from ..vsphere.browse import list_folder, modified_rfc3339, search_tree
@@ -60,7 +83,7 @@ from ..vsphere.inventory import Inventory
 from ..vsphere.session import Session
 from ..vsphere.settings import from_env
 from ..vsphere.vmdisks import find_disk, normalize_disk_uuid
-from .base import METADATA_FILE, StoredVolume, VolumeStore
+from .base import METADATA_FILE, StoredVolume, VolumeStore, metadata_bytes
 from .devices import DiskInfo, Formatter, resolver_from_env
 
 LOG = logging.getLogger(__name__)
@@ -73,12 +96,12 @@ DATA_DIR = ".vic.vol.data"
 
 def vic_label(name):
     """The filesystem label VIC gives volume ``name``: md5 hex, first 16 characters."""
-    return hashlib.md5(name.encode("utf-8")).hexdigest()[:16]  # noqa: S324 - VIC's label, not security
+    return hashlib.md5(name.encode("utf-8")).hexdigest()[:16]  # VIC's label, not security
 
 
 def capacity_kb(capacity_mb):
-    """KiB for a capacity in MB of 1,000,000 bytes (rounded up)."""
-    return -(-capacity_mb * 1_000_000 // 1024)
+    """The disk's KiB for a Capacity in MB, as VIC makes it (storage_handlers.go: MB x 1024)."""
+    return capacity_mb * 1024
 
 
 def parse_metadata(data, metadata_dir):
@@ -181,7 +204,7 @@ class DatastoreStore(VolumeStore):
 
     @property
     def _host_tag(self):
-        return hashlib.sha1(self.host_vm.name.encode("utf-8")).hexdigest()[:12]  # noqa: S324
+        return hashlib.sha1(self.host_vm.name.encode("utf-8")).hexdigest()[:12]  # a name, not security
 
     def _dc(self):
         return self.session.datacenter.ref
@@ -213,7 +236,9 @@ class DatastoreStore(VolumeStore):
     # --- VolumeStore -----------------------------------------------------------------
 
     def open(self):
-        """Make ``<root>/volumes`` if missing; delete this host's leftover staging folders."""
+        """Make ``<root>/volumes`` if missing; undo and delete this host's leftover staging
+        folders (a create or restore that a crash interrupted: its disk may still be
+        attached to this host's VM, its filesystem mounted, its device held)."""
         self.inventory.datastore(self.datastore)
         try:
             self.session.invoke(self.session.content.fileManager, "MakeDirectory",
@@ -223,11 +248,30 @@ class DatastoreStore(VolumeStore):
         except FileAlreadyExists:
             pass
         prefix = self.staging_prefix()  # also finds the host's VM now rather than on first create
-        for leftover in list_folder(self.session, self._browser(), self.ds(self._staging_dir)):
-            path = f"{self._staging_dir}/{leftover}"
-            if path.startswith(prefix):
-                LOG.info("store %s: deleting the leftover of an interrupted create, %s", self.label, self.ds(path))
-                self.discard(path)
+        leftovers = [f"{self._staging_dir}/{entry}"
+                     for entry in list_folder(self.session, self._browser(), self.ds(self._staging_dir))]
+        leftovers = [path for path in leftovers if path.startswith(prefix)]
+        if leftovers:
+            devices = self.host_vm.devices()
+        for path in leftovers:
+            LOG.info("store %s: deleting the leftover of an interrupted create, %s", self.label, self.ds(path))
+            self._undo_staged(path, devices)
+            self.discard(path)
+
+    def _undo_staged(self, path, devices):
+        """Unmount, detach and release what a killed create left of staging folder ``path``."""
+        target = self._making_mountpoint(path)
+        if self.mounter.is_mounted(target):
+            self.mounter.unmount(target)
+        inside = f"{self.ds(path)}/"
+        with self.host_vm.lock:
+            for device in devices:
+                backing = getattr(device, "backing", None)
+                if isinstance(device, vim.vm.device.VirtualDisk) and backing.fileName.startswith(inside):
+                    self.host_vm.remove_disk(device)
+        for entry in list_folder(self.session, self._browser(), self.ds(path)):
+            if entry.endswith(".vmdk") and not entry.endswith("-flat.vmdk"):
+                self.resolver.release(DiskInfo(self.datastore, f"{path}/{entry}", "", 0))
 
     def discover(self, known=None):
         """Every entry of ``<root>/volumes``, with its metadata, creation time and problems.
@@ -300,20 +344,71 @@ class DatastoreStore(VolumeStore):
                             created_at=modified_rfc3339(disk) if disk is not None else "")
 
     def create(self, name, options, metadata):
+        # The disk gets its filesystem here, as VIC's create does: this host must see it.
+        try:
+            self.host_vm.require_enable_uuid()
+        except VSphereError:
+            if self.lookup(name) is not None:     # made already (by another host): that volume
+                raise Conflict(f"volume {name} already exists in volume store {self.label} "
+                               f"({self.ds(self.volume_folder(name))})") from None
+            raise
         staging = self.new_staging(f"the folder of volume {name}")
-        disk = self.ds(f"{staging}/{name}.vmdk")
+        disk = f"{staging}/{name}.vmdk"
         try:
             spec = vim.VirtualDiskManager.FileBackedVirtualDiskSpec(
                 diskType="thin", adapterType="lsiLogic", capacityKb=capacity_kb(options.capacity_mb))
             self.session.call_task(self.session.content.virtualDiskManager, "CreateVirtualDisk_Task",
-                                   name=disk, datacenter=self._dc(), spec=spec,
-                                   what=f"creating the disk of volume {name} ({disk})")
+                                   name=self.ds(disk), datacenter=self._dc(), spec=spec,
+                                   what=f"creating the disk of volume {name} ({self.ds(disk)})")
+            uuid = self._make_filesystem(name, DiskInfo(self.datastore, disk, "", options.capacity_mb), staging)
             self.write_metadata(staging, metadata)
             self.publish(name, staging)
         except BaseException:
             self.discard(staging)
             raise
-        self._remember(_Volume(name, options.capacity_mb))
+        self._remember(_Volume(name, options.capacity_mb, uuid=uuid))
+
+    def _make_filesystem(self, name, info, staging):
+        """Give the new, staged disk ``info`` VIC's filesystem (see the module docstring),
+        attaching it to this host's VM for the while; return its UUID."""
+        uuid = self._query_uuid(info.ds_path)
+        info = DiskInfo(info.datastore, info.path, uuid, info.capacity_mb)
+        with self.host_vm.lock:
+            self.host_vm.add_disk(self.host_vm.devices(), info.ds_path, capacity_kb(info.capacity_mb))
+        try:
+            try:
+                device = self.resolver.wait_for_device(info)
+            except VolumeError as err:
+                raise MountError(f"cannot make the filesystem of new volume {name}: this host does not see "
+                                 f"its disk {info.ds_path}: {err}") from None
+            target = self._making_mountpoint(staging)
+            self._format_and_mount(device, name, target)
+            self.mounter.unmount(target)
+        except BaseException:
+            self._unplug_quietly(info)
+            raise
+        self._unplug(info)
+        return uuid
+
+    def _making_mountpoint(self, staging):
+        """Where a staged disk's new filesystem is mounted for a moment (volume names cannot
+        start with a dot: never a volume's mountpoint)."""
+        return os.path.join(self.mount_root, f".making-{staging.rsplit('/', 1)[-1]}")
+
+    def _unplug(self, info):
+        """Detach disk ``info`` from this host's VM (if attached) and release its device."""
+        with self.host_vm.lock:
+            attached = find_disk(self.host_vm.devices(), info.ds_path)
+            if attached is not None:
+                self.host_vm.remove_disk(attached)
+        self.resolver.release(info)
+
+    def _unplug_quietly(self, info):
+        try:
+            self.mounter.unmount(self._making_mountpoint(info.path.rsplit("/", 1)[0]))
+            self._unplug(info)
+        except Exception as err:  # noqa: BLE001 - the original failure is what matters
+            LOG.warning("could not detach the new disk %s again (deleted at the next start): %s", info.ds_path, err)
 
     # --- staging: how a volume folder is built and then appears in one step ------------
 
@@ -331,8 +426,7 @@ class DatastoreStore(VolumeStore):
 
     def write_metadata(self, folder, metadata):
         """Write DockerMetaData (a dict) into volume folder ``folder`` (relative path; one PUT)."""
-        document = json.dumps(metadata, separators=(",", ":")).encode("utf-8")
-        self.files.write(self.datastore, f"{folder}/{METADATA_DIRS[0]}/{METADATA_FILE}", document)
+        self.files.write(self.datastore, f"{folder}/{METADATA_DIRS[0]}/{METADATA_FILE}", metadata_bytes(metadata))
 
     def publish(self, name, staging):
         """Move complete staging folder ``staging`` to ``volumes/<name>`` in one step;
@@ -387,22 +481,29 @@ class DatastoreStore(VolumeStore):
         return self._exposed(target)
 
     def _mount(self, volume, target):
-        info = self._disk_info(volume)
-        device = self.resolver.wait_for_device(info)
-        made = False
-        if not self.formatter.has_filesystem(device):
-            self.formatter.make_ext4(device, vic_label(volume.name))
-            made = True
+        device = self.resolver.wait_for_device(self._disk_info(volume))
+        if self.formatter.has_filesystem(device):
+            self.mounter.mount(device, target, options=("noatime",), fstype="ext4")
+        else:   # a disk made without one (by an earlier version of this plugin)
+            self._format_and_mount(device, volume.name, target)
+
+    def _format_and_mount(self, device, name, target):
+        """VIC's volume filesystem on ``device``, mounted at ``target``: ext4 labelled
+        ``vic_label(name)``, holding the folder containers see, ``.vic.vol.data`` (0755)."""
+        self.formatter.make_ext4(device, vic_label(name))
         self.mounter.mount(device, target, options=("noatime",), fstype="ext4")
-        if made:
-            os.mkdir(os.path.join(target, DATA_DIR), 0o755)
+        data = os.path.join(target, DATA_DIR)
+        os.mkdir(data, 0o755)
+        os.chmod(data, 0o755)
+
+    def _query_uuid(self, disk):
+        answer = self.session.invoke(self.session.content.virtualDiskManager, "QueryVirtualDiskUuid",
+                                     name=disk, datacenter=self._dc(), what=f"reading the UUID of {disk}")
+        return normalize_disk_uuid(answer)
 
     def _disk_info(self, volume):
         if not volume.uuid:
-            disk = self.disk_path(volume.name)
-            answer = self.session.invoke(self.session.content.virtualDiskManager, "QueryVirtualDiskUuid",
-                                         name=disk, datacenter=self._dc(), what=f"reading the UUID of {disk}")
-            volume.uuid = normalize_disk_uuid(answer)
+            volume.uuid = self._query_uuid(self.disk_path(volume.name))
         return DiskInfo(self.datastore, self._disk(volume.name), volume.uuid, volume.capacity_mb)
 
     def _exposed(self, target):

@@ -27,7 +27,7 @@ from ..redact import has_userinfo, shown_url
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
-_HEX = re.compile(r"^[0-9a-fA-F]+$")
+_HEX = re.compile(r"[0-9a-fA-F]+")          # whole text only: fullmatch
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def normalize_thumbprint(text, setting="VSPHERE_THUMBPRINT"):
     (64 digits) digest; raises ConfigError otherwise.
     """
     digits = re.sub(r"[\s:]", "", text or "")
-    if not _HEX.match(digits) or len(digits) not in (40, 64):
+    if not _HEX.fullmatch(digits) or len(digits) not in (40, 64):
         raise ConfigError(
             f"{setting} is not a certificate thumbprint: give the SHA-1 (40 hex digits) or "
             "SHA-256 (64 hex digits) fingerprint of the vCenter certificate, colons allowed")

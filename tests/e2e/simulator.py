@@ -144,6 +144,16 @@ class Simulator:
         vm = Inventory(session).find_vm(vm_name).ref
         return vm, session.get_properties(vm, ["config.hardware.device"]).get("config.hardware.device") or []
 
+    def enable_disk_uuid(self, vm_name: str) -> None:
+        """Give VM ``vm_name`` disk.EnableUUID=TRUE (the harness sets it on the Docker
+        host's VM only): a plugin running on that VM can then find the disks it attaches."""
+        from pyVmomi import vim
+
+        with self.session() as session:
+            vm, _ = self._devices(session, vm_name)
+            spec = vim.vm.ConfigSpec(extraConfig=[vim.option.OptionValue(key="disk.EnableUUID", value="TRUE")])
+            session.call_task(vm, "ReconfigVM_Task", spec=spec)
+
     def disks_of(self, vm_name: Optional[str] = None) -> List[str]:
         """Datastore paths (``[ds] path.vmdk``) of the disks attached to a VM (default:
         the Docker host's)."""
@@ -206,7 +216,7 @@ class Simulator:
 
         with self.session() as session:
             vm, devices = self._devices(session, vm_name)
-            spec, _ = attach_spec(devices, ds_path, capacity_mb * 1_000_000 // 1024, vm_name)
+            spec, _ = attach_spec(devices, ds_path, capacity_mb * 1024, vm_name)
             session.call_task(vm, "ReconfigVM_Task", spec=spec)
         try:
             yield
@@ -289,14 +299,14 @@ def make_vic_volume(simulator: Simulator, datastore: str, root: str, name: str, 
         session.invoke(session.content.fileManager, "MakeDirectory", name=f"[{datastore}] {folder}",
                        datacenter=datacenter, createParentDirectories=True)
         spec = vim.VirtualDiskManager.FileBackedVirtualDiskSpec(
-            diskType="thin", adapterType="lsiLogic", capacityKb=capacity_mb * 1_000_000 // 1024)
+            diskType="thin", adapterType="lsiLogic", capacityKb=capacity_mb * 1024)   # as VIC sizes it
         session.call_task(session.content.virtualDiskManager, "CreateVirtualDisk_Task",
                           name=f"[{datastore}] {folder}/{name}.vmdk", datacenter=datacenter, spec=spec)
         DatastoreFiles(session).write(datastore, f"{folder}/{metadata_dir}/DockerMetaData",
                                       json.dumps(metadata).encode())
     # What the VCH's own mkfs would have left in the disk (the simulator has no guest).
     flat = simulator.file(datastore, f"{folder}/{name}-flat.vmdk")
-    os.truncate(flat, capacity_mb * 1_000_000)
+    os.truncate(flat, capacity_mb * 1024 * 1024)
     with tempfile.TemporaryDirectory(prefix="vic-content-") as content:
         for relative, text in (files or {}).items():
             target = Path(content) / relative

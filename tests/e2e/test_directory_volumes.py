@@ -104,10 +104,10 @@ def test_plugin_restart_with_a_running_container(plugin, volume, test_image):
 
 
 @pytest.mark.parametrize("args, says", [
-    (["--opt", "Capacity=1GiB"], "Capacity='1GiB' is not a size"),
-    (["--opt", "Capacity=0"], "Capacity='0' is too small"),
-    (["--opt", "Colour=red"], "Colour is not a supported option"),
-    (["--opt", "VolumeStore=nowhere"], "VolumeStore='nowhere': no volume store has that label (known: default)"),
+    (["--opt", "Capacity=1GiB"], "bad driver value - invalid size: '1GiB'; Capacity takes a whole number of MB"),
+    (["--opt", "Capacity=0"], "bad driver value - Invalid size: 0; Capacity takes"),
+    (["--opt", "Colour=red"], "bad driver value - Colour is not a supported option; supported are VolumeStore"),
+    (["--opt", "VolumeStore=nowhere"], "No volume store named (nowhere) exists; known volume stores: default"),
     (["--opt", "Backup=sometimes"], "Backup='sometimes' is not a valid schedule"),
     (["--opt", "BackupKeep=0"], "BackupKeep='0'"),
     (["--opt", "RestoreFrom=nothing"], "RestoreFrom='nothing' is not valid"),
@@ -124,7 +124,8 @@ def test_bad_options_are_refused_and_create_nothing(plugin, args, says):
 def test_bad_name_is_refused(plugin):
     result = docker("volume", "create", "-d", plugin.name, "bad..name+", check=False)
     assert result.returncode != 0
-    assert "volume name 'bad..name+' is not valid" in result.stderr
+    assert ('volume name "bad..name+" includes invalid characters, only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed'
+            in result.stderr)
     assert "bad..name+" not in volume_names()
 
 
@@ -138,3 +139,41 @@ def test_status_command_lists_stores_and_volumes(plugin, volume):
     text = out.getvalue()
     assert "default (default)" in text and "file:///var/lib/vsphere-volume/default:default" in text
     assert any(line.split()[:2] == [name, "default"] and "weekly" in line for line in text.splitlines())
+
+
+@pytest.mark.parametrize("args, name, vic_says", [
+    # VIC's own suite (tests/test-cases/Group1-Docker-Commands/1-19-Docker-Volume-Create.robot)
+    # asserts these texts from a VCH; the plugin's Err holds the same ones.
+    (["--opt", "Capacity=0"], None, "bad driver value - Invalid size: 0"),
+    (["--opt", "Capacity=-1"], None, "bad driver value - Invalid size: -1"),
+    (["--opt", "Capacity=9223372036854775808"], None,
+     "bad driver value - Capacity value too large: 9223372036854775808"),
+    (["--opt", "Capacity=9999999999999999999"], None,
+     "bad driver value - Capacity value too large: 9999999999999999999"),
+    ([], "test???", 'volume name "test???" includes invalid characters, only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed'),
+    (["--opt", "VolumeStore=fakeStore"], None, "No volume store named (fakeStore) exists"),
+    (["--opt", "bogus=foo"], None, "bad driver value - bogus is not a supported option"),
+])
+def test_vics_refusals_read_as_vics_suite_expects_them(plugin, args, name, vic_says):
+    name = name or unique("vic")
+    result = docker("volume", "create", "-d", plugin.name, *args, name, check=False)
+    assert result.returncode != 0
+    assert f"create {name}: VolumeDriver.Create: {vic_says}" in result.stderr
+    assert name not in volume_names()
+    assert not os.path.exists(os.path.join(plugin.state_dir, "default", "volumes", name))
+
+
+def test_the_options_a_vch_records_for_a_containers_volume_are_accepted_and_kept(plugin, volume, test_image):
+    name = volume("anon")
+    docker("volume", "create", "-d", plugin.name, "--opt", "flags=rw", "--opt", "container=web-1",
+           "--opt", "image=nginx:1", "--opt", "cAPACITy=10000", name)
+    options = inspect(name)["Status"]["Options"]
+    assert (options["flags"], options["container"], options["image"], options["Capacity"]) == (
+        "rw", "web-1", "nginx:1", "10000MB")
+    # VIC's DockerMetaData, as Go's json.Marshal writes it.
+    with open(os.path.join(plugin.state_dir, "default", "volumes_metadata", name, "DockerMetaData"), "rb") as handle:
+        assert handle.read() == (
+            b'{"Driver":"vsphere","DriverOpts":{"cAPACITy":"10000","container":"web-1","flags":"rw",'
+            b'"image":"nginx:1"},"Name":"' + name.encode() + b'","Labels":{},"AttachHistory":["web-1"],'
+            b'"Image":"nginx:1"}')
+    assert run(test_image, name, "echo ok > /data/f && cat /data/f") == "ok\n"

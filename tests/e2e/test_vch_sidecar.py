@@ -63,6 +63,8 @@ def sidecar(plugin):
     vch = start_stand_in(engine_dir, tls)
     try:
         others = [vm for vm in simulator.info["vms"] if vm != simulator.host_vm]
+        # The stand-in makes a volume's filesystem at create, as a VCH does, on its own VM.
+        simulator.enable_disk_uuid(others[0])
         vch.install_plugin(os.environ["DOCKER_HOST"], stand_in_settings(
             vch, plugin.settings, Path(plugin.state_dir) / SECRETS_SUBDIR, DATASTORE_STORES, vm=others[0]))
         with tempfile.TemporaryDirectory() as folder:

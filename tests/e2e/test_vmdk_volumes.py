@@ -112,7 +112,7 @@ def test_container_bytes_land_in_the_flat_file_and_a_second_container_reads_them
     assert status["Mounts"] == 0 and status["AttachedTo"] == ""
     assert disk not in plugin.simulator.disks_of()
     flat = volume_dir(plugin, DS0, ROOT0, name) / f"{name}-flat.vmdk"
-    assert os.path.getsize(flat) == 64_000_000
+    assert os.path.getsize(flat) == 64 * 1024 * 1024          # Capacity=64MB as VIC sizes it
     assert marker.encode() in flat.read_bytes()
     assert blkid(flat, "TYPE") == "ext4" and blkid(flat, "LABEL") == vic_label(name)
     # Containers see the filesystem's .vic.vol.data folder, as a VCH's containers do.
@@ -200,9 +200,10 @@ def test_remove_deletes_the_volume_folder(plugin, volume):
 
 
 @pytest.mark.parametrize("args, says", [
-    (["--opt", "VolumeStore=ds9"],
-     "VolumeStore='ds9': no volume store has that label (known: default, ds0, ds1)"),
-    (["--opt", "VolumeStore=ds0", "--opt", "Capacity=1GiB"], "Capacity='1GiB' is not a size"),
+    (["--opt", "VolumeStore=ds9"], "No volume store named (ds9) exists; known volume stores: default, ds0, ds1"),
+    (["--opt", "VolumeStore=ds0", "--opt", "Capacity=1GiB"], "bad driver value - invalid size: '1GiB'"),
+    (["--opt", "VolumeStore=ds0", "--opt", "Capacity=9223372036854775808"],
+     "bad driver value - Capacity value too large: 9223372036854775808"),
 ])
 def test_bad_options_are_refused_and_create_nothing_on_the_datastores(plugin, args, says):
     name = unique("bad")
@@ -251,3 +252,34 @@ def test_the_password_is_never_shown(plugin, volume, test_image):
     logged_in = wait_for_log(plugin, "logged in to vCenter", plugin.simulator.host_port)
     assert logged_in
     assert not any(password in line for line in plugin.log_lines())
+
+
+def test_a_volume_made_here_is_whole_for_a_vch_mounted_by_label_with_vics_size(plugin, volume, test_image, tmp_path):
+    name = volume("for-a-vch")
+    docker("volume", "create", "-d", plugin.name, "--opt", "VolumeStore=ds0", "--opt", "Capacity=10000", name)
+    flat = volume_dir(plugin, DS0, ROOT0, name) / f"{name}-flat.vmdk"
+    assert os.path.getsize(flat) == 10000 * 1024 * 1024                 # VIC's Capacity x 1024 KiB
+    assert blkid(flat, "TYPE") == "ext4" and blkid(flat, "LABEL") == vic_label(name)
+    assert inspect(name)["Status"]["AttachedTo"] == ""
+    assert not [disk for disk in plugin.simulator.disks_of() if name in disk]   # nothing left attached
+
+    # Never mounted by the plugin: a VCH's container VM sees the disk and mounts it by label.
+    device = subprocess.run(["losetup", "--find", "--show", str(flat)], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    target = tmp_path / "container-vm"
+    target.mkdir()
+    try:
+        subprocess.run(["mount", f"LABEL={vic_label(name)}", str(target)], check=True)
+        try:
+            assert sorted(os.listdir(target)) == [".vic.vol.data", "lost+found"]
+            (target / ".vic.vol.data" / "from-a-vch.txt").write_text("written by a VCH container\n")
+        finally:
+            subprocess.run(["umount", str(target)], check=True)
+    finally:
+        subprocess.run(["losetup", "-d", device], check=True)
+
+    # And a container here sees the same folder, on a filesystem of VIC's size: VIC's suite
+    # reads 9.5G from busybox's df -h for this volume.
+    out = run(test_image, name, "cat /data/from-a-vch.txt && df -B1 --output=size /data | tail -1")
+    text, size = out.splitlines()
+    assert text == "written by a VCH container" and round(int(size) / 2**30, 1) == 9.5

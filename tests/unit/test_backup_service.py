@@ -541,5 +541,5 @@ def test_every_backup_endpoint_refuses_a_bad_name(driver, path, body):
     client = create_app(driver, backup_api=driver.backups).test_client()
     response = client.post(path, json=body)
     assert response.status_code == 500
-    assert "'../../etc' is not valid" in response.get_json()["Err"] or \
+    assert 'volume name "../../etc" includes invalid characters' in response.get_json()["Err"] or \
         "'../../etc' is not a backup id" in response.get_json()["Err"]

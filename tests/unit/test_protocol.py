@@ -39,7 +39,7 @@ def test_create_without_opts(client):
 
 
 @pytest.mark.parametrize("body, says", [
-    ({"Name": "bad/name"}, "volume name 'bad/name' is not valid"),
+    ({"Name": "bad/name"}, 'volume name "bad/name" includes invalid characters'),
     ({"Name": "v", "Opts": {"Colour": "red"}}, "Colour is not a supported option"),
     ({}, "the request has no Name"),
     ({"Name": 5}, "Name must be a str"),

@@ -18,12 +18,13 @@ import pytest
 import requests.exceptions
 
 from plugin import assembly
-from plugin.errors import BackendError, Conflict, NotFound
+from plugin.errors import BackendError, Conflict, InvalidOption, NotFound
 from plugin.vch.connection import LISTING_FILE
 from plugin.vch.policy import FILE_NAME as POLICY_FILE
 from plugin.vch.store import Sidecar, VchStore, sidecar_from_env
 
 VCH_URL = "tcp://vch.example.com:2376"
+DS0 = {"VolumeStore": "ds0"}   # no store is labelled default here: creates name one, as on such a VCH
 
 
 class Response:
@@ -192,8 +193,12 @@ def test_create_sends_vics_options_only_and_keeps_the_policy_itself(driver, vch,
                              "Stale": False, "Error": ""}
 
 
-def test_the_store_the_plugin_chose_is_named_to_the_vch(driver, vch):
-    driver.create("plain", {})
+def test_without_a_store_labelled_default_a_create_must_name_one_as_on_a_vch(driver, vch):
+    with pytest.raises(InvalidOption, match=r"^No volume store named \(default\) exists; known volume stores: "
+                                            "ds0, ds1, own$"):
+        driver.create("plain", {})
+    assert not [call for call in vch.calls if call[0] == "create"] and "plain" not in names(driver)
+    driver.create("plain", {"volumestore": "ds0"})
     assert vch.calls[-1] == ("create", "plain", "vsphere", {"VolumeStore": "ds0"})
 
 
@@ -205,7 +210,7 @@ def test_folder_stores_stay_the_plugins_own(driver, vch, tmp_path):
 
 
 @pytest.mark.parametrize("setup, options, says", [
-    (lambda vch: vch.make("taken"), {}, "A volume named taken already exists. Choose a different volume name."),
+    (lambda vch: vch.make("taken"), DS0, "A volume named taken already exists. Choose a different volume name."),
     (lambda vch: vch.roots.pop("ds1"), {"VolumeStore": "ds1"}, "No volume store named (ds1) exists"),
 ])
 def test_the_vchs_refusals_reach_the_user_verbatim(driver, vch, env, setup, options, says):
@@ -221,7 +226,7 @@ def test_a_name_the_vch_has_is_left_alone_when_it_answers_the_create_anyway(driv
     vch.docker_like = True
     vch.make("theirs", options={"Capacity": "5G"})
     with pytest.raises(Conflict, match=f"the VCH at {VCH_URL} already has a volume named theirs"):
-        driver.create("theirs", {"Backup": "daily"})
+        driver.create("theirs", {**DS0, "Backup": "daily"})
     assert "theirs" in vch.volumes_made and os.path.isdir(data(roots, "ds0", "theirs"))
     assert ("remove", "theirs") not in vch.calls
     assert not os.path.exists(os.path.join(env["DATA_DIR"], "state", POLICY_FILE))
@@ -230,7 +235,7 @@ def test_a_name_the_vch_has_is_left_alone_when_it_answers_the_create_anyway(driv
 def test_a_policy_that_cannot_be_recorded_undoes_the_create(driver, vch, env, roots):
     os.makedirs(os.path.join(env["DATA_DIR"], "state", POLICY_FILE))   # the file cannot be written
     with pytest.raises(BackendError) as failed:
-        driver.create("half", {"Backup": "daily"})
+        driver.create("half", {**DS0, "Backup": "daily"})
     assert str(failed.value).startswith("volume half was not created: its options could not be recorded "
                                         "(cannot record the options of volume half in ")
     assert str(failed.value).endswith("the volume the VCH had made was removed again")
@@ -242,7 +247,7 @@ def test_when_the_undo_fails_too_the_error_says_where_the_volume_is(driver, vch,
     os.makedirs(os.path.join(env["DATA_DIR"], "state", POLICY_FILE))
     vch.fail_remove = api_error(500, "disk [ds0] volumes/half/half.vmdk is locked")
     with pytest.raises(BackendError) as failed:
-        driver.create("half", {"Backup": "daily"})
+        driver.create("half", {**DS0, "Backup": "daily"})
     message = str(failed.value)
     assert message.startswith(f"volume half was created by the VCH at {VCH_URL}, but its options could not "
                               "be recorded (")
@@ -255,7 +260,7 @@ def test_when_the_undo_fails_too_the_error_says_where_the_volume_is(driver, vch,
 # --- remove ------------------------------------------------------------------------------
 
 def test_remove_is_forwarded_after_the_final_backup_and_a_refusal_is_shown_as_is(driver, vch, env, roots):
-    driver.create("ledger", {"Backup": "daily"})
+    driver.create("ledger", {**DS0, "Backup": "daily"})
     with open(os.path.join(data(roots, "ds0", "ledger"), "entry"), "w") as handle:
         handle.write("42\n")
     vch.in_use["ledger"] = ["c0ffee"]
@@ -275,7 +280,7 @@ def test_remove_is_forwarded_after_the_final_backup_and_a_refusal_is_shown_as_is
 
 
 def test_removing_a_volume_the_vch_no_longer_has_completes(driver, vch):
-    driver.create("gone", {})
+    driver.create("gone", DS0)
     vch.delete("gone")
     driver.remove("gone")
     assert "gone" not in names(driver)
@@ -284,7 +289,7 @@ def test_removing_a_volume_the_vch_no_longer_has_completes(driver, vch):
 # --- answering while the VCH is away -------------------------------------------------------
 
 def test_list_and_get_answer_while_the_vch_is_unreachable_and_create_says_why(driver, vch, clock):
-    driver.create("kept", {"Backup": "weekly"})
+    driver.create("kept", {**DS0, "Backup": "weekly"})
     clock.advance(minutes=5)
     vch.down = REFUSED
     assert connection(driver).refresh_all() is False
@@ -296,7 +301,7 @@ def test_list_and_get_answer_while_the_vch_is_unreachable_and_create_says_why(dr
         "Error": f"cannot list its volumes on the VCH at {VCH_URL}: [Errno 111] Connection refused"}
     with pytest.raises(BackendError, match=r"^cannot look up volume new on the VCH at tcp://vch.example.com:2376: "
                                            r"\[Errno 111\] Connection refused$"):
-        driver.create("new", {})
+        driver.create("new", DS0)
     assert names(driver) == ["kept"]
 
     vch.down = None
@@ -312,7 +317,7 @@ def test_a_tls_failure_says_what_to_check(driver, vch):
         "(Caused by SSLError(SSLCertVerificationError(1, '[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify "
         "failed: unable to get local issuer certificate (_ssl.c:1006)')))")
     with pytest.raises(BackendError) as refused:
-        driver.create("x", {})
+        driver.create("x", DS0)
     assert str(refused.value) == (
         f"cannot look up volume x on the VCH at {VCH_URL}: the TLS handshake failed ([SSL: CERTIFICATE_VERIFY_FAILED] "
         "certificate verify failed: unable to get local issuer certificate); this plugin uses TLS verified "
@@ -322,8 +327,8 @@ def test_a_tls_failure_says_what_to_check(driver, vch):
 
 def test_a_restart_while_the_vch_is_unreachable_lists_what_it_last_listed(make_driver, vch, env, clock):
     first = make_driver(clock=clock)
-    first.create("a", {"Backup": "daily"})
-    first.create("b", {})
+    first.create("a", {**DS0, "Backup": "daily"})
+    first.create("b", DS0)
     vch.make("made-there")                     # never listed by the plugin: unknown while away
     vch.down = REFUSED
     again = make_driver(clock=clock)
@@ -344,8 +349,8 @@ def test_a_vch_never_listed_and_unreachable_leaves_the_datastore_to_tell(make_dr
 # --- following the VCH ---------------------------------------------------------------------
 
 def test_the_background_refresh_follows_what_happens_on_the_vch(driver, vch):
-    driver.create("stays", {})
-    driver.create("mounted", {})
+    driver.create("stays", DS0)
+    driver.create("mounted", DS0)
     driver.mount("mounted", "c1")
     vch.make("made-there", label="ds1", options={"Capacity": "5G"})
     vch.delete("stays")
@@ -363,10 +368,10 @@ def test_the_background_refresh_follows_what_happens_on_the_vch(driver, vch):
 
 
 def test_a_listing_begun_before_a_change_made_here_does_not_undo_it(driver, vch):
-    driver.create("old", {})
+    driver.create("old", DS0)
     store = driver.stores["ds0"]
     start, before = store.begin(), connection(driver).client.list_names()
-    driver.create("new", {})
+    driver.create("new", DS0)
     driver.remove("old")
     store.apply(start, before)                       # a refresh that listed before both changes
     driver.sync_store("ds0", store.names(), store.lookup)
@@ -387,7 +392,7 @@ def test_a_steady_vch_costs_one_listing_and_no_datastore_reads(driver, vch, root
         inner = driver.stores[label].inner
         monkeypatch.setattr(inner, "discover", lambda inner=inner: reads.append(inner.label) or
                             type(inner).discover(inner))
-    driver.create("here", {})
+    driver.create("here", DS0)
     vch.roots["elsewhere"] = roots["ds0"] + "-elsewhere"
     vch.make("foreign", label="elsewhere")
     connection(driver).refresh_all()                  # a name no store shows: both stores read

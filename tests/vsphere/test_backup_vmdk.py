@@ -176,7 +176,7 @@ def is_frozen(folder):
 def attach_to(session, vm_name, ds_path, mode):
     vm = vm_ref(session, vm_name)
     devices = session.get_properties(vm, ["config.hardware.device"])["config.hardware.device"]
-    spec, _ = attach_spec(devices, ds_path, 62500, vm_name)
+    spec, _ = attach_spec(devices, ds_path, 64 * 1024, vm_name)
     spec.deviceChange[-1].device.backing.diskMode = mode
     session.call_task(vm, "ReconfigVM_Task", spec=spec)
 

@@ -6,7 +6,12 @@ import pytest
 
 from plugin.errors import ConfigError, MountError
 from plugin.stores.devices import (
-    LOOP_SETTING, ByIdDeviceResolver, DiskInfo, Formatter, LoopDeviceResolver, resolver_from_env,
+    LOOP_SETTING,
+    ByIdDeviceResolver,
+    DiskInfo,
+    Formatter,
+    LoopDeviceResolver,
+    resolver_from_env,
 )
 
 from .conftest import Clock
@@ -69,7 +74,7 @@ def test_the_loop_resolver_grows_the_flat_file_and_reuses_its_loop_device(tmp_pa
     runner = Runner("/dev/loop7\n", "/dev/loop7\n", "")
     resolver = LoopDeviceResolver({"LocalDS_1": str(tmp_path)}, runner)
     assert resolver.wait_for_device(DISK) == "/dev/loop7"
-    assert flat.stat().st_size == 64_000_000
+    assert flat.stat().st_size == 64 * 1024 * 1024        # Capacity=64 as VIC sizes it: 64 x 1024 KiB
     resolver.release(DISK)
     assert runner.calls == [["losetup", "-n", "-O", "NAME", "-j", str(flat)],
                             ["losetup", "-n", "-O", "NAME", "-j", str(flat)],

@@ -10,9 +10,9 @@ import pytest
 from pyVmomi import vim
 
 from plugin.errors import Conflict, InUse, VSphereError, VSphereUnavailable
+from plugin.mounts import Mounter
 from plugin.options import parse_options
 from plugin.stores.base import docker_metadata
-from plugin.mounts import Mounter
 from plugin.stores.devices import LOOP_SETTING
 from plugin.stores.vmdk import STAGING, datastore_store_factory, vic_label
 from plugin.storespec import parse_store_spec
@@ -55,7 +55,7 @@ def hand_made_vic_volume(session, simulator, root, name, spelling="ImageMetadata
     session.invoke(session.content.fileManager, "MakeDirectory", name=folder,
                    datacenter=session.datacenter.ref, createParentDirectories=True)
     spec = vim.VirtualDiskManager.FileBackedVirtualDiskSpec(diskType="thin", adapterType="lsiLogic",
-                                                           capacityKb=62500)
+                                                           capacityKb=64 * 1024)   # as VIC sizes Capacity=64MB
     session.call_task(session.content.virtualDiskManager, "CreateVirtualDisk_Task",
                       name=f"{folder}/{name}.vmdk", datacenter=session.datacenter.ref, spec=spec)
     metadata = docker_metadata(name, {"Capacity": "64MB"}, driver="vsphere")
@@ -67,7 +67,7 @@ def hand_made_vic_volume(session, simulator, root, name, spelling="ImageMetadata
             (source / relative).parent.mkdir(parents=True, exist_ok=True)
             (source / relative).write_text(text)
         flat = local_file(simulator, DS, f"{root}/volumes/{name}/{name}-flat.vmdk")
-        os.truncate(flat, 64_000_000)
+        os.truncate(flat, 64 * 1024 * 1024)
         run("mkfs.ext4", "-q", "-F", "-L", vic_label(name), "-d", str(source), str(flat))
     return metadata
 
@@ -81,8 +81,12 @@ def test_create_writes_vics_layout_and_nothing_else(vcsim, make_store):
     assert sorted(os.listdir(volumes / "web-data")) == ["imageMetadata", "web-data-flat.vmdk", "web-data.vmdk"]
     assert json.loads((volumes / "web-data/imageMetadata/DockerMetaData").read_text()) == metadata
     assert os.listdir(local(vcsim, store, STAGING)) == []
-    assert dict(trips) == {"MakeDirectory": 1, "CreateVirtualDisk_Task": 1, "MoveDatastoreFile_Task": 1,
-                           "RetrievePropertiesEx": 2, "http.PUT": 1}
+    # The disk is attached to this host's VM for a moment to get its filesystem (two
+    # reconfigurations; the VM's disk.EnableUUID and devices read, the tasks awaited).
+    assert dict(trips) == {"MakeDirectory": 1, "CreateVirtualDisk_Task": 1, "QueryVirtualDiskUuid": 1,
+                           "ReconfigVM_Task": 2, "MoveDatastoreFile_Task": 1, "RetrievePropertiesEx": 7,
+                           "http.PUT": 1}
+    assert our_disk(store, "web-data") is None and os.listdir(store.mount_root) == []
 
 
 def test_create_of_an_existing_volume_is_a_conflict_and_leaves_it_alone(vcsim, make_store):
@@ -169,17 +173,17 @@ def test_discover_lists_every_volume_in_a_bounded_number_of_round_trips(vcsim, m
     assert (first["http.GET"], second["http.GET"]) == (3, 7)        # one per metadata file
 
 
-def test_attach_makes_a_vic_filesystem_and_the_bytes_land_in_the_flat_file(vcsim, make_store, mount_root):
+def test_attach_mounts_the_vic_filesystem_and_the_bytes_land_in_the_flat_file(vcsim, make_store, mount_root):
     store = make_store()
     create(store, "payload", Capacity="64M")
     with store.session.counting() as trips:
         folder = store.attach("payload")
     assert folder == str(mount_root / "payload" / ".vic.vol.data")
-    assert trips["ReconfigVM_Task"] == 1 and trips["QueryVirtualDiskUuid"] == 1
+    assert trips["ReconfigVM_Task"] == 1 and "QueryVirtualDiskUuid" not in trips   # known since the create
     flat = local(vcsim, store, "volumes/payload/payload-flat.vmdk")
     (device,) = loops_of(flat)
     assert run("blkid", "-p", "-o", "value", "-s", "LABEL", device).strip() == vic_label("payload")
-    assert flat.stat().st_size == 64_000_000
+    assert flat.stat().st_size == 64 * 1024 * 1024
     disk = our_disk(store, "payload")
     controller = next(d for d in store.host_vm.devices() if d.key == disk.controllerKey)
     assert isinstance(controller, vim.vm.device.ParaVirtualSCSIController) and disk.unitNumber != 7
@@ -242,7 +246,7 @@ def test_a_volume_made_by_a_vch_is_discovered_and_mounted(vcsim, make_store, tmp
 def _attach_elsewhere(session, vm_name, ds_path):
     vm = vm_ref(session, vm_name)
     devices = session.get_properties(vm, ["config.hardware.device"])["config.hardware.device"]
-    spec, _ = attach_spec(devices, ds_path, 62500, vm_name)
+    spec, _ = attach_spec(devices, ds_path, 64 * 1024, vm_name)
     session.call_task(vm, "ReconfigVM_Task", spec=spec)
     return vm
 
@@ -306,12 +310,15 @@ def test_a_volume_mounted_here_cannot_be_removed(vcsim, make_store):
 
 def test_a_vm_without_disk_enable_uuid_is_refused_clearly(vcsim, make_store):
     store = make_store(host_vm="DC0_H0_VM1")     # the harness sets disk.EnableUUID on DC0_H0_VM0 only
-    create(store, "nouuid")
-    with pytest.raises(VSphereError) as raised:
-        store.attach("nouuid")
+    with store.session.counting() as trips, pytest.raises(VSphereError) as raised:
+        create(store, "nouuid")                  # it must see the new disk to make its filesystem
     assert str(raised.value).startswith("VM DC0_H0_VM1 does not have disk.EnableUUID=TRUE (it has nothing)")
     assert "advanced setting disk.EnableUUID=TRUE" in str(raised.value)
-    assert not any("nouuid" in d.backing.fileName for d in disks_of(store.session, store.host_vm.ref))
+    assert "MakeDirectory" not in trips and "CreateVirtualDisk_Task" not in trips      # refused before
+    hand_made_vic_volume(store.session, vcsim, store.spec.path, "from-vch")             # a VCH's volume
+    with pytest.raises(VSphereError, match="does not have disk.EnableUUID=TRUE"):
+        store.attach("from-vch")
+    assert not any("from-vch" in d.backing.fileName for d in disks_of(store.session, store.host_vm.ref))
 
 
 def test_a_controller_is_added_when_the_vm_has_no_paravirtual_one(vcsim, make_store, session):
@@ -323,12 +330,19 @@ def test_a_controller_is_added_when_the_vm_has_no_paravirtual_one(vcsim, make_st
         deviceChange=[detach_spec(d).deviceChange[0] for d in remove])
     session.call_task(vm, "ReconfigVM_Task", spec=spec)
     store = make_store(host_vm="DC0_C0_RP0_VM0")
-    create(store, "newbus")
+    slots, real_add_disk = [], store.host_vm.add_disk
+    store.host_vm.add_disk = lambda *args: slots.append(real_add_disk(*args)) or slots[-1]
+    create(store, "newbus")            # the create attaches the disk for a moment: the controller is added then
     folder = store.attach("newbus")
     disk = our_disk(store, "newbus")
     controller = next(d for d in store.host_vm.devices() if d.key == disk.controllerKey)
-    assert isinstance(controller, vim.vm.device.ParaVirtualSCSIController)
-    assert (controller.busNumber, disk.unitNumber) == (0, 0)
+    assert isinstance(controller, vim.vm.device.ParaVirtualSCSIController) and controller.busNumber == 0
+    assert [d.key for d in store.host_vm.devices() if isinstance(d, vim.vm.device.ParaVirtualSCSIController)] == [
+        controller.key]                # added once, by the create, and used again
+    # The create's disk took the new bus's first unit. (The simulator gives the new
+    # controller the key of the one removed above, so the CD-ROM that was on that one shows
+    # on unit 0 of the new one: the attach takes the next free unit.)
+    assert slots == ["SCSI(0:0)", "SCSI(0:1)"] and (controller.busNumber, disk.unitNumber) == (0, 1)
     assert os.path.isdir(folder)
     store.detach("newbus")
 

@@ -45,7 +45,7 @@ def test_unchanged_backup_points_at_its_base():
     ({"base": "20261122T020000Z"}, "base is only for unchanged backups"),
     ({"data": "../../etc"}, "data must name the data inside the backup folder"),
     ({"size": -1}, "size must be a whole number of bytes"),
-    ({"volume": "bad/name"}, "volume name 'bad/name' is not valid"),
+    ({"volume": "bad/name"}, 'volume name "bad/name" includes invalid characters'),
     ({"backup_id": "yesterday"}, "backup_id 'yesterday' is not a backup id"),
     ({"created": datetime(2026, 11, 23)}, "created must be a time with a zone"),
     ({"finished": datetime(2026, 11, 22, tzinfo=UTC)}, "finished is before started"),
