@@ -57,18 +57,52 @@ def redact(url):
     return f"{parts.scheme}://…"
 
 
-def scrub(text, url):
-    """``text`` with every piece of ``url`` that could be a secret replaced by ``…``."""
+def secret_pieces(url):
+    """The parts of ``url`` that could be secrets (4 characters or more), longest first."""
     parts = urllib.parse.urlsplit(url)
     pieces = {url, parts.netloc, parts.path, parts.query, parts.fragment, parts.username or "",
               parts.password or "", urllib.parse.unquote(parts.password or "")}
+    if parts.path:
+        pieces.add(parts.path + (f"?{parts.query}" if parts.query else ""))
     pieces.update(parts.path.split("/"))
     pieces.update(value for _, value in urllib.parse.parse_qsl(parts.query))
     if parts.scheme not in ("http", "https"):
         pieces.add(parts.hostname or "")
-    for piece in sorted((p for p in pieces if len(p) >= 4), key=len, reverse=True):
+    return sorted((p for p in pieces if len(p) >= 4), key=len, reverse=True)
+
+
+def scrub(text, url, pieces=None):
+    """``text`` with every piece of ``url`` that could be a secret replaced by ``…``."""
+    for piece in pieces or secret_pieces(url):
         text = text.replace(piece, "…")
     return text
+
+
+class SecretFilter(logging.Filter):
+    """Scrubs the destinations' secrets from the records of the HTTP libraries' loggers:
+    urllib3 logs each request's path and query at DEBUG, where a webhook keeps its token."""
+
+    LOGGERS = ("urllib3.connectionpool", "urllib3.poolmanager", "urllib3.util.retry")
+
+    def __init__(self, destinations):
+        super().__init__()
+        self.pieces = sorted({p for d in destinations for p in secret_pieces(d.url)}, key=len, reverse=True)
+
+    def filter(self, record):
+        text = record.getMessage()
+        cleaned = scrub(text, "", self.pieces)
+        if cleaned != text:
+            record.msg, record.args = cleaned, ()
+        return True
+
+    def install(self):
+        for name in self.LOGGERS:
+            logging.getLogger(name).addFilter(self)
+        return self
+
+    def remove(self):
+        for name in self.LOGGERS:
+            logging.getLogger(name).removeFilter(self)
 
 
 def _apprise_knows(url):
@@ -168,9 +202,11 @@ class Delivery:
         self._stopping = threading.Event()
         self._wait = wait or self._stopping.wait
         self._thread = None
+        self._filter = SecretFilter(self.destinations)
 
     def start(self):
         if self._thread is None:
+            self._filter.install()
             self._thread = threading.Thread(target=self._loop, name="notifications", daemon=True)
             self._thread.start()
         return self
@@ -227,3 +263,4 @@ class Delivery:
                 pass   # the worker sees the stop flag after its current notification
             self._thread.join(timeout)
             self._thread = None
+            self._filter.remove()

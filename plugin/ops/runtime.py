@@ -74,7 +74,7 @@ class Ops:
                     f"METRICS_ADDRESS={address[0]}:{address[1]}: cannot listen there: {err.strerror or err}; "
                     "metrics are not served")
         if self.settings.textfile_dir:
-            self.textfile = TextfileWriter(self.metrics.render, self.settings.textfile_dir,
+            self.textfile = TextfileWriter(self.metrics.registry, self.settings.textfile_dir,
                                            self.settings.textfile_interval).start()
         if self.delivery is not None:
             self.delivery.start()

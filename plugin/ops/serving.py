@@ -5,16 +5,18 @@ thread: a scrape runs on a thread of its own and shares nothing with the plugin
 socket's request threads but the GIL and the state callable (which reads memory).
 
 ``TextfileWriter`` writes the same text to ``<folder>/vsphere_volume.prom`` every
-``interval`` seconds, atomically (``plugin.fsutil.atomic_write``: a temp file that
-node_exporter ignores, renamed over the old one), for hosts where no port may be opened.
+``interval`` seconds, for hosts where no port may be opened, atomically with
+prometheus_client's ``write_to_textfile`` (a temp file whose name node_exporter ignores,
+renamed over the old one). Not ``plugin.fsutil.atomic_write``: its temp file is made by
+``mkstemp`` with mode 0600, and node_exporter (often running as ``nobody``) could not
+read the file renamed from it; a metrics file needs no fsync either.
 """
 
 import logging
 import os
 
-from prometheus_client import start_http_server
+from prometheus_client import start_http_server, write_to_textfile
 
-from ..fsutil import atomic_write
 from .periodic import Periodic
 
 log = logging.getLogger(__name__)
@@ -51,14 +53,14 @@ class MetricsServer:
 
 
 class TextfileWriter:
-    """Writes ``render()`` to ``folder/vsphere_volume.prom`` every ``interval`` seconds.
+    """Writes ``registry`` to ``folder/vsphere_volume.prom`` every ``interval`` seconds.
 
     A failed write is logged when it first happens and when its reason changes (not
     every interval), and once more when writing works again.
     """
 
-    def __init__(self, render, folder, interval=30):
-        self.render = render
+    def __init__(self, registry, folder, interval=30):
+        self.registry = registry
         self.path = os.path.join(folder, TEXTFILE_NAME)
         self._periodic = Periodic(self.write, interval, "metrics-textfile")
         self._failing = None
@@ -66,7 +68,7 @@ class TextfileWriter:
     def write(self):
         """Write the file once; True when it was written."""
         try:
-            atomic_write(self.path, self.render())
+            write_to_textfile(self.path, self.registry)
         except OSError as err:
             reason = f"{type(err).__name__}: {err.strerror or err}"
             if reason != self._failing:
