@@ -66,7 +66,7 @@ class Ops:
         address = self.settings.metrics_address
         if address is not None:
             try:
-                self.server = MetricsServer(self.metrics.registry, *address).start()
+                self.server = MetricsServer(self.metrics.render, *address).start()
                 log.info("metrics at %s", self.server.url)
             except OSError as err:
                 self.server = None

@@ -1,8 +1,10 @@
 """Where the series go: ``/metrics`` over HTTP, and node_exporter's textfile.
 
-``MetricsServer`` is prometheus_client's threading HTTP server on its own daemon
-thread: a scrape runs on a thread of its own and shares nothing with the plugin
-socket's request threads but the GIL and the state callable (which reads memory).
+``MetricsServer`` serves ``Metrics.render()`` (its cached state text, see
+``ops.metrics``) with prometheus_client's threading WSGI server class on a daemon thread
+of its own: a scrape shares nothing with the plugin socket's request threads but the GIL
+and the state callable (which reads memory). The text goes out gzipped when the scraper
+accepts it (Prometheus does); any path but ``/`` and ``/metrics`` is a 404.
 
 ``TextfileWriter`` writes the same text to ``<folder>/vsphere_volume.prom`` every
 ``interval`` seconds, for hosts where no port may be opened, atomically with
@@ -12,10 +14,15 @@ renamed over the old one). Not ``plugin.fsutil.atomic_write``: its temp file is 
 read the file renamed from it; a metrics file needs no fsync either.
 """
 
+import gzip
 import logging
 import os
+import socket
+import threading
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from prometheus_client import start_http_server, write_to_textfile
+from prometheus_client import write_to_textfile
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, ThreadingWSGIServer
 
 from .periodic import Periodic
 
@@ -24,19 +31,46 @@ log = logging.getLogger(__name__)
 TEXTFILE_NAME = "vsphere_volume.prom"
 
 
-class MetricsServer:
-    """Serves ``registry`` at ``http://host:port/metrics`` (port 0: any free one)."""
+def metrics_app(render):
+    """The WSGI app of ``/metrics``: ``render()`` bytes in Prometheus's text format."""
+    def app(environ, start_response):
+        if environ.get("PATH_INFO", "/") not in ("/", "/metrics"):
+            start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+            return [b"vsphere-volume serves /metrics only\n"]
+        body = render()
+        headers = [("Content-Type", CONTENT_TYPE_PLAIN_0_0_4)]
+        if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
+            body = gzip.compress(body, compresslevel=6)
+            headers.append(("Content-Encoding", "gzip"))
+        headers.append(("Content-Length", str(len(body))))
+        start_response("200 OK", headers)
+        return [body]
+    return app
 
-    def __init__(self, registry, host, port):
-        self.registry = registry
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+class MetricsServer:
+    """Serves ``render()`` at ``http://host:port/metrics`` (port 0: any free one)."""
+
+    def __init__(self, render, host, port):
+        self.render = render
         self.host = host
         self.port = port
         self._httpd = self._thread = None
 
     def start(self):
         """Listen now; raises OSError when the address cannot be bound."""
-        self._httpd, self._thread = start_http_server(self.port, addr=self.host, registry=self.registry)
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        server_class = type("MetricsHTTPServer", (ThreadingWSGIServer,), {"address_family": family})
+        self._httpd = make_server(self.host, self.port, metrics_app(self.render), server_class, _Quiet)
         self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.1,), name="metrics-http",
+                                        daemon=True)
+        self._thread.start()
         return self
 
     @property

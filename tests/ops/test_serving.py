@@ -27,9 +27,14 @@ def test_metrics_over_http(state):
     ops = Ops(OpsSettings(metrics_address=("127.0.0.1", 0)), state).start()
     try:
         response = requests.get(ops.server.url, timeout=5)
+        plain = requests.get(ops.server.url, headers={"Accept-Encoding": "identity"}, timeout=5)
+        other = requests.get(ops.server.url.replace("/metrics", "/other"), timeout=5)
     finally:
         ops.stop()
-    assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/plain")
+    assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    assert response.headers["Content-Encoding"] == "gzip" and "Content-Encoding" not in plain.headers
+    assert plain.text == response.text
+    assert (other.status_code, other.text) == (404, "vsphere-volume serves /metrics only\n")
     series = parsed(response.text)
     assert series[("vsphere_volume_backups_kept", (("target", "local"), ("volume", "db")))] == 2
     assert series[("vsphere_volume_mounted_volumes", ())] == 1

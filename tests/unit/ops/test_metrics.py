@@ -3,10 +3,12 @@
 from datetime import UTC, datetime
 
 import pytest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from plugin.errors import VSphereUnavailable
 from plugin.ops.metrics import Metrics
+from plugin.ops.stale import DeadlineCache
 from plugin.ops.state import OpsState, StoreStatus, VolumeBackup, reason_of
 
 LAST = datetime(2026, 11, 23, 2, 0, 7, tzinfo=UTC)
@@ -14,8 +16,7 @@ LAST = datetime(2026, 11, 23, 2, 0, 7, tzinfo=UTC)
 
 def samples(metrics):
     """{(name, frozenset(labels)): value} of a render."""
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(metrics.render().decode()) for s in family.samples}
+    return samples_of(metrics.render())
 
 
 def value(metrics, name, **labels):
@@ -144,3 +145,36 @@ def test_registry_is_the_metrics_own():
 ])
 def test_reasons_are_short(error, reason):
     assert reason_of(error) == reason
+
+
+class CountingDeadlines(DeadlineCache):
+    def __init__(self):
+        super().__init__()
+        self.asked = 0
+
+    def deadline(self, entry):
+        self.asked += 1
+        return super().deadline(entry)
+
+
+def test_render_is_the_registrys_text_and_formats_the_state_only_when_it_changed(state):
+    deadlines = CountingDeadlines()
+    metrics = Metrics(state, deadlines)
+    first = metrics.render()
+    assert first == generate_latest(metrics.registry)   # the textfile writes the registry
+    asked = deadlines.asked                              # each volume's, in render and in the registry's text
+    assert asked == 4
+    metrics.relogin()
+    second = metrics.render()
+    assert deadlines.asked == asked                      # the same state: its text is reused
+    assert b"vsphere_volume_vsphere_relogins_total 1.0" in second
+    state.state = OpsState(volumes=(VolumeBackup("db", schedule="daily@02:00", last_result="ok", kept=8),),
+                           stores=state.state.stores)
+    third = samples_of(metrics.render())
+    assert third[("vsphere_volume_backups_kept", frozenset({"volume": "db", "target": "local"}.items()))] == 8
+    assert deadlines.asked == asked + 1
+
+
+def samples_of(text):
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text.decode()) for s in family.samples}
