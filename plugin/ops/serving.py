@@ -40,7 +40,7 @@ def metrics_app(render):
         body = render()
         headers = [("Content-Type", CONTENT_TYPE_PLAIN_0_0_4)]
         if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
-            body = gzip.compress(body, compresslevel=6)
+            body = gzip.compress(body, compresslevel=1)   # 3x faster than 6, 15% larger
             headers.append(("Content-Encoding", "gzip"))
         headers.append(("Content-Length", str(len(body))))
         start_response("200 OK", headers)

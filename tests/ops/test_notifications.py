@@ -89,6 +89,21 @@ def test_one_notification_for_a_repeated_failure_and_one_for_its_recovery(state,
     assert ops.metrics.registry.get_sample_value("vsphere_volume_notifications_total", {"result": "sent"}) == 2
 
 
+def test_a_stale_backup_is_found_by_the_watchers_own_round(state, receiver, urls_file):
+    """No event pokes it: the watcher looks every check_interval (a fraction of a second here)."""
+    state.volume("old", schedule="daily@02:00", last_success=LAST_SUCCESS, last_result="ok")
+    ops = Ops(OpsSettings(notify_urls_file=urls_file(receiver.url("/hook"))), state, host="docker-1",
+              check_interval=0.05).start()
+    try:
+        receiver.wait_count(1)
+    finally:
+        ops.stop()
+    (body,) = receiver.json_bodies()
+    assert (body["event"], body["volume"], body["target"]) == ("backup-stale", "old", "local")
+    assert body["error"] == ("the newest backup is from 2026-11-23T02:00:07Z; Backup=daily@02:00 wanted a newer one "
+                             "by 2026-11-25T03:00:00Z")
+
+
 def test_a_store_outage_and_its_recovery(state, receiver, urls_file, make_ops):
     ops = make_ops(urls_file(receiver.url("/hook")))
     state.store("ds1", available=False, reason="unreachable", error="vCenter at vc.example.com did not answer")
