@@ -98,7 +98,7 @@ class BrokenSidecar:
             return store
         return UnavailableStore(store.spec, f"volume store {store.label} (VCH sidecar mode): {self.reason}")
 
-    def bind(self, driver):
+    def bind(self, listener):
         pass
 
 
@@ -175,10 +175,10 @@ def build_driver(settings, mounter=None, vsphere=None, backups=True, clock=utc_n
     registry = VolumeRegistry(StoreListings(os.path.join(settings.state_dir, LISTINGS_DIR)))
     restores = RestoreMarks(os.path.join(settings.state_dir, RESTORES_FILE))
     driver = VolumeDriver(stores, mounts, mounter, settings.mount_root, default_store=default,
-                          backups=service, clock=clock, registry=registry, restores=restores,
+                          backups=service, clock=clock, registry=registry, marks=restores,
                           budgets=budgets, watch={"refresh": settings.store_refresh})
     if service is not None:
         service.bind(driver)
     if sidecar is not None:
-        sidecar.bind(driver)
+        sidecar.bind(driver.discovery.sync_store)
     return driver

@@ -9,10 +9,15 @@ together, well inside Docker's limit); otherwise the call answers with a clear m
 while the job goes on.
 """
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+
+from .errors import InUse
+from .timefmt import rfc3339, utc_now
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,10 @@ class Deadline:
         """Seconds left (never negative)."""
         return max(0.0, self._end - self._monotonic())
 
+    def wait(self, job):
+        """Wait for ``job`` with the time left; True when it finished."""
+        return job.wait(self.remaining())
+
 
 class Job:
     """``fn()`` in its own thread. ``wait(timeout)`` says whether it finished;
@@ -52,7 +61,7 @@ class Job:
 
     def __init__(self, fn, what, clock=None):
         self.what = what
-        self.started = (clock or (lambda: datetime.now(timezone.utc)))()
+        self.started = (clock or utc_now)()
         self.result = None
         self.error = None
         self._fn = fn
@@ -80,4 +89,39 @@ class Job:
 
     def describe(self):
         state = "running" if not self.done else ("failed: %s" % self.error if self.error else "done")
-        return {"What": self.what, "Started": self.started.isoformat(timespec="seconds"), "State": state}
+        return {"What": self.what, "Started": rfc3339(self.started), "State": state}
+
+
+def await_job(volume, deadline):
+    """Wait (bounded by ``deadline``) for ``volume``'s background job (restore, attach,
+    detach, removal); raise InUse if it is still running. Calls that change a volume start
+    with this, so a job that outlived its Docker call is never run twice at once."""
+    job = volume.job
+    if job is None or job.done:
+        return
+    if not deadline.wait(job):
+        started = rfc3339(job.started)
+        if job is volume.restore:
+            raise InUse(f"volume {volume.name} is still being restored ({job.what}, started {started}): "
+                        "try again in a moment")
+        raise InUse(f"volume {volume.name} is busy: {job.what} (started {started}) is still running; "
+                    "try again in a moment")
+
+
+def run_job(volume, what, fn, deadline, clock, required=True):
+    """Run ``fn`` as ``volume``'s job and wait for it until ``deadline``.
+
+    Returns its result; raises what it raised. When it is still running: raises InUse if
+    ``required``, else logs and returns None (it goes on; the next call on the volume
+    waits for it through ``await_job``).
+    """
+    job = volume.job = Job(fn, what, clock).start()
+    if not deadline.wait(job):
+        if required:
+            raise InUse(f"volume {volume.name} is not ready yet: {what} is still running "
+                        "(vCenter answers slowly); try again in a moment")
+        log.warning("volume %s: %s goes on in the background", volume.name, what)
+        return None
+    if job.error is not None:
+        raise job.error
+    return job.result

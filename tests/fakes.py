@@ -2,6 +2,7 @@
 a mounter that records instead of mounting."""
 
 import os
+import threading
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -70,11 +71,35 @@ class FakeMounter:
         self.mounted.pop(target, None)
 
 
+class GiveUpWhen:
+    """Call budgets whose every wait ends once ``event`` is set (at once when it is set
+    already): a test holds a slow step, lets the call go as far as that step, and the
+    call then answers that it is still running. No time is measured."""
+
+    def __init__(self, event):
+        self.event = event
+
+    def deadline(self, call):
+        return self
+
+    def remaining(self):
+        return 0.0 if self.event.is_set() else 3600.0
+
+    def wait(self, job):
+        while not job.wait(0.01):
+            if self.event.is_set():
+                return job.done
+        return True
+
+
 @contextmanager
-def calls_do_not_wait(driver):
-    """Inside the block every wait of ``driver``'s Docker calls ends at once: a slow step
-    the test holds goes on as a job and the call answers that it is still running."""
-    driver.budgets = CallBudgets(create=0, mount=0, other=0)
+def calls_do_not_wait(driver, until=None):
+    """Inside the block the waits of ``driver``'s Docker calls end once ``until`` (an
+    Event, typically "the held step was entered") is set, or at once without it."""
+    if until is None:
+        until = threading.Event()
+        until.set()
+    driver.budgets = GiveUpWhen(until)
     try:
         yield
     finally:

@@ -229,7 +229,7 @@ class Sidecar:
     """Sidecar mode's parts: one VchConnection and one PolicyBook for every VCH store.
 
     ``wrap(store)`` makes a store of a VIC kind (datastore, NFS) a VchStore and returns a
-    folder store (``file://``, which a VCH does not have) as it is; ``bind(driver)`` lets
+    folder store (``file://``, which a VCH does not have) as it is; ``bind(listener)`` lets
     the background refresh update the driver's volumes.
     """
 
@@ -242,8 +242,9 @@ class Sidecar:
             return VchStore(store, self.connection, self.policies)
         return store
 
-    def bind(self, driver):
-        self.connection.bind(driver.sync_store)
+    def bind(self, listener):
+        """``listener(label, names, lookup)``: the driver's ``Discovery.sync_store``."""
+        self.connection.bind(listener)
 
 
 def sidecar_from_env(env, state_dir, api_factory=docker_api, **connection_args):

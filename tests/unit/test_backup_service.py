@@ -341,7 +341,7 @@ def test_slow_restore_does_not_hold_docker_create(driver, service, tmp_path, mon
     write(tmp_path, "src", {"f": "restored bytes"})
     service.api_create("src")
     gate = Gate(service.engines["file"].copier).wrap("restore")
-    with calls_do_not_wait(driver):
+    with calls_do_not_wait(driver, until=gate.entered):
         driver.create("big", {"RestoreFrom": "src@latest"})    # answers while the copy runs
     assert gate.entered.wait(10)
     assert driver.get("big")["Status"]["Restore"]["State"] == "running"
@@ -361,7 +361,7 @@ def test_a_delete_refused_during_a_restore_says_a_restore_reads_it(driver, servi
     write(tmp_path, "src", {"f": "x"})
     backup = service.api_create("src")
     gate = Gate(service.engines["file"].copier).wrap("restore")
-    with calls_do_not_wait(driver):
+    with calls_do_not_wait(driver, until=gate.entered):
         driver.create("big", {"RestoreFrom": "src@latest"})    # answers while the copy runs
     try:
         assert gate.entered.wait(10)
@@ -382,7 +382,7 @@ def test_a_slow_restore_as_a_new_volume_still_says_why_that_backup(driver, servi
     write(tmp_path, "src", {"f": "x"})
     backup = service.api_create("src")
     gate = Gate(service.engines["file"].copier).wrap("restore")
-    with calls_do_not_wait(driver):
+    with calls_do_not_wait(driver, until=gate.entered):
         done = service.api_restore("src", target="copy")      # answers while the copy runs
     assert gate.entered.wait(10) and done["Why"] == f"latest backup {backup['Id']}"
     gate.opened.set()

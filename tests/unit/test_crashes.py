@@ -85,5 +85,5 @@ def test_a_plugin_killed_while_it_restores_a_new_volume_goes_on_with_the_restore
     gate.opened.set()
     again.create("copy", {"RestoreFrom": "mydata@latest"})           # Docker's retry waits for it
     assert read_tree(tmp_path / "fast" / "volumes" / "copy") == {"a.txt": "one", "sub/b.txt": "two"}
-    assert again.get("copy")["Status"]["Restore"]["State"] == "done" and again.restores.get("copy") is None
+    assert again.get("copy")["Status"]["Restore"]["State"] == "done" and again.discovery.marks.get("copy") is None
     again.mount("copy", "c1")

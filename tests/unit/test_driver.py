@@ -115,7 +115,7 @@ def test_mount_state_survives_restart(driver, make_driver, mounter):
 
 def test_unrecorded_mount_is_released_at_start(driver, make_driver, mounter):
     driver.create("v", {})
-    target = driver.mountpoint("v")
+    target = driver.mounts.mountpoint("v")
     mounter.bind("/somewhere", target)   # mounted, but no container recorded
     make_driver()
     assert not mounter.is_mounted(target)

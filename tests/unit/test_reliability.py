@@ -69,12 +69,12 @@ def crash_mid_restore(driver, tmp_path):
     """A RestoreFrom create whose plugin died while it copied: the mark written before the
     volume, the volume created, part of the data."""
     backup = restorable(driver, tmp_path, files={"a.txt": "backed up", "b.txt": "two"})
-    driver.restores.mark("copy", "mydata@latest", "default", "2026-11-23T00:00:00Z")
+    driver.discovery.marks.mark("copy", "mydata@latest", "default", "2026-11-23T00:00:00Z")
     driver.stores["default"].create("copy", driver.find("mydata").options,
                                     {"Driver": "vsphere", "Name": "copy",
                                      "DriverOpts": {"RestoreFrom": "mydata@latest"}})
     write(tmp_path, "copy", {"a.txt": "backed"})                   # half of one file
-    assert driver.watcher.attempt("default")                      # listed (and persisted) as it was
+    assert driver.health.watcher.attempt("default")                      # listed (and persisted) as it was
     return backup
 
 
@@ -107,7 +107,7 @@ def test_a_cut_off_restore_is_shown_incomplete_until_its_store_answers_then_fini
     again.create("copy", {"RestoreFrom": "mydata@latest"})          # the same create finishes it
     assert read_tree(data(tmp_path, "copy")) == {"a.txt": "backed up", "b.txt": "two"}
     assert again.get("copy")["Status"]["Restore"]["State"] == "done"
-    assert again.restores.get("copy") is None
+    assert again.discovery.marks.get("copy") is None
     again.mount("copy", "c1")
 
 
@@ -125,9 +125,9 @@ def test_a_cut_off_restore_that_cannot_go_on_stays_visibly_incomplete(driver, ma
 
 
 def test_a_mark_without_its_volume_is_dropped_when_the_store_is_listed(driver, make_driver, clock, tmp_path):
-    driver.restores.mark("never-made", "mydata@latest", "default", "2026-11-23T00:00:00Z")
+    driver.discovery.marks.mark("never-made", "mydata@latest", "default", "2026-11-23T00:00:00Z")
     again = make_driver(clock=clock)
-    assert again.restores.get("never-made") is None and again.find("never-made") is None
+    assert again.discovery.marks.get("never-made") is None and again.find("never-made") is None
 
 
 # --- 4. one failing store never stops the others ------------------------------------------------
@@ -152,7 +152,7 @@ def test_any_failure_of_one_store_leaves_the_others_listed_and_the_scheduler_run
     monkeypatch.setattr(DirectoryStore, "open", open_fails_for_default)
     again = make_driver(clock=clock)
     assert [v["Name"] for v in again.list()] == ["v"]
-    assert mounter.is_mounted(again.mountpoint("v"))                 # mounts reconciled
+    assert mounter.is_mounted(again.mounts.mountpoint("v"))                 # mounts reconciled
     assert again.backups.scheduler.status("v")["NextRun"]            # the scheduler knows it
     error = again.describe()["Stores"][0]["Error"]
     assert str(failure) in error
@@ -205,7 +205,7 @@ def test_volumes_of_a_store_that_does_not_answer_at_start_stay_listed_and_are_pi
     del down["slow"]                                                  # vCenter answers again
     target = again.mount("kept", "c1")                                # no restart
     assert "Stale" not in again.get("kept")["Status"]
-    assert target == again.mountpoint("kept")
+    assert target == again.mounts.mountpoint("kept")
 
 
 def test_the_last_listing_is_written_atomically_and_follows_creates_and_removes(driver, tmp_path):

@@ -15,7 +15,7 @@ def test_sidecar_mode_wraps_the_vic_stores_only(tmp_path):
     driver = build_driver(settings, mounter=FakeMounter(), backups=False)
     assert isinstance(driver.stores["ds0"], VchStore) and isinstance(driver.stores["default"], DirectoryStore)
     driver.start()
-    assert "no vCenter is configured" in driver.store_errors["ds0"]
+    assert "no vCenter is configured" in driver.health.errors["ds0"]
 
 
 def test_invalid_vch_settings_make_the_vic_stores_unavailable(tmp_path):
@@ -24,6 +24,6 @@ def test_invalid_vch_settings_make_the_vic_stores_unavailable(tmp_path):
                          "VCH_URL": "ftp://vch"})
     driver = build_driver(settings, mounter=FakeMounter(), backups=False)
     driver.start()
-    assert driver.store_errors["ds0"].startswith("volume store ds0 (VCH sidecar mode): VCH_URL='ftp://vch' is not")
+    assert driver.health.errors["ds0"].startswith("volume store ds0 (VCH sidecar mode): VCH_URL='ftp://vch' is not")
     driver.create("fine", {})
     assert driver.get("fine")["Status"]["VolumeStore"] == "default"

@@ -374,7 +374,7 @@ def test_a_listing_begun_before_a_change_made_here_does_not_undo_it(driver, vch)
     driver.create("new", DS0)
     driver.remove("old")
     store.apply(start, before)                       # a refresh that listed before both changes
-    driver.sync_store("ds0", store.names(), store.lookup)
+    driver.discovery.sync_store("ds0", store.names(), store.lookup)
     assert names(driver) == ["new"]
 
 

@@ -26,8 +26,8 @@ def test_a_volume_made_on_another_host_is_found_by_get_and_is_the_same_volume_at
 def test_the_listing_of_a_shared_store_follows_the_other_hosts_creates_and_removes(plugins):  # noqa: F811
     a, b = plugins("a"), plugins("b", vm=OTHER_VM)
     a.driver.create("one", {"Capacity": CAPACITY})
-    assert b.driver.watcher.attempt("default")                       # b's periodic listing
+    assert b.driver.health.watcher.attempt("default")                       # b's periodic listing
     assert "one" in [v["Name"] for v in b.driver.list()]
     a.driver.remove("one")
-    assert b.driver.watcher.attempt("default")
+    assert b.driver.health.watcher.attempt("default")
     assert "one" not in [v["Name"] for v in b.driver.list()]
