@@ -15,8 +15,9 @@ passes through a ``Redactor`` before it goes into a message or a log.
 
 Bounds: every call has a timeout (``Timeouts``); on top, when restic keeps retrying a
 failing backend call (it retries for many minutes by default and has no option to
-bound that in 0.14) for ``retry_budget`` seconds, it is interrupted (SIGINT: it removes
-its lock) and the call fails with ``TargetUnreachable`` and restic's last error.
+bound that in 0.14) for ``retry_budget`` seconds, it is interrupted at its next retry
+(so within the budget and one backoff wait, at most about 30 s more) with SIGINT, and
+the call fails with ``TargetUnreachable`` and restic's last error.
 
 Locks: an operation refused because the repository is locked runs ``restic unlock``
 (which removes only stale locks: of a process gone from this host, or older than 30
@@ -62,6 +63,7 @@ from .progress import RestoreMeter, tree_size
 LOG = logging.getLogger(__name__)
 
 STALLED = "stalled"
+RETRY_GAP = 90.0    # seconds: more than restic's backoff waits between two tries of a call
 SNAPSHOT_ID_RE = re.compile(r"^[0-9a-f]{8,64}$")
 TAG_KEY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
 TAG_VALUE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,254}$")
@@ -216,7 +218,7 @@ class _Watch:
         self.summary = None
         self.file_errors = []
         self.last_retry_error = ""
-        self._retrying_since = self._last_retry = None
+        self._failing = {}      # call -> (first, last) time restic reported retrying it
 
     def started(self, pid):
         if self._meter:
@@ -230,7 +232,7 @@ class _Watch:
                 self._message(text)
             retry = failures.RETRY_RE.match(text)
             if retry:
-                return self._retried(retry["error"])
+                return self._retried(retry["what"], retry["error"])
         return None
 
     def tick(self):
@@ -249,15 +251,18 @@ class _Watch:
             elif kind == "error":
                 self.file_errors.append(f"{message.get('item', '?')} ({message.get('during', '?')})")
 
-    def _retried(self, error):
-        # Evaluated only when restic reports another retry: after a recovery no retry
-        # lines come, and a quiet spell longer than the budget starts the count anew.
+    def _retried(self, call, error):
+        # A retry line is proof that ``call`` is still failing: the budget is counted per
+        # call from its first failure, and evaluated only on such proof (a call that
+        # recovered prints no more lines). restic's backoff waits at most RETRY_GAP
+        # between two tries of one call; a longer quiet spell means it had recovered.
         now = self._clock()
-        if self._retrying_since is None or now - self._last_retry > self._budget:
-            self._retrying_since = now
-        self._last_retry = now
+        first, last = self._failing.get(call, (now, now))
+        if now - last > RETRY_GAP:
+            first = now
+        self._failing[call] = (first, now)
         self.last_retry_error = error
-        if now - self._retrying_since >= self._budget:
+        if now - first >= self._budget:
             return STALLED
         return None
 

@@ -46,9 +46,11 @@ class S3Server:
         self._log = []
         self.endpoint = ""
 
-    def start(self):
+    def start(self, port=0):
+        """Start serving (on ``port``, default one the kernel picks); returns self."""
         self.root.mkdir(parents=True, exist_ok=True)
-        argv = [rclone_binary(), "serve", "s3", "--addr=127.0.0.1:0", str(self.root)]
+        self._log = []
+        argv = [rclone_binary(), "serve", "s3", f"--addr=127.0.0.1:{port}", str(self.root)]
         if self._tls:
             argv += [f"--cert={self._tls[0]}", f"--key={self._tls[1]}"]
         env = {"PATH": os.environ.get("PATH", os.defpath),
@@ -86,8 +88,8 @@ class S3Server:
             process.wait(timeout=10)
 
     @property
-    def running(self):
-        return self._process is not None and self._process.poll() is None
+    def port(self):
+        return int(self.endpoint.rsplit(":", 1)[1])
 
     def location(self, bucket, prefix):
         """restic's location of a repository on this server."""

@@ -1,7 +1,7 @@
 """The restic wrapper against real restic and a real S3 server (rclone) on loopback."""
 
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -131,7 +131,7 @@ def test_a_second_backup_after_a_small_change_adds_a_small_part(make_restic, rep
 def test_forget_applies_keep_rules_to_one_volume_and_prunes(make_restic, repo_location, tree,
                                                            s3):
     restic = make_restic(repo_location)
-    day = datetime(2026, 11, 20, 2, 0, tzinfo=timezone.utc)
+    day = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
     times = [day, day + timedelta(hours=5), day + timedelta(days=1), day + timedelta(days=2),
              day + timedelta(days=2, hours=3)]
     ids = {}
