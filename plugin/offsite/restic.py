@@ -186,15 +186,14 @@ def check_snapshot_id(snapshot_id):
 def check_subset(subset):
     """A ``--read-data-subset`` value restic 0.14 accepts: ``5%``, ``1/10`` or ``2G``."""
     match = SUBSET_RE.match(str(subset))
-    accepted = "a percentage above 0 up to 100 (5%), a group n/t with 1 <= n <= t <= 256, or a size (2G)"
-    if not match:
-        raise InvalidRequest(f"read_data_subset={shown(subset)} is not valid: use {accepted}")
-    if match["pct"] is not None and not 0 < float(match["pct"]) <= 100:
-        raise InvalidRequest(f"read_data_subset={shown(subset)} is not valid: use {accepted}")
-    if match["n"] is not None and not 1 <= int(match["n"]) <= int(match["t"]) <= 256:
-        raise InvalidRequest(f"read_data_subset={shown(subset)} is not valid: use {accepted}")
-    if match["size"] is not None and int(match["size"]) == 0:
-        raise InvalidRequest(f"read_data_subset={shown(subset)} is not valid: use {accepted}")
+    valid = match is not None and (
+        (match["pct"] is not None and 0 < float(match["pct"]) <= 100)
+        or (match["n"] is not None and 1 <= int(match["n"]) <= int(match["t"]) <= 256)
+        or (match["size"] is not None and int(match["size"]) > 0))
+    if not valid:
+        raise InvalidRequest(f"read_data_subset={shown(subset)} is not valid: use a percentage "
+                             "above 0 up to 100 (5%), a group n/t with 1 <= n <= t <= 256, or a "
+                             "size (2G)")
     return str(subset)
 
 
@@ -367,11 +366,14 @@ class Restic:
         stats = first_json(done.stdout, dict) or {}
         return int(stats.get("total_size", 0)), int(stats.get("total_file_count", 0))
 
-    def restore(self, snapshot_id, target_dir, include=None, progress=None, overwrite=False):
+    def restore(self, snapshot_id, target_dir, include=None, progress=None, overwrite=False,
+                total_bytes=None):
         """Restore a snapshot's tree (or the one path ``include`` of it) into ``target_dir``.
 
         ``target_dir`` must be missing or empty unless ``overwrite`` (files there with the
-        same names are then replaced). ``progress`` gets ``Progress`` about once a second.
+        same names are then replaced). ``progress`` gets ``Progress`` about once a second;
+        its percentage is of ``total_bytes`` (what the backup recorded), read from the
+        repository (``restore_size``, one more restic call) when not given.
         Returns RestoreResult: the regular files and bytes now under the target (under
         ``target_dir/include`` for a sub-path).
         """
@@ -389,7 +391,9 @@ class Restic:
             args.append(f"--include={pattern}")
         meter = None
         if progress:
-            total = None if sub else self.restore_size(snapshot_id)[0]
+            total = total_bytes
+            if total is None and not sub:
+                total = self.restore_size(snapshot_id)[0]
             meter = RestoreMeter(total)
         what = f"restore of snapshot {snapshot_id}"
         watch = _Watch(self._clock, self._budget, progress, meter)

@@ -264,6 +264,21 @@ def test_restore_with_progress_sizes_the_snapshot_and_counts_what_it_wrote(tmp_p
     assert seen[-1].percent == 100.0 and seen[-1].bytes_done == 500
 
 
+def test_restore_with_the_size_known_makes_no_stats_call(tmp_path):
+    target = tmp_path / "target"
+
+    def write_file(argv, cwd):
+        target.mkdir()
+        (target / "f").write_bytes(b"z" * 40)
+
+    restic, runner = make(Answer(effect=write_file))
+    seen = []
+    restic.restore("a" * 64, str(target), progress=seen.append, total_bytes=40)
+
+    assert runner.commands == ["restore"]
+    assert (seen[-1].percent, seen[-1].total_bytes) == (100.0, 40)
+
+
 def test_restore_refuses_a_non_empty_target_and_reports_a_missing_sub_path(tmp_path):
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("mine")
