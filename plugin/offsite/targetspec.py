@@ -41,11 +41,11 @@ with the reason (``Targets.unavailable``); the others are used. Settings named
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from ..backup.schedule import ON_UNMOUNT, Schedule, parse_schedule
-from ..errors import InvalidOption, InvalidRequest, cut, shown
+from ..errors import ConfigError, InvalidOption, InvalidRequest, cut, shown
 from ..storespec import LABEL_RE
 from .restic import RepositoryConfig, check_subset
 
@@ -67,53 +67,43 @@ class TargetSpecError(Exception):
 
 @dataclass(frozen=True)
 class TargetSpec:
-    """One usable target. ``location``: restic's (empty for LOCAL)."""
+    """One usable target: for restic ones (s3, file), the repository and its checks."""
 
     label: str
     kind: str
     spec: str
-    location: str = ""
-    password: str = field(default="", repr=False)
-    password_file: str = ""
+    repository: RepositoryConfig = None
     generate_password: bool = False
-    s3_access_key_id: str = ""
-    s3_secret_access_key: str = field(default="", repr=False)
-    s3_secret_access_key_file: str = ""
-    s3_region: str = ""
-    ca_file: str = ""
-    tls_verify: bool = True
-    limit_upload: int = 0
-    limit_download: int = 0
     verify: Schedule = None
     verify_read: str = ""
 
     @property
     def is_restic(self):
-        return self.kind in (S3, FILE)
+        return self.repository is not None
+
+    @property
+    def location(self):
+        return self.repository.location if self.repository else ""
 
     def repository_config(self):
         """The RepositoryConfig for ``plugin.offsite.restic.Restic`` (restic targets)."""
         if not self.is_restic:
             raise InvalidRequest(f"backup target {self.label} is the local tier, not a restic repository")
-        return RepositoryConfig(
-            location=self.location, password=self.password, password_file=self.password_file,
-            s3_access_key_id=self.s3_access_key_id, s3_secret_access_key=self.s3_secret_access_key,
-            s3_secret_access_key_file=self.s3_secret_access_key_file, s3_region=self.s3_region,
-            ca_file=self.ca_file, insecure_tls=not self.tls_verify, limit_upload=self.limit_upload,
-            limit_download=self.limit_download, name=f"backup target {self.label} ({self.location})")
+        return self.repository
 
     def public(self):
         """What ``status`` may show: no secret, only where secrets come from."""
         shown_ = {"label": self.label, "kind": self.kind, "spec": self.spec}
-        if self.is_restic:
-            shown_.update(location=self.location, verify=self.verify.text, verify_read=self.verify_read,
-                          password="file " + self.password_file if self.password_file else "setting")
-            if self.limit_upload or self.limit_download:
-                shown_.update(limit_upload_kib=self.limit_upload, limit_download_kib=self.limit_download)
+        repo = self.repository
+        if repo:
+            shown_.update(location=repo.location, verify=self.verify.text, verify_read=self.verify_read,
+                          password="file " + repo.password_file if repo.password_file else "setting")
+            if repo.limit_upload or repo.limit_download:
+                shown_.update(limit_upload_kib=repo.limit_upload, limit_download_kib=repo.limit_download)
         if self.kind == S3:
-            shown_.update(s3_access_key_id=self.s3_access_key_id,
-                          tls="not verified (TLS_VERIFY=0)" if not self.tls_verify
-                          else f"verified against {self.ca_file or 'the system CA store'}")
+            shown_.update(s3_access_key_id=repo.s3_access_key_id,
+                          tls="not verified (TLS_VERIFY=0)" if repo.insecure_tls
+                          else f"verified against {repo.ca_file or 'the system CA store'}")
         return shown_
 
 
@@ -287,12 +277,16 @@ def _restic_target(raw, label, kind, location, key, given, is_embedded, data_dir
         verify_read = check_subset(given.get("VERIFY_READ", "").strip() or DEFAULT_VERIFY_READ)
     except (InvalidOption, InvalidRequest) as err:
         raise TargetSpecError(f"backup target {label}: {key}VERIFY / {key}VERIFY_READ: {err}") from None
-    return TargetSpec(
-        label=label, kind=kind, spec=raw, location=location, password=password,
-        password_file=password_file, generate_password=generate,
-        limit_upload=_limit(label, key, given, "LIMIT_UPLOAD"),
-        limit_download=_limit(label, key, given, "LIMIT_DOWNLOAD"),
-        verify=verify, verify_read=verify_read, **s3)
+    try:
+        repository = RepositoryConfig(
+            location=location, password=password, password_file=password_file,
+            limit_upload=_limit(label, key, given, "LIMIT_UPLOAD"),
+            limit_download=_limit(label, key, given, "LIMIT_DOWNLOAD"),
+            name=f"backup target {label} ({location})", **s3)
+    except ConfigError as err:
+        raise TargetSpecError(f"backup target {label}: {err}") from None
+    return TargetSpec(label=label, kind=kind, spec=raw, repository=repository,
+                      generate_password=generate, verify=verify, verify_read=verify_read)
 
 
 def _s3_settings(raw, label, key, given, location):
@@ -318,4 +312,4 @@ def _s3_settings(raw, label, key, given, location):
     return {"s3_access_key_id": access_key, "s3_secret_access_key": secret,
             "s3_secret_access_key_file": secret_file,
             "s3_region": given.get("S3_REGION", "").strip(), "ca_file": ca_file,
-            "tls_verify": verify_raw != "0"}
+            "insecure_tls": verify_raw == "0"}

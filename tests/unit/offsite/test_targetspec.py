@@ -33,7 +33,7 @@ def test_an_s3_target_with_every_setting():
 
     assert (target.label, target.kind, target.spec) == ("offsite", S3, S3_SPEC)
     assert target.location == "s3:https://objects.example.com:9000/backups/site-a/vols"
-    assert (target.limit_upload, target.limit_download) == (2048, 0)
+    assert (target.repository.limit_upload, target.repository.limit_download) == (2048, 0)
     assert (target.verify.text, target.verify_read) == ("daily@03:30", "1/7")
     config = target.repository_config()
     assert isinstance(config, RepositoryConfig)
@@ -52,10 +52,10 @@ def test_several_targets_the_label_after_the_last_colon_and_defaults():
 
     s3, nas, local, plain = only(parse_targets(text, env))
 
-    assert (nas.kind, nas.location, nas.password) == (FILE, "/mnt/nas/restic", "pw-of-the-nas")
+    assert (nas.kind, nas.location, nas.repository.password) == (FILE, "/mnt/nas/restic", "pw-of-the-nas")
     assert (local.kind, local.label, local.location) == (LOCAL, "here", "")
     assert plain.location == "s3:http://10.0.0.5:9000/bkt"
-    assert (s3.verify.text, s3.verify_read, s3.tls_verify) == ("weekly", "5%", True)
+    assert (s3.verify.text, s3.verify_read, s3.repository.insecure_tls) == ("weekly", "5%", False)
     with pytest.raises(InvalidRequest, match="is the local tier"):
         local.repository_config()
 
@@ -64,12 +64,13 @@ def test_empty_means_the_local_tier_and_the_embedded_target():
     local, embedded = only(parse_targets("", {}, data_dir="/data"))
     assert (local.kind, local.label) == (LOCAL, "local")
     assert (embedded.kind, embedded.label, embedded.location) == (FILE, "offsite", "/data/offsite")
-    assert embedded.password_file == "/data/state/offsite-target.key" and embedded.generate_password
+    assert embedded.repository.password_file == "/data/state/offsite-target.key"
+    assert embedded.generate_password
 
 
 def test_the_embedded_target_takes_a_password_setting_instead():
     _, embedded = only(parse_targets("", {"BACKUP_TARGET_OFFSITE_PASSWORD": "mine"}, data_dir="/d"))
-    assert embedded.password == "mine" and not embedded.generate_password
+    assert embedded.repository.password == "mine" and not embedded.generate_password
 
 
 def test_tls_opt_out_is_explicit_and_never_with_a_ca_file():
@@ -161,7 +162,7 @@ def test_labels_whose_settings_would_collide_and_settings_of_no_target():
 def test_settings_go_to_the_longest_matching_label():
     env = {"BACKUP_TARGET_OFF_PASSWORD": "p1", "BACKUP_TARGET_OFF_SITE_PASSWORD": "p2"}
     off, off_site = only(parse_targets("file:///a:off;file:///b:off-site", env))
-    assert (off.password, off_site.password) == ("p1", "p2")
+    assert (off.repository.password, off_site.repository.password) == ("p1", "p2")
     assert settings_key("off-site.1") == "BACKUP_TARGET_OFF_SITE_1_"
 
 
