@@ -14,7 +14,7 @@ FROM ${BASE}
 #    restic, the engine of off-site backup targets (plugin/offsite/).
 RUN apt-get update -q \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends restic \
-    && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb \
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/apt/archives/*.deb \
     && restic version
 
 # 1. The dependencies alone, listed by requirements.txt when the repo has one,
