@@ -10,6 +10,13 @@
 ARG BASE=local/debian-python:bookworm
 FROM ${BASE}
 
+# 0. Debian packages the plugin runs beyond the base system (scripts/base-image):
+#    restic, the engine of off-site backup targets (plugin/offsite/).
+RUN apt-get update -q \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends restic \
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/apt/archives/*.deb \
+    && restic version
+
 # 1. The dependencies alone, listed by requirements.txt when the repo has one,
 #    else by [project] dependencies in pyproject.toml, else by install_requires
 #    in setup.cfg. This layer depends on those files only: a change under
