@@ -46,7 +46,6 @@ from urllib.parse import urlsplit
 
 from ..backup.schedule import ON_UNMOUNT, Schedule, parse_schedule
 from ..errors import ConfigError, InvalidOption, InvalidRequest, cut, shown
-from ..storespec import LABEL_RE
 from .restic import RepositoryConfig, check_subset
 
 S3, FILE, LOCAL = "s3", "file", "local"
@@ -59,6 +58,10 @@ RESTIC_SETTINGS = ("PASSWORD_FILE", "PASSWORD", "LIMIT_UPLOAD", "LIMIT_DOWNLOAD"
 S3_SETTINGS = ("S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY_FILE", "S3_SECRET_ACCESS_KEY",
                "S3_REGION", "CA_FILE", "TLS_VERIFY")
 FORMS = "s3:https://host:port/bucket/prefix:label, file:///abs/path:label or local:label"
+
+# A target's label also names its settings (BACKUP_TARGET_<LABEL>_...): stricter than a
+# volume store's label, which VIC lets hold almost anything.
+TARGET_LABEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 class TargetSpecError(Exception):
@@ -172,7 +175,7 @@ def _parse_one(raw, label, given, seen, is_embedded, data_dir):
     location = raw.rpartition(":")[0]
     if not location or location.endswith(":/") or "/" in label:
         raise TargetSpecError(f"backup target {shown(raw)} has no label: write it as {FORMS}")
-    if not LABEL_RE.match(label):
+    if not TARGET_LABEL_RE.fullmatch(label):
         raise TargetSpecError(
             f"backup target label {shown(label)} is not valid: use 1 to 64 letters, digits, "
             "'_', '.' or '-', starting with a letter or digit")
