@@ -6,14 +6,14 @@ decided under the volume's lock (``lock(name)``):
 
 - **attached to a powered-on VM** (this Docker host's VM, another one's): freeze the
   filesystem if this plugin mounted it here (``fsfreeze -f``; always thawed, in a
-  ``finally``), take a VM snapshot without memory (quiesced when ``VmdkSettings.quiesce``
-  says so) named ``vsphere-volume-backup-<volume>-<backup-id>``, thaw, and
+  ``finally``), take a VM snapshot without memory (quiesced when ``quiesce`` says so)
+  named ``vsphere-volume-backup-<volume>-<backup-id>``, thaw, and
   release the lock. Then clone, with ``CopyVirtualDisk``, the disk file that the
   *snapshot's own* ``config.hardware.device`` names (on a real vCenter the frozen base
   disk; the VM now writes a delta) into the staging folder, and remove the snapshot
   (``consolidate``; ``ConsolidateVMDisks`` when the VM says ``consolidationNeeded``).
   The snapshot lives only while the clone runs. The freeze lasts at most
-  ``VmdkSettings.snapshot_timeout`` seconds of snapshot task (plus one request's timeout).
+  ``snapshot_timeout`` seconds of snapshot task (plus one request's timeout).
   Method ``snapshot-clone``.
 - **attached to no running VM** (none, or only powered-off or suspended ones, whose disks
   are closed): clone the volume's disk directly while still holding the lock, so that
@@ -28,27 +28,25 @@ decided under the volume's lock (``lock(name)``):
 
 The copy in the backup folder is ``<volume>.vmdk`` (``CopyOutcome.data``).
 
-Restores (called with the volume lock held):
+Restores (called with the volume lock held; a restore into a new volume is the store's
+``create``, then this):
 
-- ``restore_new`` builds the volume in the store's staging folder (copy, a fresh disk
-  UUID, metadata) and moves the folder into ``volumes/`` in one step, as
-  ``DatastoreStore.create`` does; a failure deletes the staging folder, and one left by a
-  crash is deleted by the store's ``open`` at the next start. **Label**: VIC finds a
-  volume's filesystem by its label, the first 16 hex digits of md5(name). A volume
-  restored under a new name therefore gets its ext2/3/4 label rewritten (``e2label``)
-  *here, before it is published*, so that a VCH and this plugin both find it from the
-  first attach: the staged disk is attached to this host's VM for the moment, labelled,
-  and detached. A disk without a filesystem, or restored under its own name, is not
-  attached at all.
 - ``restore_replace`` copies the backup into the store's staging folder, gives it the
   volume's current disk UUID, and moves it over ``volumes/<name>/<name>.vmdk`` with one
   ``MoveVirtualDisk`` (force): vCenter runs that task to its end even if the plugin dies,
-  so a crash leaves the old disk or the new one, never none.
+  so a crash leaves the old disk or the new one, never none; a failure deletes the
+  staging folder, and one left by a crash is deleted by the store's ``open`` at the next
+  start. **Label**: VIC finds a volume's filesystem by its label, the first 16 hex digits
+  of md5(name). A backup restored into a volume of another name therefore gets its
+  ext2/3/4 label rewritten (``e2label``) *in the staging folder, before it replaces the
+  disk*, so that a VCH and this plugin both find it from the first attach: the staged
+  disk is attached to this host's VM for the moment, labelled, and detached. A disk
+  without a filesystem, or restored under its own name, is not attached at all.
 
 Leftovers (``cleanup_leftovers``): snapshots named ``vsphere-volume-backup-...`` on this
 host's VM that this host took (its VM's name is in the snapshot's description), unless
 a backup of this engine is using them now; a snapshot of that name taken by another host
-is left alone until it is ``VmdkSettings.stale_after`` old (that host may be copying
+is left alone until it is ``stale_after`` old (that host may be copying
 from it). Other snapshots are never touched. Also disks of this host's staging folders
 still attached to its VM (a restore that died while relabelling), which the store's
 ``open`` could not delete while attached.
@@ -58,25 +56,24 @@ e2label (``stores.devices.run``: MountError on failure); ``clock()`` gives aware
 
 SOAP round trips (a task counts its call and the PropertyCollector reads awaiting it):
 snapshot-clone 12 (listing 2, who has the disk 2, snapshot 2, its configuration 1, copy 2,
-removal 2, consolidationNeeded 1); direct-clone 5; unchanged 3; restore_new 6 (+6 to
-relabel, + the metadata PUT); restore_replace 10; cleanup_leftovers 1 (+2 to 3 per removal).
+removal 2, consolidationNeeded 1); direct-clone 5; unchanged 3; restore_replace 10 (+6 to
+relabel); cleanup_leftovers 1 (+2 to 3 per removal).
 """
 
 import logging
 import os
 import re
 import threading
-import uuid as uuidlib
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from pyVmomi import vim
 
 from ..errors import BackupError, InUse, MountError, VolumeError
-from ..storespec import DATASTORE
 from ..stores.devices import DiskInfo, run
 from ..stores.vmdk import capacity_kb, metadata_capacity_mb, vic_label
+from ..storespec import DATASTORE
 from ..vsphere.browse import search_tree
 from ..vsphere.vmdisks import disk_path, find_disk, normalize_disk_uuid
 from .engine import BackupEngine, CopyOutcome
@@ -119,40 +116,21 @@ def is_independent(disk):
     return str(getattr(disk.backing, "diskMode", "") or "").startswith("independent")
 
 
-def vsphere_uuid(hex32):
-    """32 hex digits as vSphere writes disk UUIDs: ``60 00 c2 ... 9f-1e 2d ...``."""
-    pairs = [hex32[i:i + 2] for i in range(0, 32, 2)]
-    return " ".join(pairs[:8]) + "-" + " ".join(pairs[8:])
-
-
 def _utc_now():
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
-@dataclass(frozen=True)
-class VmdkSettings:
-    """How VmdkEngine works (plugin settings).
-
-    ``quiesce``: ask VMware Tools in the guest to quiesce for the snapshot.
-    ``snapshot_timeout``: seconds a snapshot may take: the bound of the freeze.
-    ``copy_timeout``: seconds a disk copy may take.
-    ``stale_after``: when a backup snapshot that another host took on this host's VM
-    counts as left behind (that host may still be copying from it before).
-    """
-
-    quiesce: bool = False
-    snapshot_timeout: float = 60.0
-    copy_timeout: float = 24 * 3600.0
-    stale_after: timedelta = timedelta(hours=24)
+SNAPSHOT_TIMEOUT = 60.0                 # seconds a snapshot may take: the bound of the freeze
+COPY_TIMEOUT = 24 * 3600.0              # seconds a disk copy may take
+STALE_AFTER = timedelta(hours=24)       # when another host's backup snapshot counts as left behind
 
 
 class StoreAccess:
     """What the engine needs of a DatastoreStore, in one place: only its public members.
 
     Paths in VIC's layout, the staging folders and their publication are the store's own
-    (``disk_path``, ``new_staging``, ``publish``...), so that the store's ``open`` deletes
-    what a crashed restore left and a volume appears in ``volumes/`` in one step exactly
-    as a created one does.
+    (``disk_path``, ``new_staging``, ``discard``...), so that the store's ``open`` deletes
+    what a crashed restore left.
     """
 
     def __init__(self, store):
@@ -165,9 +143,7 @@ class StoreAccess:
         self.disk = store.disk_path
         self.mountpoint = store.mountpoint
         self.staging_prefix = store.staging_prefix
-        self.publish = store.publish
         self.discard = store.discard
-        self.write_metadata = store.write_metadata
 
     def is_mounted_here(self, name):
         return self.store.mounter.is_mounted(self.mountpoint(name))
@@ -194,7 +170,7 @@ class StoreAccess:
         if f"{name}.vmdk" not in entries:
             raise BackupError(f"volume {name} cannot be backed up: its disk {self.disk(name)} does not exist")
         times = [f.modification for f in files if getattr(f, "modification", None) is not None]
-        modified = max(times).astimezone(timezone.utc).isoformat() if times else ""
+        modified = max(times).astimezone(UTC).isoformat() if times else ""
         return sum(int(f.fileSize or 0) for f in files), modified
 
 
@@ -223,16 +199,23 @@ class VmdkEngine(BackupEngine):
     """BackupEngine for DatastoreStore volumes; see the module docstring.
 
     ``session``: the vsphere Session of the stores. ``runner``: runs fsfreeze, blkid and
-    e2label. ``clock``: aware current time. ``settings``: a VmdkSettings.
+    e2label. ``clock``: aware current time. ``quiesce``: ask VMware Tools in the guest to
+    quiesce for the snapshot. ``snapshot_timeout``, ``copy_timeout``: seconds a snapshot,
+    a disk copy may take. ``stale_after``: when a backup snapshot that another host took
+    on this host's VM counts as left behind (that host may be copying from it before).
     """
 
     kinds = (DATASTORE,)
 
-    def __init__(self, session, runner=run, clock=_utc_now, settings=VmdkSettings()):
+    def __init__(self, session, runner=run, clock=_utc_now, quiesce=False, snapshot_timeout=SNAPSHOT_TIMEOUT,
+                 copy_timeout=COPY_TIMEOUT, stale_after=STALE_AFTER):
         self.session = session
         self.runner = runner
         self.clock = clock
-        self.settings = settings
+        self.quiesce = quiesce
+        self.snapshot_timeout = snapshot_timeout
+        self.copy_timeout = copy_timeout
+        self.stale_after = stale_after
         self._busy = set()                 # snapshot names and staged disks in use here now
         self._busy_lock = threading.Lock()
 
@@ -289,7 +272,7 @@ class VmdkEngine(BackupEngine):
         self.session.call_task(self.session.content.virtualDiskManager, "CopyVirtualDisk_Task",
                                sourceName=source, sourceDatacenter=self.session.datacenter.ref,
                                destName=destination, destDatacenter=self.session.datacenter.ref,
-                               timeout=self.settings.copy_timeout, what=f"copying disk {source} to {destination}",
+                               timeout=self.copy_timeout, what=f"copying disk {source} to {destination}",
                                progress=lambda percent: progress("copying the disk", percent))
 
     def _clone_direct(self, source, destination, size, modified, stopped, progress):
@@ -341,7 +324,7 @@ class VmdkEngine(BackupEngine):
                 ref = self.session.call_task(
                     vm.ref, "CreateSnapshot_Task", name=label,
                     description=snapshot_description(name, backup_id, access.host_vm.name),
-                    memory=False, quiesce=self.settings.quiesce, timeout=self.settings.snapshot_timeout,
+                    memory=False, quiesce=self.quiesce, timeout=self.snapshot_timeout,
                     what=f"taking snapshot {label} of VM {vm.name}")
                 made = self.clock()
             thawed = self.clock()
@@ -373,7 +356,7 @@ class VmdkEngine(BackupEngine):
         progress("removing the snapshot")
         self._remove_snapshot(snapshot)
         extra = {
-            "snapshot": snapshot.name, "vm": snapshot.vm.name, "quiesced": self.settings.quiesce,
+            "snapshot": snapshot.name, "vm": snapshot.vm.name, "quiesced": self.quiesce,
             "frozen_seconds": snapshot.frozen_seconds,
             "copy_seconds": (copied - copy_started).total_seconds(),
             "snapshot_seconds": (self.clock() - snapshot.made).total_seconds(),
@@ -422,7 +405,7 @@ class VmdkEngine(BackupEngine):
             if not node.name.startswith(SNAPSHOT_PREFIX):
                 continue                    # not ours: never touched
             owner = snapshot_owner(node.description)
-            foreign_and_fresh = owner != vm.name and now - node.createTime < self.settings.stale_after
+            foreign_and_fresh = owner != vm.name and now - node.createTime < self.stale_after
             if self._is_busy(node.name) or foreign_and_fresh:
                 continue
             LOG.info("removing snapshot %s of VM %s, left behind by an interrupted backup (taken %s by %s)",
@@ -454,29 +437,6 @@ class VmdkEngine(BackupEngine):
                         name, mountpoint)
 
     # --- restore --------------------------------------------------------------------
-
-    def restore_new(self, manifest, location, store, target, options, metadata):
-        access = StoreAccess(store)
-        source = f"{location}/{manifest.data or manifest.volume + '.vmdk'}"
-        staging = access.new_staging()
-        disk = f"{staging}/{target}.vmdk"
-        try:
-            self._copy(source, access.ds(disk))
-            uuid = uuidlib.uuid4().hex
-            self._set_uuid(access.ds(disk), vsphere_uuid(uuid))
-            if target != manifest.volume:
-                info = DiskInfo(access.datastore, disk, uuid, metadata_capacity_mb(metadata))
-                self._hold(info.ds_path)
-                try:
-                    self._relabel(access, info, target)
-                finally:
-                    self._release(info.ds_path)
-            access.write_metadata(staging, metadata)
-            access.publish(target, staging)
-        except BaseException:
-            access.discard(staging)
-            raise
-        LOG.info("volume %s: restored from backup %s of volume %s", target, manifest.backup_id, manifest.volume)
 
     def restore_replace(self, manifest, location, store, name, progress=None):
         access = StoreAccess(store)
