@@ -51,7 +51,8 @@ from it). Other snapshots are never touched. Also disks of this host's staging f
 still attached to its VM (a restore that died while relabelling), which the store's
 ``open`` could not delete while attached.
 
-Every vSphere call goes through ``session``; ``runner(argv)`` runs fsfreeze, blkid and
+Every vSphere call goes through ``session``, as disks (``vsphere.disks``), snapshots
+(``vsphere.snapshots``) and the store's VM and folders; ``runner(argv)`` runs fsfreeze, blkid and
 e2label (``stores.devices.run``: MountError on failure); ``clock()`` gives aware times.
 
 SOAP round trips (a task counts its call and the PropertyCollector reads awaiting it):
@@ -68,14 +69,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from pyVmomi import vim
-
 from ..errors import BackupError, InUse, MountError, VolumeError
 from ..stores.devices import DiskInfo, run
 from ..stores.vmdk import capacity_kb, metadata_capacity_mb, vic_label
 from ..storespec import DATASTORE
-from ..vsphere.browse import search_tree
-from ..vsphere.vmdisks import disk_path, find_disk, normalize_disk_uuid
+from ..vsphere.disks import VirtualDisks
+from ..vsphere.snapshots import Snapshots
 from .engine import BackupEngine, CopyOutcome
 from .manifest import DIRECT_CLONE, SNAPSHOT_CLONE, UNCHANGED
 
@@ -84,7 +83,6 @@ LOG = logging.getLogger(__name__)
 SNAPSHOT_PREFIX = "vsphere-volume-backup-"
 _OWNER = re.compile(r"^vsphere-volume-host: (.+)$", re.MULTILINE)
 _EXT = ("ext2", "ext3", "ext4")
-POWERED_ON = vim.VirtualMachine.PowerState.poweredOn
 
 
 def snapshot_name(volume, backup_id):
@@ -102,18 +100,6 @@ def snapshot_owner(description):
     """The host named by ``snapshot_description``, or "" when there is none."""
     found = _OWNER.search(description or "")
     return found.group(1).strip() if found else ""
-
-
-def walk_snapshots(trees):
-    """Every node of a VM's snapshot trees (``snapshot.rootSnapshotList``), parents first."""
-    for tree in trees or []:
-        yield tree
-        yield from walk_snapshots(tree.childSnapshotList)
-
-
-def is_independent(disk):
-    """True for a disk attached in an independent mode, which VM snapshots leave out."""
-    return str(getattr(disk.backing, "diskMode", "") or "").startswith("independent")
 
 
 def _utc_now():
@@ -135,7 +121,6 @@ class StoreAccess:
 
     def __init__(self, store):
         self.store = store
-        self.session = store.session
         self.datastore = store.datastore
         self.host_vm = store.host_vm
         self.ds = store.ds
@@ -164,29 +149,28 @@ class StoreAccess:
         The descriptor ``<name>.vmdk`` and, where the datastore lists it, its extent
         ``<name>-flat.vmdk``: their sizes summed, their newest modification time.
         """
-        browser = self.store.inventory.datastore(self.datastore).browser
-        entries = search_tree(self.session, browser, self.ds(self.folder(name))).get("", {})
+        entries = self.store.folder.tree(self.folder(name)).get("", {})
         files = [entries[f] for f in (f"{name}.vmdk", f"{name}-flat.vmdk") if f in entries]
         if f"{name}.vmdk" not in entries:
             raise BackupError(f"volume {name} cannot be backed up: its disk {self.disk(name)} does not exist")
-        times = [f.modification for f in files if getattr(f, "modification", None) is not None]
+        times = [f.modified for f in files if f.modified is not None]
         modified = max(times).astimezone(UTC).isoformat() if times else ""
-        return sum(int(f.fileSize or 0) for f in files), modified
+        return sum(f.size for f in files), modified
 
 
 @dataclass(frozen=True)
 class _Attachment:
-    """The running VM that has a volume's disk (a VMRef), and the disk device there."""
+    """The running VM that has a volume's disk (a VMRef), and the disk there (a vmdisks.AttachedDisk)."""
 
     vm: object
-    device: object
+    disk: object
 
 
 @dataclass(frozen=True)
 class _Snapshot:
     """A backup snapshot while its clone runs: times are the engine clock's."""
 
-    ref: object             # vim.vm.Snapshot
+    ref: object             # its handle (vsphere.snapshots)
     name: str
     vm: object              # VMRef
     disk_key: int           # the volume's disk device key in the VM (and in the snapshot)
@@ -209,7 +193,8 @@ class VmdkEngine(BackupEngine):
 
     def __init__(self, session, runner=run, clock=_utc_now, quiesce=False, snapshot_timeout=SNAPSHOT_TIMEOUT,
                  copy_timeout=COPY_TIMEOUT, stale_after=STALE_AFTER):
-        self.session = session
+        self.disks = VirtualDisks(session)
+        self.snapshots = Snapshots(session)
         self.runner = runner
         self.clock = clock
         self.quiesce = quiesce
@@ -246,34 +231,28 @@ class VmdkEngine(BackupEngine):
         vms = users.users(access.disk(name))
         if not vms:
             return None, []
-        states = self.session.get_properties([vm.ref for vm in vms], ["runtime.powerState"])
-        running = [vm for vm, state in zip(vms, states) if state.get("runtime.powerState") == POWERED_ON]
+        running = [vm for vm, on in zip(vms, access.store.inventory.powered_on(vms)) if on]
         stopped = [vm.name for vm in vms if vm not in running]
         if len(running) > 1:
             raise BackupError(f"volume {name} cannot be backed up: its disk {access.disk(name)} is attached to "
                               f"several running VMs ({', '.join(vm.name for vm in running)})")
         if not running:
             return None, stopped
-        device = find_disk(users.devices(running[0].ref), access.disk(name))
-        if is_independent(device):
+        disk = users.disk(running[0], access.disk(name))
+        if disk.independent:
             raise BackupError(
                 f"volume {name} cannot be backed up now: its disk is attached to the running VM "
-                f"{running[0].name} as an independent disk ({device.backing.diskMode}), as VIC container VMs "
+                f"{running[0].name} as an independent disk ({disk.mode}), as VIC container VMs "
                 "attach volumes, and vSphere cannot snapshot independent disks. The backup is retried and "
                 "succeeds once the disk is detached (its container stopped and removed) or the VM is "
                 "powered off")
-        return _Attachment(running[0], device), stopped
+        return _Attachment(running[0], disk), stopped
 
     def _copy(self, source, destination, progress=None):
-        # No destSpec: vCenter refuses one (the simulator says NotImplemented; choosing the
-        # format of a copy is an ESXi-only feature), so the copy's format is vCenter's.
         progress = progress or _quiet
         progress("copying the disk")
-        self.session.call_task(self.session.content.virtualDiskManager, "CopyVirtualDisk_Task",
-                               sourceName=source, sourceDatacenter=self.session.datacenter.ref,
-                               destName=destination, destDatacenter=self.session.datacenter.ref,
-                               timeout=self.copy_timeout, what=f"copying disk {source} to {destination}",
-                               progress=lambda percent: progress("copying the disk", percent))
+        self.disks.copy(source, destination, timeout=self.copy_timeout,
+                        progress=lambda percent: progress("copying the disk", percent))
 
     def _clone_direct(self, source, destination, size, modified, stopped, progress):
         started = self.clock()
@@ -315,32 +294,27 @@ class VmdkEngine(BackupEngine):
     def _take_snapshot(self, access, name, backup_id, attachment):
         """Freeze (if mounted here), snapshot the VM, thaw; return the snapshot's facts."""
         vm = attachment.vm
-        here = vm.ref == access.host_vm.ref and access.is_mounted_here(name)
+        here = access.host_vm.same_as(vm) and access.is_mounted_here(name)
         label = snapshot_name(name, backup_id)
         self._hold(label)
         try:
             with self._frozen(access.mountpoint(name) if here else None):
                 taken = self.clock()
-                ref = self.session.call_task(
-                    vm.ref, "CreateSnapshot_Task", name=label,
-                    description=snapshot_description(name, backup_id, access.host_vm.name),
-                    memory=False, quiesce=self.quiesce, timeout=self.snapshot_timeout,
-                    what=f"taking snapshot {label} of VM {vm.name}")
+                ref = self.snapshots.take(vm, label, snapshot_description(name, backup_id, access.host_vm.name),
+                                          quiesce=self.quiesce, timeout=self.snapshot_timeout)
                 made = self.clock()
             thawed = self.clock()
         except BaseException:
             self._release(label)
             raise
-        return _Snapshot(ref, label, vm, attachment.device.key, taken, made,
+        return _Snapshot(ref, label, vm, attachment.disk.key, taken, made,
                          (thawed - taken).total_seconds() if here else 0.0)
 
     def _snapshot_disk(self, snapshot):
         """The disk file the snapshot's own configuration names for our device."""
-        devices = self.session.get_properties(snapshot.ref, ["config.hardware.device"]).get(
-            "config.hardware.device") or []
-        for device in devices:
-            if isinstance(device, vim.vm.device.VirtualDisk) and device.key == snapshot.disk_key:
-                return device.backing.fileName
+        found = self.snapshots.disk_file(snapshot.ref, snapshot.disk_key)
+        if found is not None:
+            return found
         raise BackupError(f"snapshot {snapshot.name} of VM {snapshot.vm.name} does not hold the "
                           "volume's disk: it was detached while the snapshot was taken; try again")
 
@@ -379,7 +353,7 @@ class VmdkEngine(BackupEngine):
     def _remove_snapshot(self, snapshot, quiet=False):
         """Remove our snapshot and consolidate; ``quiet`` logs a failure instead of raising it."""
         try:
-            remove_snapshot(self.session, snapshot.ref, snapshot.name, snapshot.vm)
+            self.snapshots.remove(snapshot.ref, snapshot.name, snapshot.vm)
         except VolumeError as err:
             if quiet:
                 LOG.warning("%s; it is removed at the next start or after the next failed backup", err)
@@ -397,29 +371,27 @@ class VmdkEngine(BackupEngine):
         access = StoreAccess(store)
         self._thaw_left_frozen(access)
         vm = access.host_vm
-        facts = self.session.get_properties(vm.ref, ["snapshot", "config.hardware.device"])
-        info = facts.get("snapshot")
+        snapshots, disks = vm.snapshots_and_disks()
         now = self.clock()
         removed = []
-        for node in list(walk_snapshots(info.rootSnapshotList if info else [])):
+        for node in snapshots:
             if not node.name.startswith(SNAPSHOT_PREFIX):
                 continue                    # not ours: never touched
             owner = snapshot_owner(node.description)
-            foreign_and_fresh = owner != vm.name and now - node.createTime < self.stale_after
+            foreign_and_fresh = owner != vm.name and now - node.created < self.stale_after
             if self._is_busy(node.name) or foreign_and_fresh:
                 continue
             LOG.info("removing snapshot %s of VM %s, left behind by an interrupted backup (taken %s by %s)",
-                     node.name, vm.name, node.createTime.isoformat(), owner or "an unknown host")
-            remove_snapshot(self.session, node.snapshot, node.name, vm)
+                     node.name, vm.name, node.created.isoformat(), owner or "an unknown host")
+            self.snapshots.remove(node.handle, node.name, vm)
             removed.append(node.name)
         staged = access.ds(access.staging_prefix())
-        for device in facts.get("config.hardware.device") or []:
-            path = disk_path(device)
-            if path and path.startswith(staged) and not self._is_busy(path):
-                LOG.info("detaching %s from VM %s, left attached by an interrupted restore", path, vm.name)
+        for disk in disks:
+            if disk.is_under(staged) and not self._is_busy(disk.path):
+                LOG.info("detaching %s from VM %s, left attached by an interrupted restore", disk.path, vm.name)
                 with vm.lock:
-                    vm.remove_disk(device)
-                removed.append(path)
+                    vm.remove_disk(disk)
+                removed.append(disk.path)
         return removed
 
     def _thaw_left_frozen(self, access):
@@ -446,42 +418,31 @@ class VmdkEngine(BackupEngine):
             raise InUse(f"volume {name} cannot be restored in place: its disk {disk} is attached to VM "
                         f"{', '.join(vm.name for vm in users)}; stop the containers using it first")
         source = f"{location}/{manifest.data or manifest.volume + '.vmdk'}"
-        current_uuid = self.session.invoke(self.session.content.virtualDiskManager, "QueryVirtualDiskUuid",
-                                           name=disk, datacenter=self.session.datacenter.ref,
-                                           what=f"reading the UUID of {disk}")
+        current_uuid = self.disks.uuid(disk)
         staging = access.new_staging()
         restored = access.ds(f"{staging}/{name}.vmdk")
         try:
             self._copy(source, restored, progress)
-            self._set_uuid(restored, current_uuid)
+            self.disks.set_uuid(restored, current_uuid)
             if name != manifest.volume:
                 # VIC finds a volume's filesystem by its label: give it the label of its new name.
-                info = DiskInfo(access.datastore, f"{staging}/{name}.vmdk", normalize_disk_uuid(current_uuid),
+                info = DiskInfo(access.datastore, f"{staging}/{name}.vmdk", current_uuid,
                                 metadata_capacity_mb(manifest.metadata))
                 self._hold(info.ds_path)
                 try:
                     self._relabel(access, info, name)
                 finally:
                     self._release(info.ds_path)
-            self.session.call_task(self.session.content.virtualDiskManager, "MoveVirtualDisk_Task",
-                                   sourceName=restored, sourceDatacenter=self.session.datacenter.ref,
-                                   destName=disk, destDatacenter=self.session.datacenter.ref, force=True,
-                                   what=f"replacing {disk} with the restored copy {restored}")
+            self.disks.move_over(restored, disk, what=f"replacing {disk} with the restored copy {restored}")
         finally:
             access.discard(staging)
         LOG.info("volume %s: its data was replaced by backup %s", name, manifest.backup_id)
-
-    def _set_uuid(self, disk, uuid):
-        self.session.invoke(self.session.content.virtualDiskManager, "SetVirtualDiskUuid",
-                            name=disk, datacenter=self.session.datacenter.ref, uuid=uuid,
-                            what=f"setting the UUID of {disk}")
 
     def _relabel(self, access, info, target):
         """Give the filesystem of staged disk ``info`` VIC's label for ``target`` (see module doc)."""
         host = access.host_vm
         host.require_enable_uuid()
-        with host.lock:
-            host.add_disk(host.devices(), info.ds_path, capacity_kb(info.capacity_mb))
+        host.attach_disk(info.ds_path, capacity_kb(info.capacity_mb))
         try:
             device = access.store.resolver.wait_for_device(info)
             fields = self._probe(device)
@@ -491,10 +452,7 @@ class VmdkEngine(BackupEngine):
                 LOG.info("volume %s: filesystem label %r rewritten to %r", target, fields.get("LABEL", ""), wanted)
         finally:
             try:
-                with host.lock:
-                    attached = find_disk(host.devices(), info.ds_path)
-                    if attached is not None:
-                        host.remove_disk(attached)
+                host.detach_disk(info.ds_path)
             finally:
                 access.store.resolver.release(info)
 
@@ -511,17 +469,3 @@ class VmdkEngine(BackupEngine):
 
 def _quiet(phase, percent=None):
     """The progress reporter when nobody watches."""
-
-
-def remove_snapshot(session, ref, name, vm):
-    """Remove snapshot ``ref`` (its children stay), then consolidate the VM's disks when
-    vSphere says it is needed. VolumeError when removal fails; a failed consolidation is
-    logged only: the snapshot is gone, vSphere shows the VM as needing consolidation."""
-    session.call_task(ref, "RemoveSnapshot_Task", removeChildren=False, consolidate=True,
-                      what=f"removing snapshot {name} of VM {vm.name}")
-    if not session.get_properties(vm.ref, ["runtime.consolidationNeeded"]).get("runtime.consolidationNeeded"):
-        return
-    try:
-        session.call_task(vm.ref, "ConsolidateVMDisks_Task", what=f"consolidating the disks of VM {vm.name}")
-    except VolumeError as err:
-        LOG.warning("%s; vSphere shows the VM as needing disk consolidation", err)

@@ -64,25 +64,16 @@ import secrets
 import threading
 from dataclasses import dataclass
 
-from pyVmomi import vim
-
-from ..errors import (
-    Conflict,
-    FileAlreadyExists,
-    FileNotFoundOnDatastore,
-    InUse,
-    MountError,
-    VolumeError,
-    VSphereError,
-)
+from ..errors import Conflict, FileAlreadyExists, InUse, MountError, VolumeError, VSphereError
 from ..options import DEFAULT_CAPACITY_MB, parse_capacity_mb
-from ..vsphere.browse import list_folder, modified_rfc3339, search_tree
+from ..vsphere.browse import modified_rfc3339
+from ..vsphere.disks import VirtualDisks
 from ..vsphere.files import DatastoreFiles
+from ..vsphere.folders import DatastoreFolder
 from ..vsphere.hostvm import HostVM
 from ..vsphere.inventory import Inventory
 from ..vsphere.session import Session
 from ..vsphere.settings import from_env
-from ..vsphere.vmdisks import find_disk, normalize_disk_uuid
 from .base import METADATA_FILE, StoredVolume, VolumeStore, metadata_bytes
 from .devices import DiskInfo, Formatter, resolver_from_env
 
@@ -159,6 +150,8 @@ class DatastoreStore(VolumeStore):
         self.formatter = formatter or Formatter()
         self.mount_root = mount_root
         self.files = DatastoreFiles(session)
+        self.folder = DatastoreFolder(session, spec.datastore, inventory=self.inventory, files=self.files)
+        self.disks = VirtualDisks(session)
         self.metadata_workers = metadata_workers
         self._volumes = {}
         self._lock = threading.Lock()
@@ -206,12 +199,6 @@ class DatastoreStore(VolumeStore):
     def _host_tag(self):
         return hashlib.sha1(self.host_vm.name.encode("utf-8")).hexdigest()[:12]  # a name, not security
 
-    def _dc(self):
-        return self.session.datacenter.ref
-
-    def _browser(self):
-        return self.inventory.datastore(self.datastore).browser
-
     # --- cache -----------------------------------------------------------------------
 
     def _remember(self, volume):
@@ -240,36 +227,30 @@ class DatastoreStore(VolumeStore):
         folders (a create or restore that a crash interrupted: its disk may still be
         attached to this host's VM, its filesystem mounted, its device held)."""
         self.inventory.datastore(self.datastore)
-        try:
-            self.session.invoke(self.session.content.fileManager, "MakeDirectory",
-                                name=self.ds(self._volumes_dir), datacenter=self._dc(),
-                                createParentDirectories=True,
-                                what=f"making the volume store folder {self.ds(self._volumes_dir)}")
-        except FileAlreadyExists:
-            pass
+        self.folder.make(self._volumes_dir, parents=True,
+                         what=f"making the volume store folder {self.ds(self._volumes_dir)}")
         prefix = self.staging_prefix()  # also finds the host's VM now rather than on first create
-        leftovers = [f"{self._staging_dir}/{entry}"
-                     for entry in list_folder(self.session, self._browser(), self.ds(self._staging_dir))]
+        leftovers = [f"{self._staging_dir}/{entry}" for entry in self.folder.names(self._staging_dir)]
         leftovers = [path for path in leftovers if path.startswith(prefix)]
         if leftovers:
-            devices = self.host_vm.devices()
+            attached = self.host_vm.disks()
         for path in leftovers:
             LOG.info("store %s: deleting the leftover of an interrupted create, %s", self.label, self.ds(path))
-            self._undo_staged(path, devices)
+            self._undo_staged(path, attached)
             self.discard(path)
 
-    def _undo_staged(self, path, devices):
-        """Unmount, detach and release what a killed create left of staging folder ``path``."""
+    def _undo_staged(self, path, attached):
+        """Unmount, detach and release what a killed create left of staging folder ``path``;
+        ``attached``: the AttachedDisks of this host's VM."""
         target = self._making_mountpoint(path)
         if self.mounter.is_mounted(target):
             self.mounter.unmount(target)
         inside = f"{self.ds(path)}/"
         with self.host_vm.lock:
-            for device in devices:
-                backing = getattr(device, "backing", None)
-                if isinstance(device, vim.vm.device.VirtualDisk) and backing.fileName.startswith(inside):
-                    self.host_vm.remove_disk(device)
-        for entry in list_folder(self.session, self._browser(), self.ds(path)):
+            for disk in attached:
+                if disk.is_under(inside):
+                    self.host_vm.remove_disk(disk)
+        for entry in self.folder.names(path):
             if entry.endswith(".vmdk") and not entry.endswith("-flat.vmdk"):
                 self.resolver.release(DiskInfo(self.datastore, f"{path}/{entry}", "", 0))
 
@@ -279,14 +260,14 @@ class DatastoreStore(VolumeStore):
         The metadata of names in ``known`` (with metadata) is reused, not read again.
         """
         known = known or {}
-        tree = search_tree(self.session, self._browser(), self.ds(self._volumes_dir))
+        tree = self.folder.tree(self._volumes_dir)
         users = self.inventory.disk_users()
         names = sorted(tree.get("", {}))
         spelling = {name: next((d for d in METADATA_DIRS if METADATA_FILE in tree.get(f"{name}/{d}", {})), None)
                     for name in names}
         reused = {n: known[n].metadata for n in names if spelling[n] and n in known and known[n].metadata}
-        documents = self.files.read_many(
-            self.datastore, [self._metadata_path(n, d) for n, d in spelling.items() if d and n not in reused],
+        documents = self.folder.read_many(
+            [self._metadata_path(n, d) for n, d in spelling.items() if d and n not in reused],
             workers=self.metadata_workers)
         with self._lock:
             cached, self._volumes = self._volumes, {}
@@ -307,7 +288,7 @@ class DatastoreStore(VolumeStore):
     def refresh(self, known):
         """One listing of ``<root>/volumes`` (names only); known volumes as known, new ones
         looked up (``lookup``): a steady store costs one search task, whatever its size."""
-        names = list_folder(self.session, self._browser(), self.ds(self._volumes_dir))
+        names = self.folder.names(self._volumes_dir)
         found = []
         for name in sorted(names):
             stored = known[name] if name in known else self.lookup(name)
@@ -325,18 +306,15 @@ class DatastoreStore(VolumeStore):
     def lookup(self, name):
         """Volume ``name`` as the datastore holds it now, or None: one listing of its
         folder and one GET of its metadata."""
-        tree = search_tree(self.session, self._browser(), self.ds(self.volume_folder(name)))
+        tree = self.folder.tree(self.volume_folder(name))
         if not tree:
             return None
         disk = tree.get("", {}).get(f"{name}.vmdk")
         spelling = next((d for d in METADATA_DIRS if METADATA_FILE in tree.get(d, {})), None)
         meta, problem = {}, "no imageMetadata/DockerMetaData file"
         if spelling:
-            try:
-                document = self.files.read(self.datastore, self._metadata_path(name, spelling))
-            except VolumeError as err:
-                document = err
-            meta, problem = self._parsed(document, spelling)
+            path = self._metadata_path(name, spelling)
+            meta, problem = self._parsed(self.folder.read_many([path])[path], spelling)
         if disk is None:
             problem = f"no disk {name}.vmdk in its folder"
         self._remember(_Volume(name, metadata_capacity_mb(meta)))
@@ -355,11 +333,8 @@ class DatastoreStore(VolumeStore):
         staging = self.new_staging(f"the folder of volume {name}")
         disk = f"{staging}/{name}.vmdk"
         try:
-            spec = vim.VirtualDiskManager.FileBackedVirtualDiskSpec(
-                diskType="thin", adapterType="lsiLogic", capacityKb=capacity_kb(options.capacity_mb))
-            self.session.call_task(self.session.content.virtualDiskManager, "CreateVirtualDisk_Task",
-                                   name=self.ds(disk), datacenter=self._dc(), spec=spec,
-                                   what=f"creating the disk of volume {name} ({self.ds(disk)})")
+            self.disks.create(self.ds(disk), capacity_kb(options.capacity_mb),
+                              what=f"creating the disk of volume {name} ({self.ds(disk)})")
             uuid = self._make_filesystem(name, DiskInfo(self.datastore, disk, "", options.capacity_mb), staging)
             self.write_metadata(staging, metadata)
             self.publish(name, staging)
@@ -371,10 +346,9 @@ class DatastoreStore(VolumeStore):
     def _make_filesystem(self, name, info, staging):
         """Give the new, staged disk ``info`` VIC's filesystem (see the module docstring),
         attaching it to this host's VM for the while; return its UUID."""
-        uuid = self._query_uuid(info.ds_path)
+        uuid = self.disks.uuid(info.ds_path)
         info = DiskInfo(info.datastore, info.path, uuid, info.capacity_mb)
-        with self.host_vm.lock:
-            self.host_vm.add_disk(self.host_vm.devices(), info.ds_path, capacity_kb(info.capacity_mb))
+        self.host_vm.attach_disk(info.ds_path, capacity_kb(info.capacity_mb))
         try:
             try:
                 device = self.resolver.wait_for_device(info)
@@ -397,11 +371,10 @@ class DatastoreStore(VolumeStore):
 
     def _unplug(self, info):
         """Detach disk ``info`` from this host's VM (if attached) and release its device."""
-        with self.host_vm.lock:
-            attached = find_disk(self.host_vm.devices(), info.ds_path)
-            if attached is not None:
-                self.host_vm.remove_disk(attached)
-        self.resolver.release(info)
+        try:
+            self.host_vm.detach_disk(info.ds_path)
+        finally:
+            self.resolver.release(info)
 
     def _unplug_quietly(self, info):
         try:
@@ -419,24 +392,19 @@ class DatastoreStore(VolumeStore):
         complete one into ``volumes/``, ``discard`` deletes one.
         """
         staging = f"{self.staging_prefix()}{secrets.token_hex(6)}"
-        self.session.invoke(self.session.content.fileManager, "MakeDirectory",
-                            name=self.ds(staging), datacenter=self._dc(), createParentDirectories=True,
-                            what=f"making {purpose} ({self.ds(staging)})")
+        self.folder.make(staging, parents=True, what=f"making {purpose} ({self.ds(staging)})")
         return staging
 
     def write_metadata(self, folder, metadata):
         """Write DockerMetaData (a dict) into volume folder ``folder`` (relative path; one PUT)."""
-        self.files.write(self.datastore, f"{folder}/{METADATA_DIRS[0]}/{METADATA_FILE}", metadata_bytes(metadata))
+        self.folder.write(f"{folder}/{METADATA_DIRS[0]}/{METADATA_FILE}", metadata_bytes(metadata))
 
     def publish(self, name, staging):
         """Move complete staging folder ``staging`` to ``volumes/<name>`` in one step;
         Conflict when a volume of that name exists."""
         target = self.ds(self.volume_folder(name))
         try:
-            self.session.call_task(self.session.content.fileManager, "MoveDatastoreFile_Task",
-                                   sourceName=self.ds(staging), sourceDatacenter=self._dc(),
-                                   destinationName=target, destinationDatacenter=self._dc(), force=False,
-                                   what=f"moving volume {name} into place ({target})")
+            self.folder.move(staging, self.volume_folder(name), what=f"moving volume {name} into place ({target})")
         except FileAlreadyExists:
             raise Conflict(f"volume {name} already exists in volume store {self.label} "
                            f"({target})") from None
@@ -463,13 +431,12 @@ class DatastoreStore(VolumeStore):
         with self.host_vm.lock:
             snapshot = self.inventory.disk_users()
             users = snapshot.users(disk)
-            others = [vm for vm in users if vm.ref != self.host_vm.ref]
+            others = [vm for vm in users if not self.host_vm.same_as(vm)]
             if others:
                 raise InUse(self._in_use_message(name, others))
             attached_now = not users
             if attached_now:
-                slot = self.host_vm.add_disk(snapshot.devices(self.host_vm.ref), disk,
-                                             capacity_kb(volume.capacity_mb))
+                slot = self.host_vm.attach_disk(disk, capacity_kb(volume.capacity_mb), users=snapshot)
                 LOG.info("volume %s: attached %s to VM %s at %s", name, disk, self.host_vm.name, slot)
         volume.attached_to = self.host_vm.name
         try:
@@ -496,14 +463,9 @@ class DatastoreStore(VolumeStore):
         os.mkdir(data, 0o755)
         os.chmod(data, 0o755)
 
-    def _query_uuid(self, disk):
-        answer = self.session.invoke(self.session.content.virtualDiskManager, "QueryVirtualDiskUuid",
-                                     name=disk, datacenter=self._dc(), what=f"reading the UUID of {disk}")
-        return normalize_disk_uuid(answer)
-
     def _disk_info(self, volume):
         if not volume.uuid:
-            volume.uuid = self._query_uuid(self.disk_path(volume.name))
+            volume.uuid = self.disks.uuid(self.disk_path(volume.name))
         return DiskInfo(self.datastore, self._disk(volume.name), volume.uuid, volume.capacity_mb)
 
     def _exposed(self, target):
@@ -516,10 +478,7 @@ class DatastoreStore(VolumeStore):
         target = self.mountpoint(name)
         if self.mounter.is_mounted(target):
             self.mounter.unmount(target)
-        with self.host_vm.lock:
-            device = find_disk(self.host_vm.devices(), self.disk_path(name))
-            if device is not None:
-                self.host_vm.remove_disk(device)
+        self.host_vm.detach_disk(self.disk_path(name))
         self.resolver.release(DiskInfo(self.datastore, self._disk(name), volume.uuid, volume.capacity_mb))
         volume.attached_to = ""
         try:
@@ -546,21 +505,13 @@ class DatastoreStore(VolumeStore):
 
     def _in_use_message(self, name, users):
         names = ", ".join(vm.name for vm in users)
-        here = " (this Docker host)" if any(vm.ref == self.host_vm.ref for vm in users) else ""
+        here = " (this Docker host)" if any(self.host_vm.same_as(vm) for vm in users) else ""
         return (f"volume {name} is in use by VM {names}{here}: its disk "
                 f"{self.disk_path(name)} is attached there")
 
     def _delete_folder(self, path, quiet=False):
-        try:
-            self.session.call_task(self.session.content.fileManager, "DeleteDatastoreFile_Task",
-                                   name=self.ds(path), datacenter=self._dc(),
-                                   what=f"deleting {self.ds(path)}")
-        except FileNotFoundOnDatastore:
+        if not self.folder.delete(path, quiet=quiet) and not quiet:
             LOG.info("%s was already gone", self.ds(path))
-        except VolumeError as err:
-            if not quiet:
-                raise
-            LOG.warning("could not delete %s: %s", self.ds(path), err)
 
     def _metadata_path(self, name, metadata_dir):
         return f"{self.volume_folder(name)}/{metadata_dir}/{METADATA_FILE}"
@@ -568,11 +519,9 @@ class DatastoreStore(VolumeStore):
     def _read_metadata(self, name):
         """The volume's parsed DockerMetaData from either spelling, or None (one or two GETs)."""
         for metadata_dir in METADATA_DIRS:
-            try:
-                data = self.files.read(self.datastore, self._metadata_path(name, metadata_dir))
-            except FileNotFoundOnDatastore:
-                continue
-            return parse_metadata(data, metadata_dir)[0]
+            data = self.folder.read(self._metadata_path(name, metadata_dir))
+            if data is not None:
+                return parse_metadata(data, metadata_dir)[0]
         return None
 
 
