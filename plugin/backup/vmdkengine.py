@@ -62,7 +62,6 @@ relabel); cleanup_leftovers 1 (+2 to 3 per removal).
 """
 
 import logging
-import os
 import re
 import threading
 from contextlib import contextmanager
@@ -71,7 +70,8 @@ from datetime import UTC, datetime, timedelta
 
 from ..errors import BackupError, InUse, MountError, VolumeError
 from ..stores.devices import DiskInfo, run
-from ..stores.vmdk import capacity_kb, metadata_capacity_mb, vic_label
+from ..stores.hostdisks import vic_label
+from ..stores.vmdklisting import metadata_capacity_mb
 from ..storespec import DATASTORE
 from ..vsphere.disks import VirtualDisks
 from ..vsphere.snapshots import Snapshots
@@ -112,36 +112,27 @@ STALE_AFTER = timedelta(hours=24)       # when another host's backup snapshot co
 
 
 class StoreAccess:
-    """What the engine needs of a DatastoreStore, in one place: only its public members.
+    """What the engine needs of a DatastoreStore, in one place: only its public parts.
 
-    Paths in VIC's layout, the staging folders and their publication are the store's own
-    (``disk_path``, ``new_staging``, ``discard``...), so that the store's ``open`` deletes
-    what a crashed restore left.
+    Paths in VIC's layout (``layout``), the staging folders (``staging``) and this host's
+    side of a disk (``host_disks``) are the store's own, so that the store's ``open``
+    deletes what a crashed restore left.
     """
 
     def __init__(self, store):
-        self.store = store
         self.datastore = store.datastore
         self.host_vm = store.host_vm
-        self.ds = store.ds
-        self.folder = store.volume_folder
-        self.disk = store.disk_path
-        self.mountpoint = store.mountpoint
-        self.staging_prefix = store.staging_prefix
-        self.discard = store.discard
-
-    def is_mounted_here(self, name):
-        return self.store.mounter.is_mounted(self.mountpoint(name))
-
-    def volumes_mounted_here(self):
-        """Names of this store's volumes whose filesystem is mounted on this host."""
-        root = self.store.mount_root
-        names = os.listdir(root) if os.path.isdir(root) else []
-        return [name for name in names if self.is_mounted_here(name)]
+        self.inventory = store.inventory
+        self.layout = store.layout
+        self.staging = store.staging
+        self.host_disks = store.host_disks
+        self.folder = store.folder
+        self.ds = store.layout.ds
+        self.disk = store.layout.disk_path
 
     def new_staging(self):
         """A new staging folder of this host (relative path), made on the datastore."""
-        return self.store.new_staging("the staging folder of a restore")
+        return self.staging.new("the staging folder of a restore")
 
     def disk_files(self, name):
         """(size in bytes, modification time text) of the volume's disk files on the datastore.
@@ -149,7 +140,7 @@ class StoreAccess:
         The descriptor ``<name>.vmdk`` and, where the datastore lists it, its extent
         ``<name>-flat.vmdk``: their sizes summed, their newest modification time.
         """
-        entries = self.store.folder.tree(self.folder(name)).get("", {})
+        entries = self.folder.tree(self.layout.volume_folder(name)).get("", {})
         files = [entries[f] for f in (f"{name}.vmdk", f"{name}-flat.vmdk") if f in entries]
         if f"{name}.vmdk" not in entries:
             raise BackupError(f"volume {name} cannot be backed up: its disk {self.disk(name)} does not exist")
@@ -227,11 +218,11 @@ class VmdkEngine(BackupEngine):
 
     def _attachment(self, access, name):
         """(_Attachment of the running VM with the disk or None, names of stopped VMs with it)."""
-        users = access.store.inventory.disk_users()
+        users = access.inventory.disk_users()
         vms = users.users(access.disk(name))
         if not vms:
             return None, []
-        running = [vm for vm, on in zip(vms, access.store.inventory.powered_on(vms)) if on]
+        running = [vm for vm, on in zip(vms, access.inventory.powered_on(vms)) if on]
         stopped = [vm.name for vm in vms if vm not in running]
         if len(running) > 1:
             raise BackupError(f"volume {name} cannot be backed up: its disk {access.disk(name)} is attached to "
@@ -294,11 +285,11 @@ class VmdkEngine(BackupEngine):
     def _take_snapshot(self, access, name, backup_id, attachment):
         """Freeze (if mounted here), snapshot the VM, thaw; return the snapshot's facts."""
         vm = attachment.vm
-        here = access.host_vm.same_as(vm) and access.is_mounted_here(name)
+        here = access.host_vm.same_as(vm) and access.host_disks.is_mounted(name)
         label = snapshot_name(name, backup_id)
         self._hold(label)
         try:
-            with self._frozen(access.mountpoint(name) if here else None):
+            with self._frozen(access.host_disks.mountpoint(name) if here else None):
                 taken = self.clock()
                 ref = self.snapshots.take(vm, label, snapshot_description(name, backup_id, access.host_vm.name),
                                           quiesce=self.quiesce, timeout=self.snapshot_timeout)
@@ -385,7 +376,7 @@ class VmdkEngine(BackupEngine):
                      node.name, vm.name, node.created.isoformat(), owner or "an unknown host")
             self.snapshots.remove(node.handle, node.name, vm)
             removed.append(node.name)
-        staged = access.ds(access.staging_prefix())
+        staged = access.ds(access.layout.staging_prefix())
         for disk in disks:
             if disk.is_under(staged) and not self._is_busy(disk.path):
                 LOG.info("detaching %s from VM %s, left attached by an interrupted restore", disk.path, vm.name)
@@ -397,8 +388,8 @@ class VmdkEngine(BackupEngine):
     def _thaw_left_frozen(self, access):
         """Thaw the filesystems of this store mounted here that a killed plugin left frozen
         (containers writing to them hang). Thawing one that is not frozen fails harmlessly."""
-        for name in access.volumes_mounted_here():
-            mountpoint = access.mountpoint(name)
+        for name in access.host_disks.mounted_volumes():
+            mountpoint = access.host_disks.mountpoint(name)
             if self._is_busy(mountpoint):
                 continue
             try:
@@ -413,7 +404,7 @@ class VmdkEngine(BackupEngine):
     def restore_replace(self, manifest, location, store, name, progress=None):
         access = StoreAccess(store)
         disk = access.disk(name)
-        users = access.store.inventory.disk_users().users(disk)
+        users = access.inventory.disk_users().users(disk)
         if users:
             raise InUse(f"volume {name} cannot be restored in place: its disk {disk} is attached to VM "
                         f"{', '.join(vm.name for vm in users)}; stop the containers using it first")
@@ -435,26 +426,19 @@ class VmdkEngine(BackupEngine):
                     self._release(info.ds_path)
             self.disks.move_over(restored, disk, what=f"replacing {disk} with the restored copy {restored}")
         finally:
-            access.discard(staging)
+            access.staging.discard(staging)
         LOG.info("volume %s: its data was replaced by backup %s", name, manifest.backup_id)
 
     def _relabel(self, access, info, target):
         """Give the filesystem of staged disk ``info`` VIC's label for ``target`` (see module doc)."""
-        host = access.host_vm
-        host.require_enable_uuid()
-        host.attach_disk(info.ds_path, capacity_kb(info.capacity_mb))
-        try:
-            device = access.store.resolver.wait_for_device(info)
+        access.host_vm.require_enable_uuid()
+        with access.host_disks.plugged(info):
+            device = access.host_disks.device(info)
             fields = self._probe(device)
             wanted = vic_label(target)
             if fields.get("TYPE") in _EXT and fields.get("LABEL") != wanted:
                 self.runner(["e2label", device, wanted])
                 LOG.info("volume %s: filesystem label %r rewritten to %r", target, fields.get("LABEL", ""), wanted)
-        finally:
-            try:
-                host.detach_disk(info.ds_path)
-            finally:
-                access.store.resolver.release(info)
 
     def _probe(self, device):
         """{"TYPE": ..., "LABEL": ...} of the filesystem on ``device``; {} when it has none."""

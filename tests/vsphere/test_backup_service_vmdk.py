@@ -35,7 +35,7 @@ from plugin.backup.vmdkengine import SNAPSHOT_PREFIX
 from plugin.errors import InUse, VolumeError
 from plugin.mounts import Mounter, mounted_targets
 from plugin.settings import from_env
-from plugin.stores.vmdk import vic_label
+from plugin.stores.hostdisks import vic_label
 from plugin.vsphere.session import Session
 
 from ..fakes import InlineExecutor

@@ -26,7 +26,7 @@ from plugin.errors import BackupError, InUse, MountError, VSphereError
 from plugin.options import parse_options
 from plugin.stores.base import docker_metadata
 from plugin.stores.devices import run as run_argv
-from plugin.stores.vmdk import STAGING
+from plugin.stores.vmdkfolders import STAGING
 from plugin.vsphere.vmdisks import attach_spec, detach_spec
 
 from .conftest import PASSWORD, REPO, USER, disks_of, local_file, vm_ref

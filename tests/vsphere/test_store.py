@@ -14,7 +14,9 @@ from plugin.mounts import Mounter
 from plugin.options import parse_options
 from plugin.stores.base import docker_metadata
 from plugin.stores.devices import LOOP_SETTING
-from plugin.stores.vmdk import STAGING, datastore_store_factory, vic_label
+from plugin.stores.hostdisks import vic_label
+from plugin.stores.vmdk import DatastoreStores
+from plugin.stores.vmdkfolders import STAGING
 from plugin.storespec import parse_store_spec
 from plugin.vsphere.files import DatastoreFiles
 from plugin.vsphere.vmdisks import attach_spec, detach_spec
@@ -142,9 +144,9 @@ def test_the_simulator_killed_mid_create_leaves_no_volume(start_vcsim, make_stor
 def test_open_deletes_this_hosts_leftover_staging_folders(vcsim, make_store):
     store = make_store()
     manager, dc = store.session.content.fileManager, store.session.datacenter.ref
-    assert store.staging_prefix().startswith(f"{store.spec.path}/{STAGING}/")
-    for leftover in (f"{store.staging_prefix()}dead", f"{store.spec.path}/{STAGING}/0123456789ab-other-host-busy"):
-        store.session.invoke(manager, "MakeDirectory", name=store.ds(leftover), datacenter=dc,
+    assert store.layout.staging_prefix().startswith(f"{store.spec.path}/{STAGING}/")
+    for leftover in (f"{store.layout.staging_prefix()}dead", f"{store.spec.path}/{STAGING}/0123456789ab-other-host-busy"):
+        store.session.invoke(manager, "MakeDirectory", name=store.layout.ds(leftover), datacenter=dc,
                              createParentDirectories=True)
     store.open()
     assert os.listdir(local(vcsim, store, STAGING)) == ["0123456789ab-other-host-busy"]
@@ -386,9 +388,9 @@ def test_the_factory_builds_stores_from_plugin_settings(vcsim, store_path, mount
     env = {"VSPHERE_URL": vcsim.url, "VSPHERE_USER": vcsim.info["user"], "VSPHERE_PASSWORD_FILE": "/pw",
            "VSPHERE_CA_FILE": vcsim.info["ca_file"], "VSPHERE_VM": vcsim.host_vm,
            LOOP_SETTING: json.dumps(vcsim.datastores)}
-    factory = datastore_store_factory(env, Mounter(), str(mount_root), read_file=lambda path: PASSWORD)
-    first = factory(parse_store_spec(f"LocalDS_1/{store_path}/a:a"))
-    second = factory(parse_store_spec(f"LocalDS_0/{store_path}/b:b"))
+    stores = DatastoreStores.from_env(env, Mounter(), str(mount_root), read_file=lambda path: PASSWORD)
+    first = stores.store(parse_store_spec(f"LocalDS_1/{store_path}/a:a"))
+    second = stores.store(parse_store_spec(f"LocalDS_0/{store_path}/b:b"))
     assert first.session is second.session and first.host_vm is second.host_vm
     first.open()
     second.open()
@@ -397,4 +399,4 @@ def test_the_factory_builds_stores_from_plugin_settings(vcsim, store_path, mount
     assert os.path.isdir(folder)
     second.detach("via-factory")
     second.remove("via-factory")
-    factory.session.close()
+    stores.session.close()

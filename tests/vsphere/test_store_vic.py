@@ -11,7 +11,8 @@ import pytest
 
 from plugin.errors import MountError
 from plugin.stores.devices import LoopDeviceResolver
-from plugin.stores.vmdk import STAGING, vic_label
+from plugin.stores.hostdisks import vic_label
+from plugin.stores.vmdkfolders import STAGING
 
 from ..crash import run_and_kill
 from .conftest import PASSWORD, REPO, USER, disks_of, run
@@ -92,12 +93,12 @@ def test_a_new_volume_is_mounted_by_its_label_without_ever_being_mounted_here(vc
 
 def test_a_create_whose_disk_this_host_cannot_see_fails_clearly_and_leaves_nothing(vcsim, make_store):
     store = make_store()
-    store.resolver = LoopDeviceResolver({})         # no device for the datastore's disks here
+    store.host_disks.resolver = LoopDeviceResolver({})         # no device for the datastore's disks here
     with pytest.raises(MountError) as raised:
         create(store, "unseen")
     assert str(raised.value).startswith(
         f"cannot make the filesystem of new volume unseen: this host does not see its disk [{DS}] "
-        f"{store.staging_prefix()}")
+        f"{store.layout.staging_prefix()}")
     assert "no local folder is configured for datastore 'LocalDS_1'" in str(raised.value)
     assert os.listdir(local(vcsim, store, "volumes")) == []
     assert os.listdir(local(vcsim, store, STAGING)) == []
