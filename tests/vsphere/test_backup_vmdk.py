@@ -29,10 +29,8 @@ from plugin.stores.devices import run as run_argv
 from plugin.stores.vmdkfolders import STAGING
 from plugin.vsphere.vmdisks import attach_spec, detach_spec
 
-from .conftest import PASSWORD, REPO, USER, disks_of, local_file, vm_ref
+from .helpers import DS, OTHER_VM, REPO, disk_devices, is_frozen, snapshots, vm_ref
 
-DS = "LocalDS_1"
-OTHER_VM = "DC0_H0_VM1"
 T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 HANG_GUARD = 60          # seconds for a child process to reach its copy (not a measured threshold)
 
@@ -129,7 +127,7 @@ class Rig:
         return manifest
 
     def local(self, *parts):
-        return local_file(self.vcsim, DS, "/".join((self.store.spec.path,) + parts))
+        return self.vcsim.file(DS, "/".join((self.store.spec.path,) + parts))
 
     def backup_files(self, manifest):
         return sorted(os.listdir(self.local("backups", manifest.volume, manifest.backup_id)))
@@ -145,27 +143,9 @@ class Rig:
                                     name or manifest.volume)
 
 
-def snapshots(session, vm_name):
-    """{name: SnapshotTree} of every snapshot of a VM."""
-    info = session.get_properties(vm_ref(session, vm_name), ["snapshot"]).get("snapshot")
-    found = {}
-    pending = list(info.rootSnapshotList) if info else []
-    while pending:
-        node = pending.pop()
-        found[node.name] = node
-        pending.extend(node.childSnapshotList or [])
-    return found
-
-
 def take_snapshot(session, vm_name, name, description=""):
     return session.call_task(vm_ref(session, vm_name), "CreateSnapshot_Task", name=name, description=description,
                              memory=False, quiesce=False)
-
-
-def is_frozen(folder):
-    """True when the filesystem holding ``folder`` is frozen (thawing it then, to leave it usable)."""
-    result = subprocess.run(["fsfreeze", "--unfreeze", folder], capture_output=True, text=True, check=False)
-    return result.returncode == 0
 
 
 def attach_to(session, vm_name, ds_path, mode):
@@ -245,7 +225,7 @@ def test_a_disk_under_another_vm_snapshot_is_still_seen_attached(rig, vcsim, ses
     with pytest.raises(InUse, match=f"volume snapped cannot be restored in place: .* to VM {vcsim.host_vm};"):
         rig.restore_replace(manifest)
     rig.store.detach("snapped")
-    assert not [d for d in disks_of(session, vm_ref(session, vcsim.host_vm)) if "/snapped/" in d.backing.fileName]
+    assert not [d for d in disk_devices(session, vm_ref(session, vcsim.host_vm)) if "/snapped/" in d.backing.fileName]
 
 
 def test_a_detached_volume_is_cloned_under_its_lock_and_not_copied_again_unchanged(rig):
@@ -386,8 +366,9 @@ def test_a_plugin_killed_between_snapshot_and_clone_leaves_nothing_after_cleanup
     take_snapshot(session, vcsim.host_vm, "before-upgrade")
     take_snapshot(session, vcsim.host_vm, f"{SNAPSHOT_PREFIX}orders-20261122T020000Z",
                   snapshot_description("orders", "20261122T020000Z", "another-docker-host"))
-    cfg = {"settings": {"url": vcsim.url, "user": USER, "password": PASSWORD, "ca_file": vcsim.info["ca_file"]},
-           "spec": f"{DS}/{rig.store.spec.path}:s", "vm": vcsim.host_vm, "datastores": vcsim.datastores,
+    cfg = {"settings": {"url": vcsim.url, "user": vcsim.user, "password": vcsim.password,
+                        "ca_file": str(vcsim.ca_file)},
+           "spec": f"{DS}/{rig.store.spec.path}:s", "vm": vcsim.host_vm, "datastores": vcsim.datastore_folders,
            "mount_root": str(mount_root), "datastore": DS, "volume": "orders"}
     child = subprocess.Popen([sys.executable, "-c", CHILD.format(repo=str(REPO)), json.dumps(cfg)],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
