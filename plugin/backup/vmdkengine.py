@@ -83,6 +83,9 @@ LOG = logging.getLogger(__name__)
 SNAPSHOT_PREFIX = "vsphere-volume-backup-"
 _OWNER = re.compile(r"^vsphere-volume-host: (.+)$", re.MULTILINE)
 _EXT = ("ext2", "ext3", "ext4")
+SNAPSHOT_TIMEOUT = 60.0                 # seconds a snapshot may take: the bound of the freeze
+COPY_TIMEOUT = 24 * 3600.0              # seconds a disk copy may take
+STALE_AFTER = timedelta(hours=24)       # when another host's backup snapshot counts as left behind
 
 
 def snapshot_name(volume, backup_id):
@@ -104,11 +107,6 @@ def snapshot_owner(description):
 
 def _utc_now():
     return datetime.now(UTC)
-
-
-SNAPSHOT_TIMEOUT = 60.0                 # seconds a snapshot may take: the bound of the freeze
-COPY_TIMEOUT = 24 * 3600.0              # seconds a disk copy may take
-STALE_AFTER = timedelta(hours=24)       # when another host's backup snapshot counts as left behind
 
 
 class StoreAccess:
