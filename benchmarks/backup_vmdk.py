@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -72,12 +72,12 @@ def one_backup(store, repo, engine, locks, opts):
     """(seconds from begin to commit, CopyOutcome, SOAP round trips by method)."""
     with store.session.counting() as trips:
         start = time.perf_counter()
-        began = datetime.now(timezone.utc)
+        began = datetime.now(UTC)
         staging = repo.begin(VOLUME, began)
         outcome = engine.backup(Volume(VOLUME, LABEL, opts), store, staging, None, locks.hold)
         repo.commit(mf.Manifest(volume=VOLUME, backup_id=staging.backup_id, method=outcome.method,
                                 origin="manual", created=outcome.created, started=began,
-                                finished=datetime.now(timezone.utc), store=LABEL, source=outcome.source,
+                                finished=datetime.now(UTC), store=LABEL, source=outcome.source,
                                 size=outcome.size, data=outcome.data, extra=outcome.extra))
         elapsed = time.perf_counter() - start
     return elapsed, outcome, {k: v for k, v in trips.items() if not k.startswith("http.")}

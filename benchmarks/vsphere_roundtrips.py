@@ -160,10 +160,11 @@ def latency_table(binary, work, delay_ms, repeat):
         calls = {}
         for index in range(repeat):
             name = f"lat{index}"
-            trips, elapsed = counted(store, lambda: store.create(name, opts, docker_metadata(name, opts.given)))
+            metadata = docker_metadata(name, opts.given)
+            trips, elapsed = counted(store, lambda name=name, metadata=metadata: store.create(name, opts, metadata))
             samples["create"].append(elapsed)
             calls["create"] = describe(trips)[0]
-            trips, elapsed = counted(store, lambda: store.attach(name))
+            trips, elapsed = counted(store, lambda name=name: store.attach(name))
             samples["attach"].append(elapsed)
             calls["attach"] = describe(trips)[0]
             store.detach(name)

@@ -64,26 +64,37 @@ def build_store(spec, settings, mounter, vsphere=None):
             return UnavailableStore(spec, (
                 f"volume store {spec.label} ({spec.spec}) is on a vSphere datastore, but no vCenter "
                 "is configured: set VSPHERE_URL, VSPHERE_USER and VSPHERE_PASSWORD"))
-        return vsphere(spec)
+        return vsphere.store(spec)
     raise ConfigError(f"volume store {spec.spec}: unknown kind {spec.kind}")
 
 
 def vsphere_factory(settings, mounter):
-    """``factory(spec) -> DatastoreStore`` when vCenter is configured, else None.
+    """The ``stores.vmdk.DatastoreStores`` when vCenter is configured, else None.
 
-    Invalid VSPHERE_* settings make every datastore store unavailable with the reason;
-    folder stores are served all the same.
+    Invalid VSPHERE_* settings make every datastore store unavailable with the reason
+    (``BrokenVSphere``); folder stores are served all the same.
     """
     if not settings.env.get("VSPHERE_URL", "").strip():
         return None
     # pyvmomi is loaded only when needed
-    from .stores.vmdk import datastore_store_factory
+    from .stores.vmdk import DatastoreStores
     try:
-        return datastore_store_factory(settings.env, mounter, os.path.join(settings.mount_root, DISKS_DIR))
+        return DatastoreStores.from_env(settings.env, mounter, os.path.join(settings.mount_root, DISKS_DIR))
     except ConfigError as err:
         log.error("vCenter settings are invalid: %s", err)
-        reason = str(err)
-        return lambda spec: UnavailableStore(spec, f"volume store {spec.label}: {reason}")
+        return BrokenVSphere(str(err))
+
+
+class BrokenVSphere:
+    """Invalid VSPHERE_* settings: every datastore store says why; no session for backups."""
+
+    session = None
+
+    def __init__(self, reason):
+        self.reason = reason
+
+    def store(self, spec):
+        return UnavailableStore(spec, f"volume store {spec.label}: {self.reason}")
 
 
 class BrokenSidecar:
@@ -131,7 +142,7 @@ def build_backups(settings, stores, vsphere=None, clock=utc_now, executor=None, 
         if isinstance(store, DirectoryStore):
             repositories[label] = LocalBackupRepository(store.root)
             leases[label] = Leases(LocalLeaseFolder(store.root), owner, clock, host=host)
-    session = getattr(vsphere, "session", None)
+    session = vsphere.session if vsphere is not None else None
     if session is not None:
         from .backup.dslease import DatastoreLeaseFolder
         from .backup.dsrepository import DatastoreBackupRepository
@@ -154,7 +165,7 @@ def build_driver(settings, mounter=None, vsphere=None, backups=True, clock=utc_n
                  budgets=None, **backup_args):
     """The VolumeDriver for ``settings``, with its BackupService unless ``backups`` is False.
 
-    ``vsphere(spec)`` builds datastore stores (default: ``vsphere_factory``); ``sidecar``
+    ``vsphere.store(spec)`` builds datastore stores (default: ``vsphere_factory``); ``sidecar``
     wraps stores for VCH sidecar mode (default: ``vch_sidecar``, None in direct mode);
     ``budgets``: the Docker calls' jobs.CallBudgets (default: Docker's limits with margin);
     ``backup_args`` go to ``build_backups`` (executor, scheduler_thread).

@@ -12,16 +12,16 @@ import math
 import re
 from dataclasses import dataclass
 
-from .backup.retention import parse_keep
-from .backup.schedule import parse_schedule
 from .errors import InvalidName, InvalidOption, cut, quoted, shown
+from .policy.ids import is_backup_id
+from .policy.retention import parse_keep
+from .policy.schedule import parse_schedule
 
 #: VIC's volume name rule, as its message shows it. Names must match it whole
 #: (``NAME_RE.fullmatch``): a trailing newline is refused, as by VIC's Go regexp.
 NAME_RULE = "[a-zA-Z0-9][a-zA-Z0-9_.-]"
 NAME_RE = re.compile(NAME_RULE + "*")
 MAX_NAME = 255
-BACKUP_ID_RE = re.compile(r"[0-9]{8}T[0-9]{6}Z(-[0-9]{1,4})?")   # whole ids only: fullmatch
 
 VOLUME_STORE, CAPACITY = "VolumeStore", "Capacity"
 BACKUP, BACKUP_KEEP, BACKUP_STORE, RESTORE_FROM = "Backup", "BackupKeep", "BackupStore", "RestoreFrom"
@@ -145,7 +145,7 @@ def parse_restore_ref(value):
         raise InvalidOption(f"RestoreFrom={value!r}: {err}") from None
     if backup.lower() == "latest":
         backup = "latest"
-    elif not BACKUP_ID_RE.fullmatch(backup):
+    elif not is_backup_id(backup):
         raise InvalidOption(f"RestoreFrom={value!r}: {backup!r} is not a backup id; {accepted}")
     return RestoreRef(volume, backup)
 
@@ -161,8 +161,8 @@ class VolumeOptions:
     given: dict
     store: str
     capacity_mb: int
-    backup: object          # backup.schedule.Schedule
-    keep: object            # backup.retention.Retention
+    backup: object          # policy.schedule.Schedule
+    keep: object            # policy.retention.Retention
     backup_store: str       # a store label; defaults to ``store``
     restore_from: object = None  # RestoreRef or None
 

@@ -1,4 +1,4 @@
-"""Stand-ins the tests inject: a clock that moves only when told, executors run by hand,
+"""Stand-ins the tests inject: clocks that move only when told, executors run by hand,
 a mounter that records instead of mounting."""
 
 import os
@@ -20,6 +20,22 @@ class FakeClock:
 
     def advance(self, **delta):
         self.now += timedelta(**delta)
+        return self.now
+
+
+class SleepClock:
+    """Monotonic time that passes only when the code under test sleeps: inject the clock
+    itself as ``clock`` and its ``sleep``; ``sleeps`` records every pause."""
+
+    def __init__(self):
+        self.now = 0.0
+        self.sleeps = []
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def __call__(self):
         return self.now
 
 

@@ -38,14 +38,6 @@ class DirectoryEngine(BackupEngine):
             created=created, source=source, size=result.size,
             extra={"files": result.files, "linked": result.linked})
 
-    def restore_new(self, manifest, location, store, target, options, metadata):
-        store.create(target, options, metadata)
-        try:
-            self.restore_replace(manifest, location, store, target)
-        except BaseException:
-            store.remove(target)
-            raise
-
     def restore_replace(self, manifest, location, store, name, progress=None):
         if progress:
             progress("copying files")

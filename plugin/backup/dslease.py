@@ -21,10 +21,8 @@ What makes it safe across hosts is vSphere's own atomicity:
 Failures of vCenter itself raise the session's VSphereError subclasses.
 """
 
-from datetime import timezone
-
 from ..errors import FileNotFoundOnDatastore
-from .dsrepository import DatastoreFolder
+from ..vsphere.folders import DatastoreFolder
 from .lease import LEASES_DIR, OWNER_FILE, LeaseFolder
 from .repository import BACKUPS_DIR
 
@@ -57,13 +55,14 @@ class DatastoreLeaseFolder(LeaseFolder):
 
     def made(self, name):
         entry = self.folder.tree().get("", {}).get(name)
-        modified = getattr(entry, "modification", None)
-        if modified is None:
-            return None
-        return modified if modified.tzinfo else modified.replace(tzinfo=timezone.utc)
+        return entry.modified if entry is not None else None
 
     def move(self, name, new_name):
-        return self.folder.move(name, new_name)
+        try:
+            self.folder.move(name, new_name)
+        except FileNotFoundOnDatastore:
+            return False
+        return True
 
     def remove(self, name):
         self.folder.delete(name)

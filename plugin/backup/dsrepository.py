@@ -9,7 +9,7 @@ file operations differ. ``Staging.location`` and ``location`` are datastore path
 ``[ds] root/backups/<volume>/<backup-id>``, which the VMDK engine copies disks into and
 out of.
 
-Every vSphere call goes through ``vsphere.session.Session`` (``DatastoreFolder`` below):
+Every vSphere call goes through ``vsphere.folders.DatastoreFolder``:
 
 - a new backup folder is one ``MakeDirectory`` *without* parent creation, which fails
   when the folder exists (FileAlreadyExists: that id is taken, the next one is tried);
@@ -31,146 +31,12 @@ Concurrency is the caller's, exactly as ``BackupRepository`` says: one backup, p
 cleanup of a volume at a time, across hosts too (the volume's lease).
 """
 
-import logging
-import secrets
-
 from ..errors import FileAlreadyExists, FileNotFoundOnDatastore
 from ..options import validate_name
-from ..vsphere.browse import list_folder, search_tree
-from ..vsphere.files import DatastoreFiles
-from ..vsphere.inventory import Inventory
-from . import ids
+from ..policy import ids
+from ..vsphere.folders import DatastoreFolder
 from .manifest import FILE_NAME
 from .repository import BACKUPS_DIR, FolderBackupRepository, is_volume_name
-
-log = logging.getLogger(__name__)
-
-
-class DatastoreFolder:
-    """File operations below one folder of a datastore, in paths relative to it.
-
-    ``root`` is a path on datastore ``datastore`` (``store/backups``); ``rel`` arguments
-    are relative to it ("" is the root itself). Missing files and folders are answered
-    with False or None where the method says so; other failures raise the session's
-    typed errors (VSphereError and subclasses).
-    """
-
-    def __init__(self, session, datastore, root, inventory=None, files=None):
-        self.session = session
-        self.datastore = datastore
-        self.root = root.strip("/")
-        self.inventory = inventory or Inventory(session)
-        self.files = files or DatastoreFiles(session)
-
-    def path(self, rel=""):
-        """The path on the datastore (without ``[ds]``)."""
-        return f"{self.root}/{rel}".rstrip("/")
-
-    def ds(self, rel=""):
-        """The datastore path, ``[ds] root/rel``."""
-        return f"[{self.datastore}] {self.path(rel)}"
-
-    def _call(self, method, what, **kwargs):
-        manager = self.session.content.fileManager
-        dc = self.session.datacenter.ref
-        if method == "MakeDirectory":
-            return self.session.invoke(manager, method, datacenter=dc, what=what, **kwargs)
-        if method == "MoveDatastoreFile_Task":
-            kwargs.update(sourceDatacenter=dc, destinationDatacenter=dc)
-        else:
-            kwargs.update(datacenter=dc)
-        return self.session.call_task(manager, method, what=what, **kwargs)
-
-    def make(self, rel):
-        """Create folder ``rel`` atomically (its parents as needed): False when it exists.
-
-        The folder itself is made without ``createParentDirectories``, which would
-        succeed on an existing folder; parents are made only when vSphere says missing.
-        """
-        for attempt in (1, 2):
-            try:
-                self._call("MakeDirectory", f"making {self.ds(rel)}", name=self.ds(rel),
-                           createParentDirectories=False)
-                return True
-            except FileAlreadyExists:
-                return False
-            except FileNotFoundOnDatastore:
-                if attempt == 2:
-                    raise
-                parent = rel.rpartition("/")[0]
-                try:
-                    self._call("MakeDirectory", f"making {self.ds(parent)}", name=self.ds(parent),
-                               createParentDirectories=True)
-                except FileAlreadyExists:
-                    pass
-        raise AssertionError("unreachable")
-
-    def read(self, rel):
-        """The bytes of file ``rel``, or None when it does not exist (one HTTP GET)."""
-        try:
-            return self.files.read(self.datastore, self.path(rel))
-        except FileNotFoundOnDatastore:
-            return None
-
-    def read_many(self, rels, workers=8):
-        """{rel: bytes, or the VolumeError reading it raised}, read concurrently."""
-        found = self.files.read_many(self.datastore, [self.path(r) for r in rels], workers=workers)
-        return {rel: found[self.path(rel)] for rel in rels}
-
-    def publish(self, rel, data, replace, temp_folder):
-        """Make file ``rel`` hold ``data`` in one step: upload a temporary file into folder
-        ``temp_folder``, then move it onto ``rel``, so a reader sees old or new content.
-
-        ``replace`` False: FileAlreadyExists when ``rel`` exists. FileNotFoundOnDatastore
-        when the folder of ``rel`` does not exist, provided ``temp_folder`` is another
-        folder (an upload creates missing folders). The temporary file, named so that no
-        other host picks the same, is deleted on failure.
-        """
-        temp_rel = f"{temp_folder}/.{rel.rpartition('/')[2]}-{secrets.token_hex(8)}.tmp".lstrip("/")
-        self.files.write(self.datastore, self.path(temp_rel), data)
-        try:
-            self._call("MoveDatastoreFile_Task", f"moving {self.ds(temp_rel)} to {self.ds(rel)}",
-                       sourceName=self.ds(temp_rel), destinationName=self.ds(rel), force=replace)
-        except BaseException:
-            self.delete(temp_rel, quiet=True)
-            raise
-
-    def move(self, rel, new_rel):
-        """Rename ``rel`` to ``new_rel`` (which must not exist): False when ``rel`` is gone."""
-        try:
-            self._call("MoveDatastoreFile_Task", f"moving {self.ds(rel)} to {self.ds(new_rel)}",
-                       sourceName=self.ds(rel), destinationName=self.ds(new_rel), force=False)
-        except FileNotFoundOnDatastore:
-            return False
-        return True
-
-    def delete(self, rel, quiet=False):
-        """Delete file or folder ``rel`` with its content: False when it did not exist.
-
-        ``quiet``: log other failures instead of raising them (cleanup after a failure).
-        """
-        try:
-            self._call("DeleteDatastoreFile_Task", f"deleting {self.ds(rel)}", name=self.ds(rel))
-        except FileNotFoundOnDatastore:
-            return False
-        except Exception as err:  # noqa: BLE001 - quiet: the caller's failure matters more
-            if not quiet:
-                raise
-            log.warning("could not delete %s: %s", self.ds(rel), err)
-            return False
-        return True
-
-    def _browser(self):
-        return self.inventory.datastore(self.datastore).browser
-
-    def tree(self, rel=""):
-        """{folder relative to ``rel``: {entry: FileInfo}} of everything below ``rel``
-        ("" for ``rel`` itself; {} when it does not exist): one search task."""
-        return search_tree(self.session, self._browser(), self.ds(rel))
-
-    def names(self, rel=""):
-        """The names in folder ``rel`` ([] when it does not exist): one search task."""
-        return list_folder(self.session, self._browser(), self.ds(rel))
 
 
 class DatastoreBackupRepository(FolderBackupRepository):

@@ -10,7 +10,8 @@ Calling contract: the service calls ``backup`` with the volume's backup lease he
 other host backs it up) and never twice at once for one volume on this host. ``backup``
 may take the driver's per-volume lock itself (``lock(name)``) when it must keep attach,
 detach and remove out while it reads (a disk attached to no VM is cloned under it).
-``restore_new`` and ``restore_replace`` are called with the volume lock held.
+``restore_replace`` is called with the volume lock held. A restore into a new volume is
+the store's ``create``, then ``restore_replace``.
 """
 
 import abc
@@ -51,17 +52,10 @@ class BackupEngine(abc.ABC):
     def backup(self, volume, store, staging, previous, lock, progress=None):
         """Copy the volume into staging; return a CopyOutcome."""
 
-    # restore_new creates volume ``target`` (which does not exist) in ``store`` from the
-    # backup at ``location`` (repository.location of the backup holding the data) whose
-    # manifest is ``manifest``, with DockerMetaData ``metadata``. On failure nothing of
-    # ``target`` is left behind.
-    @abc.abstractmethod
-    def restore_new(self, manifest, location, store, target, options, metadata):
-        """Create volume target from a backup."""
-
-    # restore_replace replaces the data of existing, unmounted volume ``name`` with the
-    # backup's. The service has taken a safety backup of the current data first. A crash
-    # part-way leaves either the old data or the new, or a state ``repair`` finishes.
+    # restore_replace replaces the data of existing, unmounted volume ``name`` in ``store``
+    # with that of the backup at ``location`` (repository.location of the backup holding
+    # the data) whose manifest is ``manifest``. The service has taken a safety backup of
+    # the current data first. A crash part-way leaves either the old data or the new.
     @abc.abstractmethod
     def restore_replace(self, manifest, location, store, name, progress=None):
         """Replace a volume's data with a backup's."""

@@ -39,8 +39,8 @@ from datetime import datetime, timezone
 from .. import __version__
 from ..errors import BackupError, InvalidName
 from ..options import validate_name
-from .ids import is_backup_id
-from .retention import ORIGINS, BackupInfo
+from ..policy.ids import is_backup_id
+from ..policy.retention import ORIGINS, BackupInfo
 
 FILE_NAME = "manifest.json"
 FORMAT = 1

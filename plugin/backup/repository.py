@@ -33,7 +33,8 @@ from pathlib import Path
 from ..errors import BackupError, InvalidName, NotFound, VolumeError
 from ..fsutil import atomic_write
 from ..options import validate_name
-from . import ids
+from ..policy import ids
+from ..policy.retention import SCHEDULE, BackupInfo, prunable
 from .failures import storage_errors
 from .manifest import (
     FILE_NAME,
@@ -43,7 +44,6 @@ from .manifest import (
     from_json,
     recorded_origin,
 )
-from .retention import SCHEDULE, BackupInfo, prunable
 
 log = logging.getLogger(__name__)
 

@@ -34,8 +34,8 @@ from pathlib import Path
 
 from ..errors import VolumeError
 from ..fsutil import atomic_write
+from ..policy.schedule import next_run, zone
 from .lease import LeaseHeld
-from .schedule import next_run, zone
 
 log = logging.getLogger(__name__)
 

@@ -29,13 +29,13 @@ from typing import NamedTuple
 from ..errors import BackupError, InUse, InvalidOption, NotFound, VolumeError
 from ..jobs import CallBudgets, Job
 from ..options import CAPACITY, RESTORE_FROM, VOLUME_STORE, canonical_keys, validate_name
+from ..policy import ids
+from ..policy.retention import FINAL, MANUAL, PRE_RESTORE, SCHEDULE, parse_keep, referrers
+from ..policy.schedule import OFF, ON_UNMOUNT
 from ..stores.base import docker_metadata
-from . import ids
 from .failures import storage_errors
 from .lease import BACKING_UP, LeaseHeld
 from .manifest import UNCHANGED, Manifest
-from .retention import FINAL, MANUAL, PRE_RESTORE, SCHEDULE, parse_keep, referrers
-from .schedule import OFF, ON_UNMOUNT
 from .scheduler import BackupScheduler
 
 log = logging.getLogger(__name__)

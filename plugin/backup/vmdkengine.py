@@ -6,14 +6,14 @@ decided under the volume's lock (``lock(name)``):
 
 - **attached to a powered-on VM** (this Docker host's VM, another one's): freeze the
   filesystem if this plugin mounted it here (``fsfreeze -f``; always thawed, in a
-  ``finally``), take a VM snapshot without memory (quiesced when ``VmdkSettings.quiesce``
-  says so) named ``vsphere-volume-backup-<volume>-<backup-id>``, thaw, and
+  ``finally``), take a VM snapshot without memory (quiesced when ``quiesce`` says so)
+  named ``vsphere-volume-backup-<volume>-<backup-id>``, thaw, and
   release the lock. Then clone, with ``CopyVirtualDisk``, the disk file that the
   *snapshot's own* ``config.hardware.device`` names (on a real vCenter the frozen base
   disk; the VM now writes a delta) into the staging folder, and remove the snapshot
   (``consolidate``; ``ConsolidateVMDisks`` when the VM says ``consolidationNeeded``).
   The snapshot lives only while the clone runs. The freeze lasts at most
-  ``VmdkSettings.snapshot_timeout`` seconds of snapshot task (plus one request's timeout).
+  ``snapshot_timeout`` seconds of snapshot task (plus one request's timeout).
   Method ``snapshot-clone``.
 - **attached to no running VM** (none, or only powered-off or suspended ones, whose disks
   are closed): clone the volume's disk directly while still holding the lock, so that
@@ -28,57 +28,53 @@ decided under the volume's lock (``lock(name)``):
 
 The copy in the backup folder is ``<volume>.vmdk`` (``CopyOutcome.data``).
 
-Restores (called with the volume lock held):
+Restores (called with the volume lock held; a restore into a new volume is the store's
+``create``, then this):
 
-- ``restore_new`` builds the volume in the store's staging folder (copy, a fresh disk
-  UUID, metadata) and moves the folder into ``volumes/`` in one step, as
-  ``DatastoreStore.create`` does; a failure deletes the staging folder, and one left by a
-  crash is deleted by the store's ``open`` at the next start. **Label**: VIC finds a
-  volume's filesystem by its label, the first 16 hex digits of md5(name). A volume
-  restored under a new name therefore gets its ext2/3/4 label rewritten (``e2label``)
-  *here, before it is published*, so that a VCH and this plugin both find it from the
-  first attach: the staged disk is attached to this host's VM for the moment, labelled,
-  and detached. A disk without a filesystem, or restored under its own name, is not
-  attached at all.
 - ``restore_replace`` copies the backup into the store's staging folder, gives it the
   volume's current disk UUID, and moves it over ``volumes/<name>/<name>.vmdk`` with one
   ``MoveVirtualDisk`` (force): vCenter runs that task to its end even if the plugin dies,
-  so a crash leaves the old disk or the new one, never none.
+  so a crash leaves the old disk or the new one, never none; a failure deletes the
+  staging folder, and one left by a crash is deleted by the store's ``open`` at the next
+  start. **Label**: VIC finds a volume's filesystem by its label, the first 16 hex digits
+  of md5(name). A backup restored into a volume of another name therefore gets its
+  ext2/3/4 label rewritten (``e2label``) *in the staging folder, before it replaces the
+  disk*, so that a VCH and this plugin both find it from the first attach: the staged
+  disk is attached to this host's VM for the moment, labelled, and detached. A disk
+  without a filesystem, or restored under its own name, is not attached at all.
 
 Leftovers (``cleanup_leftovers``): snapshots named ``vsphere-volume-backup-...`` on this
 host's VM that this host took (its VM's name is in the snapshot's description), unless
 a backup of this engine is using them now; a snapshot of that name taken by another host
-is left alone until it is ``VmdkSettings.stale_after`` old (that host may be copying
+is left alone until it is ``stale_after`` old (that host may be copying
 from it). Other snapshots are never touched. Also disks of this host's staging folders
 still attached to its VM (a restore that died while relabelling), which the store's
 ``open`` could not delete while attached.
 
-Every vSphere call goes through ``session``; ``runner(argv)`` runs fsfreeze, blkid and
+Every vSphere call goes through ``session``, as disks (``vsphere.disks``), snapshots
+(``vsphere.snapshots``) and the store's VM and folders; ``runner(argv)`` runs fsfreeze, blkid and
 e2label (``stores.devices.run``: MountError on failure); ``clock()`` gives aware times.
 
 SOAP round trips (a task counts its call and the PropertyCollector reads awaiting it):
 snapshot-clone 12 (listing 2, who has the disk 2, snapshot 2, its configuration 1, copy 2,
-removal 2, consolidationNeeded 1); direct-clone 5; unchanged 3; restore_new 6 (+6 to
-relabel, + the metadata PUT); restore_replace 10; cleanup_leftovers 1 (+2 to 3 per removal).
+removal 2, consolidationNeeded 1); direct-clone 5; unchanged 3; restore_replace 10 (+6 to
+relabel); cleanup_leftovers 1 (+2 to 3 per removal).
 """
 
 import logging
-import os
 import re
 import threading
-import uuid as uuidlib
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-
-from pyVmomi import vim
+from datetime import UTC, datetime, timedelta
 
 from ..errors import BackupError, InUse, MountError, VolumeError
-from ..storespec import DATASTORE
 from ..stores.devices import DiskInfo, run
-from ..stores.vmdk import capacity_kb, metadata_capacity_mb, vic_label
-from ..vsphere.browse import search_tree
-from ..vsphere.vmdisks import disk_path, find_disk, normalize_disk_uuid
+from ..stores.hostdisks import vic_label
+from ..stores.vmdklisting import metadata_capacity_mb
+from ..storespec import DATASTORE
+from ..vsphere.disks import VirtualDisks
+from ..vsphere.snapshots import Snapshots
 from .engine import BackupEngine, CopyOutcome
 from .manifest import DIRECT_CLONE, SNAPSHOT_CLONE, UNCHANGED
 
@@ -87,7 +83,9 @@ LOG = logging.getLogger(__name__)
 SNAPSHOT_PREFIX = "vsphere-volume-backup-"
 _OWNER = re.compile(r"^vsphere-volume-host: (.+)$", re.MULTILINE)
 _EXT = ("ext2", "ext3", "ext4")
-POWERED_ON = vim.VirtualMachine.PowerState.poweredOn
+SNAPSHOT_TIMEOUT = 60.0                 # seconds a snapshot may take: the bound of the freeze
+COPY_TIMEOUT = 24 * 3600.0              # seconds a disk copy may take
+STALE_AFTER = timedelta(hours=24)       # when another host's backup snapshot counts as left behind
 
 
 def snapshot_name(volume, backup_id):
@@ -107,80 +105,32 @@ def snapshot_owner(description):
     return found.group(1).strip() if found else ""
 
 
-def walk_snapshots(trees):
-    """Every node of a VM's snapshot trees (``snapshot.rootSnapshotList``), parents first."""
-    for tree in trees or []:
-        yield tree
-        yield from walk_snapshots(tree.childSnapshotList)
-
-
-def is_independent(disk):
-    """True for a disk attached in an independent mode, which VM snapshots leave out."""
-    return str(getattr(disk.backing, "diskMode", "") or "").startswith("independent")
-
-
-def vsphere_uuid(hex32):
-    """32 hex digits as vSphere writes disk UUIDs: ``60 00 c2 ... 9f-1e 2d ...``."""
-    pairs = [hex32[i:i + 2] for i in range(0, 32, 2)]
-    return " ".join(pairs[:8]) + "-" + " ".join(pairs[8:])
-
-
 def _utc_now():
-    return datetime.now(timezone.utc)
-
-
-@dataclass(frozen=True)
-class VmdkSettings:
-    """How VmdkEngine works (plugin settings).
-
-    ``quiesce``: ask VMware Tools in the guest to quiesce for the snapshot.
-    ``snapshot_timeout``: seconds a snapshot may take: the bound of the freeze.
-    ``copy_timeout``: seconds a disk copy may take.
-    ``stale_after``: when a backup snapshot that another host took on this host's VM
-    counts as left behind (that host may still be copying from it before).
-    """
-
-    quiesce: bool = False
-    snapshot_timeout: float = 60.0
-    copy_timeout: float = 24 * 3600.0
-    stale_after: timedelta = timedelta(hours=24)
+    return datetime.now(UTC)
 
 
 class StoreAccess:
-    """What the engine needs of a DatastoreStore, in one place: only its public members.
+    """What the engine needs of a DatastoreStore, in one place: only its public parts.
 
-    Paths in VIC's layout, the staging folders and their publication are the store's own
-    (``disk_path``, ``new_staging``, ``publish``...), so that the store's ``open`` deletes
-    what a crashed restore left and a volume appears in ``volumes/`` in one step exactly
-    as a created one does.
+    Paths in VIC's layout (``layout``), the staging folders (``staging``) and this host's
+    side of a disk (``host_disks``) are the store's own, so that the store's ``open``
+    deletes what a crashed restore left.
     """
 
     def __init__(self, store):
-        self.store = store
-        self.session = store.session
         self.datastore = store.datastore
         self.host_vm = store.host_vm
-        self.ds = store.ds
-        self.folder = store.volume_folder
-        self.disk = store.disk_path
-        self.mountpoint = store.mountpoint
-        self.staging_prefix = store.staging_prefix
-        self.publish = store.publish
-        self.discard = store.discard
-        self.write_metadata = store.write_metadata
-
-    def is_mounted_here(self, name):
-        return self.store.mounter.is_mounted(self.mountpoint(name))
-
-    def volumes_mounted_here(self):
-        """Names of this store's volumes whose filesystem is mounted on this host."""
-        root = self.store.mount_root
-        names = os.listdir(root) if os.path.isdir(root) else []
-        return [name for name in names if self.is_mounted_here(name)]
+        self.inventory = store.inventory
+        self.layout = store.layout
+        self.staging = store.staging
+        self.host_disks = store.host_disks
+        self.folder = store.folder
+        self.ds = store.layout.ds
+        self.disk = store.layout.disk_path
 
     def new_staging(self):
         """A new staging folder of this host (relative path), made on the datastore."""
-        return self.store.new_staging("the staging folder of a restore")
+        return self.staging.new("the staging folder of a restore")
 
     def disk_files(self, name):
         """(size in bytes, modification time text) of the volume's disk files on the datastore.
@@ -188,29 +138,28 @@ class StoreAccess:
         The descriptor ``<name>.vmdk`` and, where the datastore lists it, its extent
         ``<name>-flat.vmdk``: their sizes summed, their newest modification time.
         """
-        browser = self.store.inventory.datastore(self.datastore).browser
-        entries = search_tree(self.session, browser, self.ds(self.folder(name))).get("", {})
+        entries = self.folder.tree(self.layout.volume_folder(name)).get("", {})
         files = [entries[f] for f in (f"{name}.vmdk", f"{name}-flat.vmdk") if f in entries]
         if f"{name}.vmdk" not in entries:
             raise BackupError(f"volume {name} cannot be backed up: its disk {self.disk(name)} does not exist")
-        times = [f.modification for f in files if getattr(f, "modification", None) is not None]
-        modified = max(times).astimezone(timezone.utc).isoformat() if times else ""
-        return sum(int(f.fileSize or 0) for f in files), modified
+        times = [f.modified for f in files if f.modified is not None]
+        modified = max(times).astimezone(UTC).isoformat() if times else ""
+        return sum(f.size for f in files), modified
 
 
 @dataclass(frozen=True)
 class _Attachment:
-    """The running VM that has a volume's disk (a VMRef), and the disk device there."""
+    """The running VM that has a volume's disk (a VMRef), and the disk there (a vmdisks.AttachedDisk)."""
 
     vm: object
-    device: object
+    disk: object
 
 
 @dataclass(frozen=True)
 class _Snapshot:
     """A backup snapshot while its clone runs: times are the engine clock's."""
 
-    ref: object             # vim.vm.Snapshot
+    ref: object             # its handle (vsphere.snapshots)
     name: str
     vm: object              # VMRef
     disk_key: int           # the volume's disk device key in the VM (and in the snapshot)
@@ -223,16 +172,24 @@ class VmdkEngine(BackupEngine):
     """BackupEngine for DatastoreStore volumes; see the module docstring.
 
     ``session``: the vsphere Session of the stores. ``runner``: runs fsfreeze, blkid and
-    e2label. ``clock``: aware current time. ``settings``: a VmdkSettings.
+    e2label. ``clock``: aware current time. ``quiesce``: ask VMware Tools in the guest to
+    quiesce for the snapshot. ``snapshot_timeout``, ``copy_timeout``: seconds a snapshot,
+    a disk copy may take. ``stale_after``: when a backup snapshot that another host took
+    on this host's VM counts as left behind (that host may be copying from it before).
     """
 
     kinds = (DATASTORE,)
 
-    def __init__(self, session, runner=run, clock=_utc_now, settings=VmdkSettings()):
-        self.session = session
+    def __init__(self, session, runner=run, clock=_utc_now, quiesce=False, snapshot_timeout=SNAPSHOT_TIMEOUT,
+                 copy_timeout=COPY_TIMEOUT, stale_after=STALE_AFTER):
+        self.disks = VirtualDisks(session)
+        self.snapshots = Snapshots(session)
         self.runner = runner
         self.clock = clock
-        self.settings = settings
+        self.quiesce = quiesce
+        self.snapshot_timeout = snapshot_timeout
+        self.copy_timeout = copy_timeout
+        self.stale_after = stale_after
         self._busy = set()                 # snapshot names and staged disks in use here now
         self._busy_lock = threading.Lock()
 
@@ -259,38 +216,32 @@ class VmdkEngine(BackupEngine):
 
     def _attachment(self, access, name):
         """(_Attachment of the running VM with the disk or None, names of stopped VMs with it)."""
-        users = access.store.inventory.disk_users()
+        users = access.inventory.disk_users()
         vms = users.users(access.disk(name))
         if not vms:
             return None, []
-        states = self.session.get_properties([vm.ref for vm in vms], ["runtime.powerState"])
-        running = [vm for vm, state in zip(vms, states) if state.get("runtime.powerState") == POWERED_ON]
+        running = [vm for vm, on in zip(vms, access.inventory.powered_on(vms)) if on]
         stopped = [vm.name for vm in vms if vm not in running]
         if len(running) > 1:
             raise BackupError(f"volume {name} cannot be backed up: its disk {access.disk(name)} is attached to "
                               f"several running VMs ({', '.join(vm.name for vm in running)})")
         if not running:
             return None, stopped
-        device = find_disk(users.devices(running[0].ref), access.disk(name))
-        if is_independent(device):
+        disk = users.disk(running[0], access.disk(name))
+        if disk.independent:
             raise BackupError(
                 f"volume {name} cannot be backed up now: its disk is attached to the running VM "
-                f"{running[0].name} as an independent disk ({device.backing.diskMode}), as VIC container VMs "
+                f"{running[0].name} as an independent disk ({disk.mode}), as VIC container VMs "
                 "attach volumes, and vSphere cannot snapshot independent disks. The backup is retried and "
                 "succeeds once the disk is detached (its container stopped and removed) or the VM is "
                 "powered off")
-        return _Attachment(running[0], device), stopped
+        return _Attachment(running[0], disk), stopped
 
     def _copy(self, source, destination, progress=None):
-        # No destSpec: vCenter refuses one (the simulator says NotImplemented; choosing the
-        # format of a copy is an ESXi-only feature), so the copy's format is vCenter's.
         progress = progress or _quiet
         progress("copying the disk")
-        self.session.call_task(self.session.content.virtualDiskManager, "CopyVirtualDisk_Task",
-                               sourceName=source, sourceDatacenter=self.session.datacenter.ref,
-                               destName=destination, destDatacenter=self.session.datacenter.ref,
-                               timeout=self.settings.copy_timeout, what=f"copying disk {source} to {destination}",
-                               progress=lambda percent: progress("copying the disk", percent))
+        self.disks.copy(source, destination, timeout=self.copy_timeout,
+                        progress=lambda percent: progress("copying the disk", percent))
 
     def _clone_direct(self, source, destination, size, modified, stopped, progress):
         started = self.clock()
@@ -332,32 +283,27 @@ class VmdkEngine(BackupEngine):
     def _take_snapshot(self, access, name, backup_id, attachment):
         """Freeze (if mounted here), snapshot the VM, thaw; return the snapshot's facts."""
         vm = attachment.vm
-        here = vm.ref == access.host_vm.ref and access.is_mounted_here(name)
+        here = access.host_vm.same_as(vm) and access.host_disks.is_mounted(name)
         label = snapshot_name(name, backup_id)
         self._hold(label)
         try:
-            with self._frozen(access.mountpoint(name) if here else None):
+            with self._frozen(access.host_disks.mountpoint(name) if here else None):
                 taken = self.clock()
-                ref = self.session.call_task(
-                    vm.ref, "CreateSnapshot_Task", name=label,
-                    description=snapshot_description(name, backup_id, access.host_vm.name),
-                    memory=False, quiesce=self.settings.quiesce, timeout=self.settings.snapshot_timeout,
-                    what=f"taking snapshot {label} of VM {vm.name}")
+                ref = self.snapshots.take(vm, label, snapshot_description(name, backup_id, access.host_vm.name),
+                                          quiesce=self.quiesce, timeout=self.snapshot_timeout)
                 made = self.clock()
             thawed = self.clock()
         except BaseException:
             self._release(label)
             raise
-        return _Snapshot(ref, label, vm, attachment.device.key, taken, made,
+        return _Snapshot(ref, label, vm, attachment.disk.key, taken, made,
                          (thawed - taken).total_seconds() if here else 0.0)
 
     def _snapshot_disk(self, snapshot):
         """The disk file the snapshot's own configuration names for our device."""
-        devices = self.session.get_properties(snapshot.ref, ["config.hardware.device"]).get(
-            "config.hardware.device") or []
-        for device in devices:
-            if isinstance(device, vim.vm.device.VirtualDisk) and device.key == snapshot.disk_key:
-                return device.backing.fileName
+        found = self.snapshots.disk_file(snapshot.ref, snapshot.disk_key)
+        if found is not None:
+            return found
         raise BackupError(f"snapshot {snapshot.name} of VM {snapshot.vm.name} does not hold the "
                           "volume's disk: it was detached while the snapshot was taken; try again")
 
@@ -373,7 +319,7 @@ class VmdkEngine(BackupEngine):
         progress("removing the snapshot")
         self._remove_snapshot(snapshot)
         extra = {
-            "snapshot": snapshot.name, "vm": snapshot.vm.name, "quiesced": self.settings.quiesce,
+            "snapshot": snapshot.name, "vm": snapshot.vm.name, "quiesced": self.quiesce,
             "frozen_seconds": snapshot.frozen_seconds,
             "copy_seconds": (copied - copy_started).total_seconds(),
             "snapshot_seconds": (self.clock() - snapshot.made).total_seconds(),
@@ -396,7 +342,7 @@ class VmdkEngine(BackupEngine):
     def _remove_snapshot(self, snapshot, quiet=False):
         """Remove our snapshot and consolidate; ``quiet`` logs a failure instead of raising it."""
         try:
-            remove_snapshot(self.session, snapshot.ref, snapshot.name, snapshot.vm)
+            self.snapshots.remove(snapshot.ref, snapshot.name, snapshot.vm)
         except VolumeError as err:
             if quiet:
                 LOG.warning("%s; it is removed at the next start or after the next failed backup", err)
@@ -414,36 +360,34 @@ class VmdkEngine(BackupEngine):
         access = StoreAccess(store)
         self._thaw_left_frozen(access)
         vm = access.host_vm
-        facts = self.session.get_properties(vm.ref, ["snapshot", "config.hardware.device"])
-        info = facts.get("snapshot")
+        snapshots, disks = vm.snapshots_and_disks()
         now = self.clock()
         removed = []
-        for node in list(walk_snapshots(info.rootSnapshotList if info else [])):
+        for node in snapshots:
             if not node.name.startswith(SNAPSHOT_PREFIX):
                 continue                    # not ours: never touched
             owner = snapshot_owner(node.description)
-            foreign_and_fresh = owner != vm.name and now - node.createTime < self.settings.stale_after
+            foreign_and_fresh = owner != vm.name and now - node.created < self.stale_after
             if self._is_busy(node.name) or foreign_and_fresh:
                 continue
             LOG.info("removing snapshot %s of VM %s, left behind by an interrupted backup (taken %s by %s)",
-                     node.name, vm.name, node.createTime.isoformat(), owner or "an unknown host")
-            remove_snapshot(self.session, node.snapshot, node.name, vm)
+                     node.name, vm.name, node.created.isoformat(), owner or "an unknown host")
+            self.snapshots.remove(node.handle, node.name, vm)
             removed.append(node.name)
-        staged = access.ds(access.staging_prefix())
-        for device in facts.get("config.hardware.device") or []:
-            path = disk_path(device)
-            if path and path.startswith(staged) and not self._is_busy(path):
-                LOG.info("detaching %s from VM %s, left attached by an interrupted restore", path, vm.name)
+        staged = access.ds(access.layout.staging_prefix())
+        for disk in disks:
+            if disk.is_under(staged) and not self._is_busy(disk.path):
+                LOG.info("detaching %s from VM %s, left attached by an interrupted restore", disk.path, vm.name)
                 with vm.lock:
-                    vm.remove_disk(device)
-                removed.append(path)
+                    vm.remove_disk(disk)
+                removed.append(disk.path)
         return removed
 
     def _thaw_left_frozen(self, access):
         """Thaw the filesystems of this store mounted here that a killed plugin left frozen
         (containers writing to them hang). Thawing one that is not frozen fails harmlessly."""
-        for name in access.volumes_mounted_here():
-            mountpoint = access.mountpoint(name)
+        for name in access.host_disks.mounted_volumes():
+            mountpoint = access.host_disks.mountpoint(name)
             if self._is_busy(mountpoint):
                 continue
             try:
@@ -455,88 +399,44 @@ class VmdkEngine(BackupEngine):
 
     # --- restore --------------------------------------------------------------------
 
-    def restore_new(self, manifest, location, store, target, options, metadata):
-        access = StoreAccess(store)
-        source = f"{location}/{manifest.data or manifest.volume + '.vmdk'}"
-        staging = access.new_staging()
-        disk = f"{staging}/{target}.vmdk"
-        try:
-            self._copy(source, access.ds(disk))
-            uuid = uuidlib.uuid4().hex
-            self._set_uuid(access.ds(disk), vsphere_uuid(uuid))
-            if target != manifest.volume:
-                info = DiskInfo(access.datastore, disk, uuid, metadata_capacity_mb(metadata))
-                self._hold(info.ds_path)
-                try:
-                    self._relabel(access, info, target)
-                finally:
-                    self._release(info.ds_path)
-            access.write_metadata(staging, metadata)
-            access.publish(target, staging)
-        except BaseException:
-            access.discard(staging)
-            raise
-        LOG.info("volume %s: restored from backup %s of volume %s", target, manifest.backup_id, manifest.volume)
-
     def restore_replace(self, manifest, location, store, name, progress=None):
         access = StoreAccess(store)
         disk = access.disk(name)
-        users = access.store.inventory.disk_users().users(disk)
+        users = access.inventory.disk_users().users(disk)
         if users:
             raise InUse(f"volume {name} cannot be restored in place: its disk {disk} is attached to VM "
                         f"{', '.join(vm.name for vm in users)}; stop the containers using it first")
         source = f"{location}/{manifest.data or manifest.volume + '.vmdk'}"
-        current_uuid = self.session.invoke(self.session.content.virtualDiskManager, "QueryVirtualDiskUuid",
-                                           name=disk, datacenter=self.session.datacenter.ref,
-                                           what=f"reading the UUID of {disk}")
+        current_uuid = self.disks.uuid(disk)
         staging = access.new_staging()
         restored = access.ds(f"{staging}/{name}.vmdk")
         try:
             self._copy(source, restored, progress)
-            self._set_uuid(restored, current_uuid)
+            self.disks.set_uuid(restored, current_uuid)
             if name != manifest.volume:
                 # VIC finds a volume's filesystem by its label: give it the label of its new name.
-                info = DiskInfo(access.datastore, f"{staging}/{name}.vmdk", normalize_disk_uuid(current_uuid),
+                info = DiskInfo(access.datastore, f"{staging}/{name}.vmdk", current_uuid,
                                 metadata_capacity_mb(manifest.metadata))
                 self._hold(info.ds_path)
                 try:
                     self._relabel(access, info, name)
                 finally:
                     self._release(info.ds_path)
-            self.session.call_task(self.session.content.virtualDiskManager, "MoveVirtualDisk_Task",
-                                   sourceName=restored, sourceDatacenter=self.session.datacenter.ref,
-                                   destName=disk, destDatacenter=self.session.datacenter.ref, force=True,
-                                   what=f"replacing {disk} with the restored copy {restored}")
+            self.disks.move_over(restored, disk, what=f"replacing {disk} with the restored copy {restored}")
         finally:
-            access.discard(staging)
+            access.staging.discard(staging)
         LOG.info("volume %s: its data was replaced by backup %s", name, manifest.backup_id)
-
-    def _set_uuid(self, disk, uuid):
-        self.session.invoke(self.session.content.virtualDiskManager, "SetVirtualDiskUuid",
-                            name=disk, datacenter=self.session.datacenter.ref, uuid=uuid,
-                            what=f"setting the UUID of {disk}")
 
     def _relabel(self, access, info, target):
         """Give the filesystem of staged disk ``info`` VIC's label for ``target`` (see module doc)."""
-        host = access.host_vm
-        host.require_enable_uuid()
-        with host.lock:
-            host.add_disk(host.devices(), info.ds_path, capacity_kb(info.capacity_mb))
-        try:
-            device = access.store.resolver.wait_for_device(info)
+        access.host_vm.require_enable_uuid()
+        with access.host_disks.plugged(info):
+            device = access.host_disks.device(info)
             fields = self._probe(device)
             wanted = vic_label(target)
             if fields.get("TYPE") in _EXT and fields.get("LABEL") != wanted:
                 self.runner(["e2label", device, wanted])
                 LOG.info("volume %s: filesystem label %r rewritten to %r", target, fields.get("LABEL", ""), wanted)
-        finally:
-            try:
-                with host.lock:
-                    attached = find_disk(host.devices(), info.ds_path)
-                    if attached is not None:
-                        host.remove_disk(attached)
-            finally:
-                access.store.resolver.release(info)
 
     def _probe(self, device):
         """{"TYPE": ..., "LABEL": ...} of the filesystem on ``device``; {} when it has none."""
@@ -551,17 +451,3 @@ class VmdkEngine(BackupEngine):
 
 def _quiet(phase, percent=None):
     """The progress reporter when nobody watches."""
-
-
-def remove_snapshot(session, ref, name, vm):
-    """Remove snapshot ``ref`` (its children stay), then consolidate the VM's disks when
-    vSphere says it is needed. VolumeError when removal fails; a failed consolidation is
-    logged only: the snapshot is gone, vSphere shows the VM as needing consolidation."""
-    session.call_task(ref, "RemoveSnapshot_Task", removeChildren=False, consolidate=True,
-                      what=f"removing snapshot {name} of VM {vm.name}")
-    if not session.get_properties(vm.ref, ["runtime.consolidationNeeded"]).get("runtime.consolidationNeeded"):
-        return
-    try:
-        session.call_task(vm.ref, "ConsolidateVMDisks_Task", what=f"consolidating the disks of VM {vm.name}")
-    except VolumeError as err:
-        LOG.warning("%s; vSphere shows the VM as needing disk consolidation", err)

@@ -4,13 +4,32 @@
 it in one ``SearchDatastoreSubFolders`` task. Both ask for every name (``matchPattern
 ["*"]``: without it the simulator returns nothing) with type, size and modification
 time, and return ``None``-free results: a folder that does not exist lists as empty.
+What a listing found of an entry is an ``Entry`` (size, modification time), not
+vSphere's FileInfo.
 """
 
-from datetime import timezone
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from pyVmomi import vim
 
 from ..errors import FileNotFoundOnDatastore
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A file or folder as a listing found it: its size in bytes (0 when not given) and
+    modification time (an aware UTC datetime; None when not given)."""
+
+    size: int = 0
+    modified: datetime | None = None
+
+
+def _entry(info):
+    modified = getattr(info, "modification", None)
+    if modified is not None and modified.tzinfo is None:
+        modified = modified.replace(tzinfo=UTC)
+    return Entry(int(getattr(info, "fileSize", 0) or 0), modified)
 
 
 def _search(session, browser, method, ds_path):
@@ -31,13 +50,13 @@ def list_folder(session, browser, ds_path):
 
 
 def search_tree(session, browser, ds_path):
-    """{folder relative to ``ds_path`` ("" for itself): {entry name: FileInfo}}."""
+    """{folder relative to ``ds_path`` ("" for itself): {entry name: Entry}}."""
     results = _search(session, browser, "SearchDatastoreSubFolders_Task", ds_path) or []
     tree = {}
     for result in results:
         relative = _relative(result.folderPath, ds_path)
         if relative is not None:
-            tree[relative] = {f.path: f for f in result.file or []}
+            tree[relative] = {f.path: _entry(f) for f in result.file or []}
     return tree
 
 
@@ -52,10 +71,7 @@ def _relative(folder_path, prefix):
 
 
 def modified_rfc3339(entry):
-    """The modification time of a FileInfo as RFC 3339 UTC, or "" when not given."""
-    modified = getattr(entry, "modification", None)
-    if modified is None:
+    """The modification time of an Entry as RFC 3339 UTC, or "" when not given."""
+    if entry.modified is None:
         return ""
-    if modified.tzinfo is None:
-        modified = modified.replace(tzinfo=timezone.utc)
-    return modified.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return entry.modified.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -21,8 +21,16 @@ import requests
 from pyVmomi import vim, vmodl
 
 from ..errors import (
-    FileAlreadyExists, FileLocked, FileNotFoundOnDatastore, InvalidPowerState, NoDiskSpace,
-    TaskFailed, VSphereAuthError, VSphereError, VSphereTLSError, VSphereUnavailable,
+    FileAlreadyExists,
+    FileLocked,
+    FileNotFoundOnDatastore,
+    InvalidPowerState,
+    NoDiskSpace,
+    TaskFailed,
+    VSphereAuthError,
+    VSphereError,
+    VSphereTLSError,
+    VSphereUnavailable,
 )
 
 # Fault class -> (error class, what it means). The first match in order wins, so
@@ -100,9 +108,7 @@ def is_transient(exc):
         return True
     if isinstance(exc, http.client.HTTPException):
         return str(exc).split(" ", 1)[0].isdigit() and int(str(exc).split(" ", 1)[0]) in _HTTP_OVERLOAD
-    if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout)):
-        return True
-    return False
+    return isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout))
 
 
 def http_overloaded(status):

@@ -5,8 +5,10 @@ UUID (``/sys/class/dmi/id/product_uuid``; VMware's BIOS UUID, tried as read and 
 the first three fields byte-swapped, which older virtual hardware and kernels show).
 
 ``lock`` serializes the reconfigurations of the VM (two attaches choosing the same
-free SCSI unit would collide); callers hold it from reading the devices to the end of
-the ReconfigVM task.
+free SCSI unit would collide); it is held from reading the devices to the end of the
+ReconfigVM task: ``attach_disk`` and ``detach_disk`` take it, callers of ``add_disk``
+and ``remove_disk`` hold it. Disks are ``vmdisks.AttachedDisk``; VMs of the inventory
+(``inventory.VMRef``) are told from this one with ``same_as``.
 """
 
 import logging
@@ -14,7 +16,8 @@ import threading
 import uuid as uuidlib
 
 from ..errors import ConfigError, VSphereError
-from .vmdisks import attach_spec, detach_spec
+from .snapshots import nodes
+from .vmdisks import attach_spec, attached_disks, detach_spec, find_attached
 
 LOG = logging.getLogger(__name__)
 
@@ -77,10 +80,23 @@ class HostVM:
     def name(self):
         return self._resolve().name
 
+    def same_as(self, vm):
+        """True when ``vm`` (an inventory.VMRef) is this VM."""
+        return vm.ref == self.ref
+
     def devices(self):
         """The VM's current device list (one round trip)."""
         return list(self.session.get_properties(self.ref, ["config.hardware.device"])
                     .get("config.hardware.device") or [])
+
+    def disks(self):
+        """The VM's AttachedDisks (one round trip)."""
+        return attached_disks(self.devices())
+
+    def snapshots_and_disks(self):
+        """(the VM's snapshots as snapshots.SnapshotNodes, its AttachedDisks): one round trip."""
+        facts = self.session.get_properties(self.ref, ["snapshot", "config.hardware.device"])
+        return nodes(facts.get("snapshot")), attached_disks(facts.get("config.hardware.device"))
 
     def require_enable_uuid(self):
         """Raise VSphereError unless the VM has ``disk.EnableUUID=TRUE`` (checked once).
@@ -100,6 +116,26 @@ class HostVM:
                 "and power it on again")
         self._enable_uuid_checked = True
 
+    def attach_disk(self, ds_path, capacity_kb, users=None):
+        """Attach existing disk ``ds_path`` under ``lock``; return its slot, ``SCSI(bus:unit)``.
+
+        ``users``: an inventory.DiskUsers read under ``lock``, whose device list of this VM
+        is used (else the devices are read first).
+        """
+        with self.lock:
+            devices = users.devices(self.ref) if users is not None else self.devices()
+            return self.add_disk(devices, ds_path, capacity_kb)
+
+    def detach_disk(self, ds_path):
+        """Detach disk ``ds_path`` under ``lock`` if it is attached (also under a snapshot's
+        delta disk); its files are kept. True when it was attached."""
+        with self.lock:
+            disk = find_attached(self.devices(), ds_path)
+            if disk is None:
+                return False
+            self.remove_disk(disk)
+            return True
+
     def add_disk(self, devices, ds_path, capacity_kb):
         """Attach existing disk ``ds_path``; ``devices`` is a fresh read taken under ``lock``.
 
@@ -111,9 +147,9 @@ class HostVM:
         return slot
 
     def remove_disk(self, disk):
-        """Detach VirtualDisk ``disk`` (its files are kept)."""
-        self.session.call_task(self.ref, "ReconfigVM_Task", spec=detach_spec(disk),
-                               what=f"detaching {disk.backing.fileName} from VM {self.name}")
+        """Detach AttachedDisk ``disk`` (its files are kept); the caller holds ``lock``."""
+        self.session.call_task(self.ref, "ReconfigVM_Task", spec=detach_spec(disk.device),
+                               what=f"detaching {disk.files[0]} from VM {self.name}")
 
     def __repr__(self):
         return f"HostVM({self._vm.name if self._vm else self._wanted_name or 'by SMBIOS UUID'})"

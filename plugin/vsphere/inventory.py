@@ -14,7 +14,9 @@ from pyVmomi import vim
 
 from ..errors import ConfigError, VSphereError
 from .session import props, view_filter
-from .vmdisks import disk_path, normalize_path
+from .vmdisks import disk_path, find_attached, normalize_path
+
+POWERED_ON = vim.VirtualMachine.PowerState.poweredOn
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,10 @@ class DiskUsers:
     def devices(self, vm_ref):
         """The device list of ``vm_ref`` at the time of the snapshot."""
         return list(self._devices.get(vm_ref, []))
+
+    def disk(self, vm, ds_path):
+        """The AttachedDisk of disk ``ds_path`` on VM ``vm`` (a VMRef), or None."""
+        return find_attached(self.devices(vm.ref), ds_path)
 
 
 class Inventory:
@@ -107,6 +113,11 @@ class Inventory:
     def disk_users(self):
         """DiskUsers of every VM in the datacenter (one round trip)."""
         return DiskUsers(self._read_vms(["name", "config.hardware.device"]))
+
+    def powered_on(self, vms):
+        """For each VMRef in ``vms``, True when that VM is powered on (one round trip)."""
+        states = self.session.get_properties([vm.ref for vm in vms], ["runtime.powerState"])
+        return [state.get("runtime.powerState") == POWERED_ON for state in states]
 
     def find_vm(self, name):
         """The VMRef of the only VM called ``name``; ConfigError if none or several."""

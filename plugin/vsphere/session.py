@@ -41,6 +41,7 @@ from .roundtrips import RoundTrips
 LOG = logging.getLogger(__name__)
 
 TASK_PATHS = ["info.state", "info.error", "info.result"]
+BACKOFF, POLLING = Backoff(), Polling()         # the defaults (frozen: safe to share)
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class Session:
     """One authenticated connection to vCenter; see the module docstring."""
 
     def __init__(self, settings, *, sleep=time.sleep, clock=time.monotonic,
-                 backoff=Backoff(), polling=Polling(), task_timeout=600.0,
+                 backoff=BACKOFF, polling=POLLING, task_timeout=600.0,
                  request_timeout=120.0, stub_factory=soap_stub, http_factory=http_session):
         self.settings = settings
         self.round_trips = RoundTrips()
@@ -267,14 +268,14 @@ class Session:
         """
         collector = self.content.propertyCollector
         options = vmodl.query.PropertyCollector.RetrieveOptions()
-        result = self._invoke(collector, "RetrievePropertiesEx", (), dict(specSet=specs, options=options),
+        result = self._invoke(collector, "RetrievePropertiesEx", (), {"specSet": specs, "options": options},
                               "reading properties", check=_raise_missing)
         contents = []
         while result is not None:
             contents.extend(result.objects or [])
             if not result.token:
                 break
-            result = self._invoke(collector, "ContinueRetrievePropertiesEx", (), dict(token=result.token),
+            result = self._invoke(collector, "ContinueRetrievePropertiesEx", (), {"token": result.token},
                                   "reading properties", check=_raise_missing)
         return contents
 

@@ -1,6 +1,8 @@
 """Pure functions over a VM's device list: find a disk, plan its attachment or removal.
 
 No vCenter calls here: callers read ``config.hardware.device`` and send the specs.
+``attached_disks`` gives the disks on a device list as ``AttachedDisk``: what the rest
+of the plugin knows of a disk device (its files, device key, disk mode).
 
 Attachment rules: the disk goes on a paravirtual SCSI controller, on the lowest free
 unit (0-15, unit 7 is the controller's own); if every such controller is full (or
@@ -10,6 +12,7 @@ operation, so the existing VMDK is used as it is.
 """
 
 import re
+from dataclasses import dataclass
 
 from pyVmomi import vim
 
@@ -60,6 +63,44 @@ def disk_path(device):
     return chain[-1] if chain else None
 
 
+@dataclass(frozen=True)
+class AttachedDisk:
+    """A virtual disk on a VM's device list."""
+
+    files: tuple            # ``disk_chain``: the file the VM writes first, the attached disk last
+    device: object          # the vim.vm.device.VirtualDisk
+
+    @property
+    def path(self):
+        """The disk that was attached (its base disk, also under VM snapshots)."""
+        return self.files[-1]
+
+    @property
+    def key(self):
+        """The device key, the same in the VM's snapshots."""
+        return self.device.key
+
+    @property
+    def mode(self):
+        """The disk mode: ``persistent``, ``independent_persistent``..."""
+        return str(getattr(self.device.backing, "diskMode", "") or "")
+
+    @property
+    def independent(self):
+        """True for a disk attached in an independent mode, which VM snapshots leave out."""
+        return self.mode.startswith("independent")
+
+    def is_under(self, prefix):
+        """True when a file of the disk starts with ``prefix``: a folder (``[ds] a/b/``,
+        with the slash) or the start of names in one."""
+        return any(name.startswith(prefix) for name in self.files)
+
+
+def attached_disks(devices):
+    """The AttachedDisk of every virtual disk in ``devices``."""
+    return [AttachedDisk(chain, device) for device in devices or [] if (chain := disk_chain(device))]
+
+
 def find_disk(devices, ds_path):
     """The VirtualDisk in ``devices`` whose backing file is ``ds_path``, directly or
     through its ``parent`` chain (a VM snapshot's delta disk over it), or None."""
@@ -68,6 +109,12 @@ def find_disk(devices, ds_path):
         if wanted in disk_chain(device):
             return device
     return None
+
+
+def find_attached(devices, ds_path):
+    """The AttachedDisk of disk ``ds_path`` in ``devices`` (as ``find_disk`` finds it), or None."""
+    device = find_disk(devices, ds_path)
+    return AttachedDisk(disk_chain(device), device) if device is not None else None
 
 
 def _free_slot(devices):

@@ -1,5 +1,5 @@
 """Session fixtures of the end-to-end tests: a Docker engine, the test image,
-the vCenter simulator (tests/e2e/simulator.py), and the vsphere-volume plugin
+the vCenter simulator (tests/simulator.py), and the vsphere-volume plugin
 built from this checkout and enabled in it, once per session.
 
 The plugin's settings name the simulator (VSPHERE_URL, VSPHERE_USER,
@@ -33,7 +33,10 @@ from typing import Dict, Iterator, List, Optional
 
 import pytest
 
-from . import multihost, simulator, user
+from tests import simulator
+from tests.simulator import Simulator
+
+from . import multihost, user
 from .dockercli import docker, run
 from .leftovers import unmount_below
 from .project import (
@@ -47,7 +50,6 @@ from .project import (
     SECRETS_SUBDIR,
     script,
 )
-from .simulator import Simulator
 
 # Stands for the fresh host folder the ``plugin`` fixture creates under /tmp
 # for each session: STATE_DIR in a setting's value is replaced by its path.
@@ -195,7 +197,7 @@ def plugin(engine: str, test_image: str) -> Iterator[Plugin]:
     settings = {k: str(v).replace(STATE_DIR, state_dir) for k, v in PLUGIN_SETTINGS.items()}
     installed = Plugin(name=PLUGIN_NAME, state_dir=state_dir, settings=settings)
     try:
-        installed.simulator = simulator.start(
+        installed.simulator = simulator.start_for_plugin(
             simulator.build_harness(),
             host_root=Path(state_dir) / DATASTORES_SUBDIR, plugin_root=PLUGIN_DATASTORES_DIR,
             secrets_host=Path(state_dir) / SECRETS_SUBDIR,

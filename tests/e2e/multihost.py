@@ -40,7 +40,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from . import leftovers, simulator
+from tests import simulator
+from tests.simulator import Simulator
+
+from . import leftovers
 from .dockercli import run
 from .netns import NetnsHost, TestNetwork
 from .nodeengine import NodeEngine
@@ -54,7 +57,6 @@ from .project import (
     SECRETS_SUBDIR,
     script,
 )
-from .simulator import Simulator
 from .waiting import wait_until
 
 # The one volume store of every node: datastore LocalDS_0, folder swarm.
@@ -339,7 +341,7 @@ def swarm_cluster(count: int = 2, *, build_host: str, image: str = DEFAULT_IMAGE
         network = TestNetwork.create(count)
         cleanup.callback(network.remove)
         datastores_dir, secrets_dir = run_dir / "datastores", run_dir / "secrets"
-        sim = simulator.start(simulator.build_harness(), host_root=datastores_dir,
+        sim = simulator.start_for_plugin(simulator.build_harness(), host_root=datastores_dir,
                               plugin_root=PLUGIN_DATASTORES_DIR, secrets_host=secrets_dir,
                               secrets_plugin=f"{PLUGIN_DATA_DIR}/{SECRETS_SUBDIR}",
                               address=network.bridge_address)
@@ -350,7 +352,7 @@ def swarm_cluster(count: int = 2, *, build_host: str, image: str = DEFAULT_IMAGE
                  for host, vm in zip(network.hosts, NODE_VMS)]
         cleanup.callback(each, lambda node: node.engine.remove(), nodes)
         for node in nodes:
-            sim.ensure_disk_uuid(node.vm)
+            sim.enable_disk_uuid(node.vm)
             _copy_secrets(secrets_dir, node)
         each(lambda node: node.engine.start(), nodes)
         # The first node alone first: its build fills build_host's cache (and the base

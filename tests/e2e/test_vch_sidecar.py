@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.simulator import vic_label
+
 from .conftest import DATASTORE_STORES, FOLDER_STORES, PLUGIN_DATA_DIR, SECRETS_SUBDIR
 from .dockercli import docker
-from .simulator import vic_label
 from .user import backups, inspect, run_on, unique, volume_names, vv
 from .vch import make_tls, stand_in_settings, start_stand_in
 

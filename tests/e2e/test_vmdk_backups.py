@@ -13,7 +13,7 @@ pytestmark = pytest.mark.usefixtures("datastore_stores")
 
 def our_snapshots(plugin):
     """Names of the snapshots on the Docker host's VM that this plugin takes."""
-    from plugin.backup.vmdkengine import walk_snapshots
+    from plugin.vsphere.snapshots import walk_snapshots
     from plugin.vsphere.inventory import Inventory
 
     simulator = plugin.simulator

@@ -20,9 +20,10 @@ import uuid
 
 import pytest
 
+from tests.simulator import make_vic_volume, vic_label
+
 from .dockercli import docker
 from .user import inspect, run_on as run, running_on, unique, volume_names
-from .simulator import make_vic_volume, vic_label
 
 DS0, DS1 = "LocalDS_0", "LocalDS_1"
 ROOT0, ROOT1 = "volumes/e2e", "VIC"          # the stores' root folders on the datastores

@@ -1,6 +1,5 @@
 import pytest
 
-from plugin.backup import ids
 from plugin.errors import ConfigError, InvalidName, InvalidOption
 from plugin.options import (
     MAX_CAPACITY_MB,
@@ -9,6 +8,7 @@ from plugin.options import (
     parse_restore_ref,
     validate_name,
 )
+from plugin.policy import ids
 from plugin.storespec import parse_store_spec, parse_store_specs
 
 STORES = ["default", "fast"]

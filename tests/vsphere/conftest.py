@@ -1,26 +1,25 @@
-"""Fixtures for the vSphere tests: govmomi's simulator (tests/vcsim) and clients of it.
+"""Fixtures for the vSphere tests: govmomi's simulator (tests/simulator.py) and clients of it.
 
 ``vcsim`` is one simulator for the whole session (built by scripts/build-vcsim, started
 on a free port with TLS, a user and password, two datastores); tests keep out of each
 other's way by using their own store folder (``store_path``). ``start_vcsim`` starts a
-private one with extra flags (delays) for tests that stop or kill it.
+private one with extra flags (delays) for tests that stop or kill it. ``plugins`` makes
+whole plugin instances (tests/vsphere/assembled.py). The helpers the tests share are in
+tests/vsphere/helpers.py.
 
 Sessions get a recording ``sleep``: nothing in these tests really waits for a backoff.
 These tests need root (losetup, mkfs.ext4, mount), as the machine recipe provides.
 """
 
+import contextlib
 import os
-import re
-import signal
 import subprocess
 import uuid
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 from pyVmomi import vim
 
-from plugin.mounts import Mounter
+from plugin.mounts import Mounter, mounted_targets
 from plugin.stores.devices import LoopDeviceResolver
 from plugin.stores.vmdk import DatastoreStore
 from plugin.storespec import parse_store_spec
@@ -28,66 +27,20 @@ from plugin.vsphere.hostvm import HostVM
 from plugin.vsphere.inventory import Inventory
 from plugin.vsphere.retry import Backoff
 from plugin.vsphere.session import Session
-from plugin.vsphere.settings import VSphereSettings
-from tests.harness import build_harness, start_harness
-from plugin.vsphere.vmdisks import detach_spec
+from tests import simulator as simulators
 
-REPO = Path(__file__).resolve().parents[2]
-USER, PASSWORD = "vcsim-user", "s3cret-Pa55word"
+from .assembled import Plugin, assemble, plugin_env
+from .helpers import OTHER_VM, cleanup, delta_over, snapshots, vm_ref
 
 
 @pytest.fixture(scope="session")
 def vcsim_binary():
-    return build_harness()
-
-
-@dataclass
-class Simulator:
-    """A running vcsim-harness and what it printed when ready."""
-
-    process: subprocess.Popen
-    info: dict
-    folder: Path
-    stderr_lines: list = field(default_factory=list)
-
-    @property
-    def url(self):
-        return self.info["url"]
-
-    @property
-    def datastores(self):
-        return self.info["datastores"]
-
-    @property
-    def host_vm(self):
-        return self.info["host_vm"]["name"]
-
-    def settings(self, **overrides):
-        values = dict(url=self.url, user=USER, password=PASSWORD, ca_file=self.info["ca_file"])
-        values.update(overrides)
-        return VSphereSettings(**values)
-
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(timeout=30)
-
-    def kill(self):
-        self.process.kill()
-        self.process.wait(timeout=30)
-
-
-def _start(binary, folder, *flags):
-    folder.mkdir(parents=True, exist_ok=True)
-    argv = [binary, "-listen", "127.0.0.1:0", "-user", USER, "-password", PASSWORD,
-            "-dir", str(folder), "-datastores", "2", *flags]
-    process, info, lines = start_harness(argv)
-    return Simulator(process, info, folder, lines)
+    return simulators.build_harness()
 
 
 @pytest.fixture(scope="session")
 def vcsim(vcsim_binary, tmp_path_factory):
-    simulator = _start(vcsim_binary, tmp_path_factory.mktemp("vcsim"))
+    simulator = simulators.start(vcsim_binary, tmp_path_factory.mktemp("vcsim"))
     yield simulator
     simulator.stop()
     assert simulator.process.returncode == 0
@@ -99,28 +52,13 @@ def start_vcsim(vcsim_binary, tmp_path):
     started = []
 
     def start(*flags):
-        simulator = _start(vcsim_binary, tmp_path / f"vcsim{len(started)}", *flags)
+        simulator = simulators.start(vcsim_binary, tmp_path / f"vcsim{len(started)}", *flags)
         started.append(simulator)
         return simulator
 
     yield start
     for simulator in started:
         simulator.stop()
-
-
-class Clock:
-    """Time that passes only when the code under test sleeps."""
-
-    def __init__(self):
-        self.now = 0.0
-        self.sleeps = []
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-    def __call__(self):
-        return self.now
 
 
 class Sleeps(list):
@@ -140,17 +78,15 @@ def make_session(sleeps):
     """make_session(simulator, **setting overrides) -> a Session, closed after the test."""
     sessions = []
 
-    def make(simulator, backoff=Backoff(attempts=3), **overrides):
-        session = Session(simulator.settings(**overrides), sleep=sleeps, backoff=backoff)
+    def make(simulator, backoff=None, **overrides):
+        session = Session(simulator.settings(**overrides), sleep=sleeps, backoff=backoff or Backoff(attempts=3))
         sessions.append(session)
         return session
 
     yield make
     for session in sessions:
-        try:
+        with contextlib.suppress(Exception):        # the simulator may be gone on purpose
             session.close()
-        except Exception:  # noqa: BLE001 - the simulator may be gone on purpose
-            pass
 
 
 @pytest.fixture
@@ -171,53 +107,18 @@ def mount_root(tmp_path):
     return root
 
 
-def local_file(simulator, datastore, path):
-    """The local file behind ``[datastore] path``."""
-    return Path(simulator.datastores[datastore]) / path
-
-
-def vm_ref(session, name):
-    return Inventory(session).find_vm(name).ref
-
-
-def disks_of(session, vm):
-    devices = session.get_properties(vm, ["config.hardware.device"]).get("config.hardware.device") or []
-    return [d for d in devices if isinstance(d, vim.vm.device.VirtualDisk)]
-
-
-def _cleanup(simulator, root, mount_dir):
-    """Undo what a store test may have left: mounts, loop devices, attached disks."""
-    subprocess.run(["bash", "-c", f'. "{REPO}/scripts/lib.sh"; umount_under "{mount_dir}"'],
-                   check=False, capture_output=True)
-    listing = subprocess.run(["losetup", "-n", "-O", "NAME,BACK-FILE", "-l"], capture_output=True,
-                             text=True, check=False).stdout
-    for line in listing.splitlines():
-        parts = line.split(None, 1)
-        if len(parts) == 2 and str(simulator.folder) in parts[1]:
-            subprocess.run(["losetup", "-d", parts[0]], check=False)
-    if simulator.process.poll() is not None:
-        return
-    session = Session(simulator.settings(), sleep=lambda _: None)
-    try:
-        for vm in Inventory(session).disk_users()._devices:
-            for disk in disks_of(session, vm):
-                if f"] {root}/" in disk.backing.fileName:
-                    session.call_task(vm, "ReconfigVM_Task", spec=detach_spec(disk))
-    finally:
-        session.close()
-
-
 @pytest.fixture
 def make_store(vcsim, make_session, store_path, mount_root):
-    """make_store(label="s", host_vm=None, session=None, path=store_path) -> an open
-    DatastoreStore on LocalDS_1 with the loop-device resolver; cleaned up after the test."""
+    """make_store(host_vm=None, session=None, path=store_path, simulator=vcsim) -> an open
+    DatastoreStore labelled ``s`` on LocalDS_1 with the loop-device resolver; cleaned up
+    after the test."""
     roots = []
 
     def make(host_vm=None, session=None, path=store_path, simulator=vcsim):
         session = session or make_session(simulator)
         host = HostVM(session, Inventory(session), name=host_vm or simulator.host_vm)
         spec = parse_store_spec(f"LocalDS_1/{path}:s")
-        store = DatastoreStore(spec, session, host, LoopDeviceResolver(simulator.datastores),
+        store = DatastoreStore(spec, session, host, LoopDeviceResolver(simulator.datastore_folders),
                                Mounter(), str(mount_root))
         store.open()
         roots.append((simulator, path))
@@ -228,17 +129,7 @@ def make_store(vcsim, make_session, store_path, mount_root):
     for simulator, path in roots:
         if (id(simulator), path) not in done:
             done.add((id(simulator), path))
-            _cleanup(simulator, path, mount_root)
-
-
-def delta_over(disk, number=1):
-    """``disk`` as a real vCenter shows it while its VM has a snapshot: its backing is a
-    delta disk ``<name>-00000N.vmdk`` whose ``parent`` is the backing it had."""
-    base = disk.backing
-    disk.backing = vim.vm.device.VirtualDisk.FlatVer2BackingInfo(
-        fileName=re.sub(r"\.vmdk$", f"-{number:06d}.vmdk", base.fileName), diskMode=base.diskMode,
-        thinProvisioned=base.thinProvisioned, parent=base)
-    return disk
+            cleanup(simulator, path, mount_root)
 
 
 @pytest.fixture
@@ -270,8 +161,36 @@ def snapshot_deltas(monkeypatch):
     return patch
 
 
-def run(*argv):
-    return subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+@pytest.fixture
+def plugins(vcsim, tmp_path, store_path, clock):
+    """plugins(instance="a", vm=the harness's host VM) -> a started assembled.Plugin. The
+    same ``instance`` again is a restart of that instance; everything is undone after the
+    test."""
+    started = []
+
+    def make(instance="a", vm=None):
+        folder = tmp_path / f"plugin-{instance}"
+        env = plugin_env(vcsim, folder, store_path, vm or vcsim.host_vm)
+        plugin = Plugin(assemble(env, clock, f"docker-{instance}"), env, folder, f"docker-{instance}")
+        started.append(plugin)
+        return plugin
+
+    yield make
+    for plugin in started:
+        plugin.driver.stop()
+    for folder in {plugin.folder for plugin in started}:
+        for target in sorted(t for t in mounted_targets() if t.startswith(f"{folder}/")):
+            subprocess.run(["fsfreeze", "--unfreeze", target], capture_output=True, check=False)
+        cleanup(vcsim, store_path, folder)      # mounts, loop devices, attached disks
+    cleaner = Session(vcsim.settings(), sleep=lambda _: None)
+    try:
+        for vm_name in (vcsim.host_vm, OTHER_VM):       # the simulator is shared: leave no snapshot
+            if snapshots(cleaner, vm_name):
+                cleaner.call_task(vm_ref(cleaner, vm_name), "RemoveAllSnapshots_Task")
+    finally:
+        cleaner.close()
+    for plugin in started:
+        plugin.session.close()
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -6,7 +6,7 @@ lists, and how many vCenter round trips that takes.
 
 import json
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -14,16 +14,13 @@ from plugin.backup import manifest as mf
 from plugin.backup.dslease import DatastoreLeaseFolder
 from plugin.backup.dsrepository import DatastoreBackupRepository
 from plugin.backup.lease import LeaseHeld, LeaseLost, Leases
-from plugin.backup.retention import parse_keep
 from plugin.errors import BackupError, InvalidOption, NotFound
+from plugin.policy.retention import parse_keep
 from plugin.vsphere.files import DatastoreFiles
-
 from tests.fakes import FakeClock
 
-from .conftest import local_file
-
 DS = "LocalDS_1"
-T0 = datetime(2026, 11, 23, 2, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -32,14 +29,14 @@ def repo(session, store_path):
 
 
 def local(vcsim, store_path, *parts):
-    return local_file(vcsim, DS, "/".join((store_path, "backups") + parts))
+    return vcsim.file(DS, "/".join((store_path, "backups") + parts))
 
 
 def manifest_for(staging, when=T0, **changes):
-    fields = dict(volume=staging.volume, backup_id=staging.backup_id, method=mf.DIRECT_CLONE,
-                  origin="schedule", created=when, started=when, finished=when, store="s",
-                  source=f"[{DS}] x/volumes/{staging.volume}/{staging.volume}.vmdk", size=5,
-                  data=f"{staging.volume}.vmdk")
+    fields = {"volume": staging.volume, "backup_id": staging.backup_id, "method": mf.DIRECT_CLONE,
+              "origin": "schedule", "created": when, "started": when, "finished": when, "store": "s",
+              "source": f"[{DS}] x/volumes/{staging.volume}/{staging.volume}.vmdk", "size": 5,
+              "data": f"{staging.volume}.vmdk"}
     fields.update(changes)
     return mf.Manifest(**fields)
 
@@ -72,7 +69,7 @@ def test_a_backup_is_a_folder_under_backups_committed_by_its_manifest(repo, sess
     assert [m.backup_id for m in repo.list("pgdata")] == [staging.backup_id]
     assert repo.list_volumes() == ["pgdata"]
     assert repo.read("pgdata", staging.backup_id).data == "pgdata.vmdk"
-    assert not local_file(vcsim, DS, f"{store_path}/volumes").exists()   # never under volumes/
+    assert not vcsim.file(DS, f"{store_path}/volumes").exists()   # never under volumes/
 
 
 def test_ids_in_the_same_second_get_suffixes_and_list_in_time_order(repo, session):
@@ -258,11 +255,11 @@ def test_an_expired_lease_is_broken_and_its_holder_finds_out(hosts, clock):
 
 
 def test_a_lease_folder_without_owner_counts_as_held_until_it_expires(hosts, clock, session, store_path):
-    host_1, host_2 = hosts
+    host_1, _host_2 = hosts
     folder = DatastoreLeaseFolder(session, DS, store_path)
     assert folder.make("v") and not folder.make("v")           # made atomically, once
     made = folder.made("v")
-    assert made is not None and abs((made - datetime.now(timezone.utc)).total_seconds()) < 60
+    assert made is not None and abs((made - datetime.now(UTC)).total_seconds()) < 60
     clock.now = made + timedelta(minutes=5)
     with pytest.raises(LeaseHeld, match="an unknown owner"):
         host_1.take("v")

@@ -1,13 +1,12 @@
 """The whole plugin, assembled as it runs, backing up VMDK volumes on the simulator.
 
-Each plugin here is ``build_driver`` over real settings (``from_env``): VOLUME_STORES with
-two datastore stores of the simulator (``default`` on LocalDS_1, ``second`` on
-LocalDS_0), the VSPHERE_* settings of the harness (CA file, password file, the harness's
-host VM), VSPHERE_TEST_ONLY_LOOP_DATASTORES and the real ``plugin.mounts.Mounter``, so
-that Mount attaches the disk, makes and mounts its filesystem through a loop device and
-bind-mounts it under the plugin's mount root, as in production. Only the clock and the
-scheduler's executor are the test's: ``service.scheduler.tick(now)`` runs due backups
-inline, and simulated days pass without sleeping. No Docker: what a container would do
+Each plugin here is ``build_driver`` over real settings (``plugins``, tests/vsphere/
+assembled.py): two datastore stores of the simulator (``default`` on LocalDS_1,
+``second`` on LocalDS_0), the real ``plugin.mounts.Mounter``, so that Mount attaches the
+disk, makes and mounts its filesystem through a loop device and bind-mounts it under the
+plugin's mount root, as in production. Only the clock and the scheduler's executor are
+the test's: ``service.scheduler.tick(now)`` runs due backups inline, and simulated days
+pass without sleeping. No Docker: what a container would do
 is done in the mountpoint that ``driver.mount`` returns.
 
 A "restart" is a new ``build_driver`` over the same settings (same data folder and mount
@@ -22,126 +21,23 @@ import signal
 import subprocess
 import sys
 import threading
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from plugin import assembly
-from plugin.assembly import DISKS_DIR, build_driver
+from plugin.assembly import DISKS_DIR
 from plugin.backup.lease import DEFAULT_TTL, LEASES_DIR, LeaseHeld
 from plugin.backup.vmdkengine import SNAPSHOT_PREFIX
 from plugin.errors import InUse, VolumeError
-from plugin.mounts import Mounter, mounted_targets
-from plugin.settings import from_env
-from plugin.stores.vmdk import vic_label
-from plugin.vsphere.session import Session
+from plugin.mounts import mounted_targets
+from plugin.stores.hostdisks import vic_label
 
-from ..fakes import InlineExecutor
-from .conftest import PASSWORD, REPO, USER, _cleanup, local_file, run, vm_ref
-from .test_backup_vmdk import is_frozen, snapshots
+from .assembled import CAPACITY, DS, DS2
+from .helpers import OTHER_VM, REPO, is_frozen, run, snapshots
 
-DS, DS2 = "LocalDS_1", "LocalDS_0"
-OTHER_VM = "DC0_H0_VM1"
-CAPACITY = "16M"
-T0 = datetime(2026, 11, 23, 0, 0, tzinfo=timezone.utc)   # the shared ``clock`` fixture's start
+T0 = datetime(2026, 11, 23, 0, 0, tzinfo=UTC)   # the shared ``clock`` fixture's start
 HANG_GUARD = 60          # seconds a blocked step may take before the test gives up (not a measured threshold)
-
-
-def plugin_env(vcsim, folder, store_path, vm):
-    """The plugin settings of one instance whose data folder and mount root are in ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    password_file = folder / "vsphere-password"
-    password_file.write_text(PASSWORD + "\n")
-    return {
-        "DATA_DIR": str(folder / "data"),
-        "MOUNT_ROOT": str(folder / "mnt"),
-        "VOLUME_STORES": f"{DS}/{store_path}:default;{DS2}/{store_path}:second",
-        "VSPHERE_URL": vcsim.url,
-        "VSPHERE_USER": USER,
-        "VSPHERE_PASSWORD_FILE": str(password_file),
-        "VSPHERE_CA_FILE": vcsim.info["ca_file"],
-        "VSPHERE_VM": vm,
-        "VSPHERE_TEST_ONLY_LOOP_DATASTORES": json.dumps(vcsim.datastores),
-    }
-
-
-@dataclass
-class Plugin:
-    """One assembled, started plugin instance."""
-
-    driver: object
-    env: dict
-    folder: Path
-    hostname: str
-
-    @property
-    def service(self):
-        return self.driver.backups
-
-    @property
-    def session(self):
-        return self.driver.stores["default"].session
-
-    @property
-    def mount_root(self):
-        return Path(self.env["MOUNT_ROOT"])
-
-    def before(self, method, hook):
-        """Run ``hook(kwargs)`` before each vSphere task ``method`` this plugin starts."""
-        session = self.session
-        real = session.call_task
-
-        def call_task(obj, called, /, *args, **kwargs):
-            if called == method:
-                hook(kwargs)
-            return real(obj, called, *args, **kwargs)
-        session.call_task = call_task
-
-
-def assemble(env, clock, hostname):
-    """build_driver as the plugin's server does, with the test's clock and executor; started."""
-    real_hostname = assembly.socket.gethostname
-    assembly.socket.gethostname = lambda: hostname      # the lease owner names this host
-    try:
-        driver = build_driver(from_env(env), mounter=Mounter(), clock=clock, executor=InlineExecutor(),
-                              scheduler_thread=False)
-    finally:
-        assembly.socket.gethostname = real_hostname
-    driver.start()
-    return driver
-
-
-@pytest.fixture
-def plugins(vcsim, tmp_path, store_path, clock):
-    """plugins(instance="a", vm=the harness's host VM) -> a started Plugin. The same
-    ``instance`` again is a restart of that instance; everything is undone after the test."""
-    started = []
-
-    def make(instance="a", vm=None):
-        folder = tmp_path / f"plugin-{instance}"
-        env = plugin_env(vcsim, folder, store_path, vm or vcsim.host_vm)
-        plugin = Plugin(assemble(env, clock, f"docker-{instance}"), env, folder, f"docker-{instance}")
-        started.append(plugin)
-        return plugin
-
-    yield make
-    for plugin in started:
-        plugin.driver.stop()
-    for folder in {plugin.folder for plugin in started}:
-        for target in sorted(t for t in mounted_targets() if t.startswith(f"{folder}/")):
-            subprocess.run(["fsfreeze", "--unfreeze", target], capture_output=True, check=False)
-        _cleanup(vcsim, store_path, folder)      # mounts, loop devices, attached disks
-    cleaner = Session(vcsim.settings(), sleep=lambda _: None)
-    try:
-        for vm_name in (vcsim.host_vm, OTHER_VM):       # the simulator is shared: leave no snapshot
-            if snapshots(cleaner, vm_name):
-                cleaner.call_task(vm_ref(cleaner, vm_name), "RemoveAllSnapshots_Task")
-    finally:
-        cleaner.close()
-    for plugin in started:
-        plugin.session.close()
 
 
 def write(folder, files):
@@ -159,7 +55,7 @@ def read_tree(folder):
 
 def on_datastore(vcsim, datastore, store_path, *parts):
     """The local file or folder behind ``[datastore] store_path/parts...``."""
-    return local_file(vcsim, datastore, "/".join((store_path,) + parts))
+    return vcsim.file(datastore, "/".join((store_path,) + parts))
 
 
 def our_snapshots(session, vm_name):
@@ -310,7 +206,7 @@ def test_two_plugin_instances_never_back_up_one_volume_at_the_same_time(plugins,
     b = plugins("b", vm=OTHER_VM)                   # another Docker host, same vCenter and datastores
     due = a.driver.get("shared")["Status"]["Backup"]["NextRun"]
     assert b.driver.get("shared")["Status"]["Backup"]["NextRun"] == due   # both plan the same run
-    clock.now = datetime.fromisoformat(due.replace("Z", "+00:00"))
+    clock.now = datetime.fromisoformat(due)
 
     in_copy, go_on = threading.Event(), threading.Event()
 
@@ -377,7 +273,7 @@ def test_another_hosts_retention_never_deletes_the_backup_a_restore_is_reading(p
     folder = a.driver.mount("db", "c1")
     write(folder, {"rows": "day 0"})
     b = plugins("b", vm=OTHER_VM)
-    clock.now = datetime(2026, 11, 23, 2, 0, tzinfo=timezone.utc)
+    clock.now = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
     assert a.service.scheduler.tick(clock.now) == ["db"]
     [day0] = a.service.api_list("db")
 
@@ -389,7 +285,7 @@ def test_another_hosts_retention_never_deletes_the_backup_a_restore_is_reading(p
             go_on.wait(HANG_GUARD)
     a.before("CopyVirtualDisk_Task", slow_read)
     outcome = {}
-    clock.now = datetime(2026, 11, 24, 1, 55, tzinfo=timezone.utc)       # a restore shortly before the next run
+    clock.now = datetime(2026, 11, 24, 1, 55, tzinfo=UTC)       # a restore shortly before the next run
 
     def restore():
         try:
@@ -479,7 +375,7 @@ def crash_mid_backup(plugins, vcsim, store_path, clock, stop):
     assert plugin.service.scheduler.tick(clock.now) == []       # as the scheduler thread does: the plan is saved
     plugin.driver.stop()
 
-    clock.now = datetime(2026, 11, 23, 2, 0, tzinfo=timezone.utc)                # the daily run is due
+    clock.now = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)                # the daily run is due
     backup_id = run_and_kill(plugin, clock.now, stop)
     assert our_snapshots(plugin.session, vcsim.host_vm) == [f"{SNAPSHOT_PREFIX}orders-{backup_id}"]
     half = on_datastore(vcsim, DS, store_path, "backups", "orders", backup_id)
@@ -490,7 +386,7 @@ def crash_mid_backup(plugins, vcsim, store_path, clock, stop):
 @pytest.mark.parametrize("stop", ["before the copy", "while frozen, the snapshot taken"])
 def test_a_plugin_killed_between_snapshot_and_clone_leaves_nothing_after_a_restart(
         plugins, vcsim, store_path, clock, stop):
-    restarted, good, backup_id, folder = crash_mid_backup(plugins, vcsim, store_path, clock, stop)
+    restarted, good, _backup_id, folder = crash_mid_backup(plugins, vcsim, store_path, clock, stop)
     service = restarted.service
     assert our_snapshots(restarted.session, vcsim.host_vm) == []               # removed at start
     assert [b["Id"] for b in service.api_list("orders")] == [good["Id"]]       # no half backup listed
@@ -513,7 +409,7 @@ def test_a_plugin_killed_between_snapshot_and_clone_leaves_nothing_after_a_resta
 
 
 def test_the_catch_up_run_after_a_crash_is_not_lost_to_the_dead_plugins_lease(plugins, vcsim, store_path, clock):
-    restarted, good, _, _ = crash_mid_backup(plugins, vcsim, store_path, clock, "before the copy")
+    restarted, _good, _, _ = crash_mid_backup(plugins, vcsim, store_path, clock, "before the copy")
     clock.advance(minutes=1)                                                    # Docker restarts the plugin
     assert restarted.service.scheduler.tick(clock.now) == ["orders"]
     assert restarted.service.scheduler.status("orders")["LastResult"] == "ok"

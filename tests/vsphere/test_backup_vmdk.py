@@ -13,27 +13,25 @@ import subprocess
 import sys
 import threading
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pyVmomi import vim
 
 from plugin.backup import manifest as mf
 from plugin.backup.dsrepository import DatastoreBackupRepository
-from plugin.backup.vmdkengine import SNAPSHOT_PREFIX, VmdkEngine, VmdkSettings, snapshot_description
+from plugin.backup.vmdkengine import SNAPSHOT_PREFIX, VmdkEngine, snapshot_description
 from plugin.driver import Volume
 from plugin.errors import BackupError, InUse, MountError, VSphereError
 from plugin.options import parse_options
 from plugin.stores.base import docker_metadata
 from plugin.stores.devices import run as run_argv
-from plugin.stores.vmdk import STAGING, vic_label
+from plugin.stores.vmdkfolders import STAGING
 from plugin.vsphere.vmdisks import attach_spec, detach_spec
 
-from .conftest import PASSWORD, REPO, USER, disks_of, local_file, run, vm_ref
+from .helpers import DS, OTHER_VM, REPO, disk_devices, is_frozen, snapshots, vm_ref
 
-DS = "LocalDS_1"
-OTHER_VM = "DC0_H0_VM1"
-T0 = datetime(2026, 11, 23, 2, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 HANG_GUARD = 60          # seconds for a child process to reach its copy (not a measured threshold)
 
 
@@ -129,7 +127,7 @@ class Rig:
         return manifest
 
     def local(self, *parts):
-        return local_file(self.vcsim, DS, "/".join((self.store.spec.path,) + parts))
+        return self.vcsim.file(DS, "/".join((self.store.spec.path,) + parts))
 
     def backup_files(self, manifest):
         return sorted(os.listdir(self.local("backups", manifest.volume, manifest.backup_id)))
@@ -138,39 +136,16 @@ class Rig:
         folder = self.local("backups", manifest.volume, manifest.backup_id)
         return (folder / f"{manifest.volume}-flat.vmdk").read_bytes()
 
-    def restore_new(self, manifest, target):
-        opts = options()
-        data = self.repo.data_manifest(manifest)
-        self.engine.restore_new(data, self.repo.location(data.volume, data.backup_id), self.store, target, opts,
-                                docker_metadata(target, opts.given))
-
-    def restore_replace(self, manifest):
+    def restore_replace(self, manifest, name=None):
+        """Restore ``manifest`` into volume ``name`` (default: the volume backed up)."""
         data = self.repo.data_manifest(manifest)
         self.engine.restore_replace(data, self.repo.location(data.volume, data.backup_id), self.store,
-                                    manifest.volume)
-
-
-def snapshots(session, vm_name):
-    """{name: SnapshotTree} of every snapshot of a VM."""
-    info = session.get_properties(vm_ref(session, vm_name), ["snapshot"]).get("snapshot")
-    found = {}
-    pending = list(info.rootSnapshotList) if info else []
-    while pending:
-        node = pending.pop()
-        found[node.name] = node
-        pending.extend(node.childSnapshotList or [])
-    return found
+                                    name or manifest.volume)
 
 
 def take_snapshot(session, vm_name, name, description=""):
     return session.call_task(vm_ref(session, vm_name), "CreateSnapshot_Task", name=name, description=description,
                              memory=False, quiesce=False)
-
-
-def is_frozen(folder):
-    """True when the filesystem holding ``folder`` is frozen (thawing it then, to leave it usable)."""
-    result = subprocess.run(["fsfreeze", "--unfreeze", folder], capture_output=True, text=True, check=False)
-    return result.returncode == 0
 
 
 def attach_to(session, vm_name, ds_path, mode):
@@ -250,7 +225,7 @@ def test_a_disk_under_another_vm_snapshot_is_still_seen_attached(rig, vcsim, ses
     with pytest.raises(InUse, match=f"volume snapped cannot be restored in place: .* to VM {vcsim.host_vm};"):
         rig.restore_replace(manifest)
     rig.store.detach("snapped")
-    assert not [d for d in disks_of(session, vm_ref(session, vcsim.host_vm)) if "/snapped/" in d.backing.fileName]
+    assert not [d for d in disk_devices(session, vm_ref(session, vcsim.host_vm)) if "/snapped/" in d.backing.fileName]
 
 
 def test_a_detached_volume_is_cloned_under_its_lock_and_not_copied_again_unchanged(rig):
@@ -277,40 +252,6 @@ def test_a_detached_volume_is_cloned_under_its_lock_and_not_copied_again_unchang
     assert b"second day" in rig.flat_bytes(third) and b"second day" not in rig.flat_bytes(first)
 
 
-def label_of(rig, name):
-    flat = rig.local(f"volumes/{name}/{name}-flat.vmdk")
-    (device,) = run("losetup", "-n", "-O", "NAME", "-j", str(flat)).split()
-    return run("blkid", "-p", "-o", "value", "-s", "LABEL", device).strip()      # -p: no cache
-
-
-def test_restore_as_a_new_volume_brings_back_the_old_bytes_under_vics_label(rig, mount_root):
-    folder = rig.create("web", {"index.html": "<h1>version 1</h1>"})
-    manifest = rig.backup("web")
-    rig.write(folder, {"index.html": "<h1>version 2</h1>"})
-    rig.store.detach("web")
-
-    rig.restore_new(manifest, "web-restored")
-    assert [argv[2] for argv in rig.runner.named("e2label")] == [vic_label("web-restored")]
-    restored = {v.name: v for v in rig.store.discover()}["web-restored"]
-    assert restored.problem == "" and restored.metadata["Name"] == "web-restored"
-    assert os.listdir(rig.local(STAGING)) == []                              # nothing left behind
-    assert rig.store.status("web-restored").get("AttachedTo", "") == ""      # detached after labelling
-    new_folder = rig.store.attach("web-restored")
-    with open(os.path.join(new_folder, "index.html")) as handle:
-        assert handle.read() == "<h1>version 1</h1>"
-    assert label_of(rig, "web-restored") == vic_label("web-restored")
-    rig.store.detach("web-restored")
-
-    rig.store.remove("web")                           # gone: restored under its own name, no relabel
-    with rig.session.counting() as trips:
-        rig.restore_new(manifest, "web")
-    assert "ReconfigVM_Task" not in trips and len(rig.runner.named("e2label")) == 1
-    with open(os.path.join(rig.store.attach("web"), "index.html")) as handle:
-        assert handle.read() == "<h1>version 1</h1>"
-    assert label_of(rig, "web") == vic_label("web")
-    rig.store.detach("web")
-
-
 def test_restore_in_place_replaces_the_data_of_a_detached_volume(rig):
     folder = rig.create("app", {"config.yml": "good: true", "keep.txt": "kept"})
     rig.store.detach("app")
@@ -332,15 +273,11 @@ def test_restore_in_place_replaces_the_data_of_a_detached_volume(rig):
     rig.store.detach("app")
 
 
-def test_a_failed_restore_leaves_no_new_volume_and_the_old_data_in_place(rig):
+def test_a_failed_restore_leaves_the_old_data_in_place(rig):
     rig.create("db", {"rows": "original rows"})
     rig.store.detach("db")
     manifest = rig.backup("db")
 
-    rig.hooks["CopyVirtualDisk_Task"] = failing("copying the disk failed: the datastore went away")
-    with pytest.raises(VSphereError):
-        rig.restore_new(manifest, "db-copy")
-    del rig.hooks["CopyVirtualDisk_Task"]
     rig.hooks["MoveVirtualDisk_Task"] = failing("moving the disk failed: vCenter went away")
     with pytest.raises(VSphereError):
         rig.restore_replace(manifest)
@@ -353,6 +290,8 @@ def test_a_restore_cut_off_while_relabelling_leaves_no_disk_attached_after_clean
     rig.create("src", {"f": "data"})
     rig.store.detach("src")
     manifest = rig.backup("src")
+    rig.create("src-copy")                                           # restored into: relabelled
+    rig.store.detach("src-copy")
     host = rig.store.host_vm
     real_remove = host.remove_disk
 
@@ -361,14 +300,14 @@ def test_a_restore_cut_off_while_relabelling_leaves_no_disk_attached_after_clean
         raise VSphereError("detaching the staged disk failed: vCenter cannot be reached")
     host.remove_disk = vcenter_gone
     with pytest.raises(VSphereError, match="vCenter cannot be reached"):
-        rig.restore_new(manifest, "src-copy")
+        rig.restore_replace(manifest, "src-copy")
     staged = [d.backing.fileName for d in host.devices() if isinstance(d, vim.vm.device.VirtualDisk)
               and f"/{STAGING}/" in d.backing.fileName]
     assert len(staged) == 1                                          # left attached to this host's VM
     assert rig.engine.cleanup_leftovers(rig.store) == staged
     assert not [d for d in host.devices() if isinstance(d, vim.vm.device.VirtualDisk)
                 and f"/{STAGING}/" in d.backing.fileName]
-    assert sorted(os.listdir(rig.local("volumes"))) == ["src"]
+    assert sorted(os.listdir(rig.local("volumes"))) == ["src", "src-copy"]
 
 
 def test_a_copy_that_fails_removes_the_snapshot_and_lists_no_backup(rig, vcsim):
@@ -376,7 +315,7 @@ def test_a_copy_that_fails_removes_the_snapshot_and_lists_no_backup(rig, vcsim):
 
     rig.hooks["CopyVirtualDisk_Task"] = failing("copying the disk failed: the datastore is out of space")
     with pytest.raises(VSphereError, match="out of space"):
-        staging, _ = rig.backup("queue", commit=False)
+        rig.backup("queue", commit=False)
     assert snapshots(rig.session, vcsim.host_vm) == {}
     assert not is_frozen(folder)
     assert rig.engine.cleanup_leftovers(rig.store) == []
@@ -427,8 +366,9 @@ def test_a_plugin_killed_between_snapshot_and_clone_leaves_nothing_after_cleanup
     take_snapshot(session, vcsim.host_vm, "before-upgrade")
     take_snapshot(session, vcsim.host_vm, f"{SNAPSHOT_PREFIX}orders-20261122T020000Z",
                   snapshot_description("orders", "20261122T020000Z", "another-docker-host"))
-    cfg = {"settings": {"url": vcsim.url, "user": USER, "password": PASSWORD, "ca_file": vcsim.info["ca_file"]},
-           "spec": f"{DS}/{rig.store.spec.path}:s", "vm": vcsim.host_vm, "datastores": vcsim.datastores,
+    cfg = {"settings": {"url": vcsim.url, "user": vcsim.user, "password": vcsim.password,
+                        "ca_file": str(vcsim.ca_file)},
+           "spec": f"{DS}/{rig.store.spec.path}:s", "vm": vcsim.host_vm, "datastores": vcsim.datastore_folders,
            "mount_root": str(mount_root), "datastore": DS, "volume": "orders"}
     child = subprocess.Popen([sys.executable, "-c", CHILD.format(repo=str(REPO)), json.dumps(cfg)],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -454,8 +394,8 @@ def test_a_plugin_killed_between_snapshot_and_clone_leaves_nothing_after_cleanup
     assert restarted.repo.cleanup_incomplete("orders") == [("orders", backup_id)]
     assert not rig.local("backups/orders").exists()
 
-    much_later = VmdkEngine(session, clock=lambda: datetime.now(timezone.utc) + timedelta(days=2),
-                            settings=VmdkSettings(stale_after=timedelta(days=1)))
+    much_later = VmdkEngine(session, clock=lambda: datetime.now(UTC) + timedelta(days=2),
+                            stale_after=timedelta(days=1))
     assert much_later.cleanup_leftovers(rig.store) == [f"{SNAPSHOT_PREFIX}orders-20261122T020000Z"]
     assert sorted(snapshots(session, vcsim.host_vm)) == ["before-upgrade"]  # a user's snapshot: never
     rig.store.detach("orders")

@@ -6,13 +6,18 @@ import pytest
 from pyVmomi import vim
 
 from plugin.errors import (
-    ConfigError, FileAlreadyExists, FileNotFoundOnDatastore, InvalidPowerState, VSphereAuthError,
-    VSphereTLSError, VSphereUnavailable,
+    ConfigError,
+    FileAlreadyExists,
+    FileNotFoundOnDatastore,
+    InvalidPowerState,
+    VSphereAuthError,
+    VSphereTLSError,
+    VSphereUnavailable,
 )
 from plugin.vsphere.files import DatastoreFiles
 from plugin.vsphere.settings import normalize_thumbprint
 
-from .conftest import PASSWORD, USER, local_file, vm_ref
+from .helpers import vm_ref
 
 
 def test_login_with_the_ca_file_and_its_round_trips(session):
@@ -25,13 +30,13 @@ def test_login_with_the_ca_file_and_its_round_trips(session):
 
 def test_a_wrong_password_is_a_clear_error_without_the_password(vcsim, make_session, caplog):
     caplog.set_level(logging.DEBUG)
-    session = make_session(vcsim, password="not-the-" + PASSWORD)
+    session = make_session(vcsim, password="not-the-" + vcsim.password)
     with pytest.raises(VSphereAuthError) as raised:
         session.login()
     message = str(raised.value)
-    assert f"logging in to vCenter {vcsim.url.split('/')[2]} as {USER!r} failed" in message
+    assert f"logging in to vCenter {vcsim.url.split('/')[2]} as {vcsim.user!r} failed" in message
     assert "wrong user name or password" in message
-    assert PASSWORD not in message and PASSWORD not in caplog.text
+    assert vcsim.password not in message and vcsim.password not in caplog.text
 
 
 @pytest.mark.parametrize("digest", ["thumbprint", "thumbprint_sha256"])
@@ -76,7 +81,7 @@ def test_relogin_after_the_session_is_terminated(vcsim, session, make_session, c
     assert name == "DC0"
     assert trips["Login"] == 1 and session.login_generation == 2
     cookie_value = key   # the simulator's cookie carries the session key
-    assert cookie_value not in caplog.text and PASSWORD not in caplog.text
+    assert cookie_value not in caplog.text and vcsim.password not in caplog.text
 
 
 def test_a_failed_task_is_translated(session):
@@ -85,7 +90,7 @@ def test_a_failed_task_is_translated(session):
                                                            capacityKb=1024)
     session.invoke(session.content.fileManager, "MakeDirectory", name="[LocalDS_0] faults",
                    datacenter=session.datacenter.ref, createParentDirectories=True)
-    create = dict(name="[LocalDS_0] faults/a.vmdk", datacenter=session.datacenter.ref, spec=spec)
+    create = {"name": "[LocalDS_0] faults/a.vmdk", "datacenter": session.datacenter.ref, "spec": spec}
     session.call_task(manager, "CreateVirtualDisk_Task", what="creating [LocalDS_0] faults/a.vmdk", **create)
     with session.counting() as trips, pytest.raises(FileAlreadyExists) as raised:
         session.call_task(manager, "CreateVirtualDisk_Task", what="creating [LocalDS_0] faults/a.vmdk", **create)
@@ -126,7 +131,7 @@ def test_datastore_files_round_trip_over_http(vcsim, session):
     with session.counting() as trips:
         files.write("LocalDS_0", "http-test/sub/meta.json", b'{"a":1}')
         assert files.read("LocalDS_0", "http-test/sub/meta.json") == b'{"a":1}'
-    assert local_file(vcsim, "LocalDS_0", "http-test/sub/meta.json").read_bytes() == b'{"a":1}'
+    assert vcsim.file("LocalDS_0", "http-test/sub/meta.json").read_bytes() == b'{"a":1}'
     assert trips["http.PUT"] == 1 and trips["http.GET"] == 1
     with pytest.raises(FileNotFoundOnDatastore) as raised:
         files.read("LocalDS_0", "http-test/nothing")
@@ -145,7 +150,7 @@ def test_counting_scopes_nest_and_only_count_their_own_thread(session):
 
 def test_a_refused_login_is_not_tried_again(vcsim, make_session):
     """vCenter locks accounts out after a few failures: one plugin start, one attempt."""
-    session = make_session(vcsim, password="not-the-" + PASSWORD)
+    session = make_session(vcsim, password="not-the-" + vcsim.password)
     with session.counting() as trips:
         for _ in range(3):
             with pytest.raises(VSphereAuthError, match="wrong user name or password"):

@@ -9,67 +9,22 @@ import time
 import pytest
 from pyVmomi import vim
 
-from plugin.errors import Conflict, InUse, VSphereError, VSphereUnavailable
+from plugin.errors import ConfigError, Conflict, InUse, VSphereError, VSphereUnavailable
 from plugin.mounts import Mounter
-from plugin.options import parse_options
-from plugin.stores.base import docker_metadata
 from plugin.stores.devices import LOOP_SETTING
-from plugin.stores.vmdk import STAGING, datastore_store_factory, vic_label
+from plugin.stores.hostdisks import vic_label
+from plugin.stores.vmdk import DatastoreStores
+from plugin.stores.vmdkfolders import STAGING
 from plugin.storespec import parse_store_spec
-from plugin.vsphere.files import DatastoreFiles
 from plugin.vsphere.vmdisks import attach_spec, detach_spec
+from tests.simulator import make_vic_volume
 
-from .conftest import PASSWORD, disks_of, local_file, run, vm_ref
-
-DS = "LocalDS_1"
-
-
-def options(**given):
-    return parse_options({"VolumeStore": "s", **given}, ["s"])
-
-
-def create(store, name, **given):
-    opts = options(**given)
-    metadata = docker_metadata(name, opts.given)
-    store.create(name, opts, metadata)
-    return metadata
-
-
-def local(simulator, store, *parts):
-    return local_file(simulator, DS, "/".join((store.spec.path,) + parts))
-
-
-def loops_of(path):
-    return run("losetup", "-n", "-O", "NAME", "-j", str(path)).split()
+from .helpers import DS, create, disk_devices, local, loops_of, run, vm_ref
 
 
 def our_disk(store, name):
-    return next((d for d in disks_of(store.session, store.host_vm.ref)
+    return next((d for d in disk_devices(store.session, store.host_vm.ref)
                  if d.backing.fileName == f"[{DS}] {store.spec.path}/volumes/{name}/{name}.vmdk"), None)
-
-
-def hand_made_vic_volume(session, simulator, root, name, spelling="ImageMetadata", files=None, tmp=None):
-    """A volume made the way a VCH makes it: disk, metadata, and (optionally) an ext4
-    filesystem with VIC's label holding ``files`` ({relative path: text})."""
-    folder = f"[{DS}] {root}/volumes/{name}"
-    session.invoke(session.content.fileManager, "MakeDirectory", name=folder,
-                   datacenter=session.datacenter.ref, createParentDirectories=True)
-    spec = vim.VirtualDiskManager.FileBackedVirtualDiskSpec(diskType="thin", adapterType="lsiLogic",
-                                                           capacityKb=64 * 1024)   # as VIC sizes Capacity=64MB
-    session.call_task(session.content.virtualDiskManager, "CreateVirtualDisk_Task",
-                      name=f"{folder}/{name}.vmdk", datacenter=session.datacenter.ref, spec=spec)
-    metadata = docker_metadata(name, {"Capacity": "64MB"}, driver="vsphere")
-    DatastoreFiles(session).write(DS, f"{root}/volumes/{name}/{spelling}/DockerMetaData",
-                                  json.dumps(metadata).encode())
-    if files is not None:
-        source = tmp / f"content-{name}"
-        for relative, text in files.items():
-            (source / relative).parent.mkdir(parents=True, exist_ok=True)
-            (source / relative).write_text(text)
-        flat = local_file(simulator, DS, f"{root}/volumes/{name}/{name}-flat.vmdk")
-        os.truncate(flat, 64 * 1024 * 1024)
-        run("mkfs.ext4", "-q", "-F", "-L", vic_label(name), "-d", str(source), str(flat))
-    return metadata
 
 
 def test_create_writes_vics_layout_and_nothing_else(vcsim, make_store):
@@ -142,9 +97,9 @@ def test_the_simulator_killed_mid_create_leaves_no_volume(start_vcsim, make_stor
 def test_open_deletes_this_hosts_leftover_staging_folders(vcsim, make_store):
     store = make_store()
     manager, dc = store.session.content.fileManager, store.session.datacenter.ref
-    assert store.staging_prefix().startswith(f"{store.spec.path}/{STAGING}/")
-    for leftover in (f"{store.staging_prefix()}dead", f"{store.spec.path}/{STAGING}/0123456789ab-other-host-busy"):
-        store.session.invoke(manager, "MakeDirectory", name=store.ds(leftover), datacenter=dc,
+    assert store.layout.staging_prefix().startswith(f"{store.spec.path}/{STAGING}/")
+    for leftover in (f"{store.layout.staging_prefix()}dead", f"{store.spec.path}/{STAGING}/0123456789ab-other-host-busy"):
+        store.session.invoke(manager, "MakeDirectory", name=store.layout.ds(leftover), datacenter=dc,
                              createParentDirectories=True)
     store.open()
     assert os.listdir(local(vcsim, store, STAGING)) == ["0123456789ab-other-host-busy"]
@@ -154,7 +109,7 @@ def test_discover_lists_every_volume_in_a_bounded_number_of_round_trips(vcsim, m
     store = make_store()
     for name in ("alpha", "beta"):
         create(store, name)
-    vic = hand_made_vic_volume(store.session, vcsim, store.spec.path, "from-vch")
+    vic = make_vic_volume(vcsim, DS, store.spec.path, "from-vch")
     store.session.invoke(store.session.content.fileManager, "MakeDirectory",
                          name=f"[{DS}] {store.spec.path}/volumes/broken", datacenter=store.session.datacenter.ref)
     with store.session.counting() as first:
@@ -225,12 +180,10 @@ def test_attach_is_idempotent_and_found_again_after_a_plugin_restart(vcsim, make
     restarted.detach("sticky")
 
 
-def test_a_volume_made_by_a_vch_is_discovered_and_mounted(vcsim, make_store, tmp_path, mount_root):
+def test_a_volume_made_by_a_vch_is_discovered_and_mounted(vcsim, make_store, mount_root):
     store = make_store()
-    hand_made_vic_volume(store.session, vcsim, store.spec.path, "vch-vol",
-                         files={".vic.vol.data/hello.txt": "from a VCH container"}, tmp=tmp_path)
-    hand_made_vic_volume(store.session, vcsim, store.spec.path, "vch-old",
-                         files={"top.txt": "filesystem root"}, tmp=tmp_path)
+    make_vic_volume(vcsim, DS, store.spec.path, "vch-vol", files={".vic.vol.data/hello.txt": "from a VCH container"})
+    make_vic_volume(vcsim, DS, store.spec.path, "vch-old", files={"top.txt": "filesystem root"})
     assert {v.name for v in store.discover()} == {"vch-vol", "vch-old"}
     folder = store.attach("vch-vol")
     assert folder == str(mount_root / "vch-vol" / ".vic.vol.data")
@@ -260,7 +213,7 @@ def test_a_disk_attached_to_another_vm_is_in_use(vcsim, make_store):
         with pytest.raises(InUse) as raised:
             action("shared")
         assert str(raised.value) == f"volume shared is in use by VM DC0_H0_VM1: its disk {path} is attached there"
-    disk = next(d for d in disks_of(store.session, vm) if d.backing.fileName == path)
+    disk = next(d for d in disk_devices(store.session, vm) if d.backing.fileName == path)
     store.session.call_task(vm, "ReconfigVM_Task", spec=detach_spec(disk))
     with store.session.counting() as trips:
         store.remove("shared")
@@ -280,7 +233,7 @@ def test_a_disk_under_a_vm_snapshot_is_found_through_its_delta(vcsim, make_store
     path = f"[{DS}] {store.spec.path}/volumes/elsewhere/elsewhere.vmdk"
     other = _attach_elsewhere(store.session, "DC0_H0_VM1", path)
     snapshot_deltas(store.session, store.spec.path)
-    (seen,) = [d for d in disks_of(store.session, other) if store.spec.path in d.backing.fileName]
+    (seen,) = [d for d in disk_devices(store.session, other) if store.spec.path in d.backing.fileName]
     assert seen.backing.fileName.endswith("/elsewhere-000001.vmdk") and seen.backing.parent.fileName == path
     with pytest.raises(InUse) as raised:
         store.remove("snapped")
@@ -291,7 +244,7 @@ def test_a_disk_under_a_vm_snapshot_is_found_through_its_delta(vcsim, make_store
     store.discover()
     assert store.status("elsewhere")["AttachedTo"] == "DC0_H0_VM1"
     store.detach("snapped")
-    host_disks = [d.backing.fileName for d in disks_of(session, vm_ref(session, vcsim.host_vm))]
+    host_disks = [d.backing.fileName for d in disk_devices(session, vm_ref(session, vcsim.host_vm))]
     assert not any(f"{store.spec.path}/volumes/" in name for name in host_disks)      # really detached
     store.remove("snapped")
     assert os.listdir(local(vcsim, store, "volumes")) == ["elsewhere"]
@@ -315,10 +268,10 @@ def test_a_vm_without_disk_enable_uuid_is_refused_clearly(vcsim, make_store):
     assert str(raised.value).startswith("VM DC0_H0_VM1 does not have disk.EnableUUID=TRUE (it has nothing)")
     assert "advanced setting disk.EnableUUID=TRUE" in str(raised.value)
     assert "MakeDirectory" not in trips and "CreateVirtualDisk_Task" not in trips      # refused before
-    hand_made_vic_volume(store.session, vcsim, store.spec.path, "from-vch")             # a VCH's volume
+    make_vic_volume(vcsim, DS, store.spec.path, "from-vch")             # a VCH's volume
     with pytest.raises(VSphereError, match="does not have disk.EnableUUID=TRUE"):
         store.attach("from-vch")
-    assert not any("from-vch" in d.backing.fileName for d in disks_of(store.session, store.host_vm.ref))
+    assert not any("from-vch" in d.backing.fileName for d in disk_devices(store.session, store.host_vm.ref))
 
 
 def test_a_controller_is_added_when_the_vm_has_no_paravirtual_one(vcsim, make_store, session):
@@ -366,7 +319,7 @@ def test_the_host_vm_is_found_by_its_smbios_uuid(vcsim, session):
         host = HostVM(session, Inventory(session), read_file=lambda path, shown=shown: shown.upper() + "\n")
         assert host.name == vcsim.host_vm
     unknown = HostVM(session, Inventory(session), read_file=lambda path: "00000000-0000-0000-0000-000000000001")
-    with pytest.raises(Exception) as raised:
+    with pytest.raises(ConfigError) as raised:
         unknown.name  # noqa: B018
     assert "set VSPHERE_VM" in str(raised.value)
 
@@ -383,12 +336,12 @@ def test_the_loop_mode_really_runs_mkfs(vcsim, make_store):
 
 
 def test_the_factory_builds_stores_from_plugin_settings(vcsim, store_path, mount_root):
-    env = {"VSPHERE_URL": vcsim.url, "VSPHERE_USER": vcsim.info["user"], "VSPHERE_PASSWORD_FILE": "/pw",
-           "VSPHERE_CA_FILE": vcsim.info["ca_file"], "VSPHERE_VM": vcsim.host_vm,
-           LOOP_SETTING: json.dumps(vcsim.datastores)}
-    factory = datastore_store_factory(env, Mounter(), str(mount_root), read_file=lambda path: PASSWORD)
-    first = factory(parse_store_spec(f"LocalDS_1/{store_path}/a:a"))
-    second = factory(parse_store_spec(f"LocalDS_0/{store_path}/b:b"))
+    env = {"VSPHERE_URL": vcsim.url, "VSPHERE_USER": vcsim.user, "VSPHERE_PASSWORD_FILE": "/pw",
+           "VSPHERE_CA_FILE": str(vcsim.ca_file), "VSPHERE_VM": vcsim.host_vm,
+           LOOP_SETTING: json.dumps(vcsim.datastore_folders)}
+    stores = DatastoreStores.from_env(env, Mounter(), str(mount_root), read_file=lambda path: vcsim.password)
+    first = stores.store(parse_store_spec(f"LocalDS_1/{store_path}/a:a"))
+    second = stores.store(parse_store_spec(f"LocalDS_0/{store_path}/b:b"))
     assert first.session is second.session and first.host_vm is second.host_vm
     first.open()
     second.open()
@@ -397,4 +350,4 @@ def test_the_factory_builds_stores_from_plugin_settings(vcsim, store_path, mount
     assert os.path.isdir(folder)
     second.detach("via-factory")
     second.remove("via-factory")
-    factory.session.close()
+    stores.session.close()

@@ -11,11 +11,11 @@ import pytest
 
 from plugin.errors import MountError
 from plugin.stores.devices import LoopDeviceResolver
-from plugin.stores.vmdk import STAGING, vic_label
+from plugin.stores.hostdisks import vic_label
+from plugin.stores.vmdkfolders import STAGING
 
 from ..crash import run_and_kill
-from .conftest import PASSWORD, REPO, USER, disks_of, run
-from .test_store import DS, create, local, loops_of
+from .helpers import DS, REPO, create, disk_devices, local, loops_of, run
 
 
 def asked_capacities(store):
@@ -92,16 +92,16 @@ def test_a_new_volume_is_mounted_by_its_label_without_ever_being_mounted_here(vc
 
 def test_a_create_whose_disk_this_host_cannot_see_fails_clearly_and_leaves_nothing(vcsim, make_store):
     store = make_store()
-    store.resolver = LoopDeviceResolver({})         # no device for the datastore's disks here
+    store.host_disks.resolver = LoopDeviceResolver({})         # no device for the datastore's disks here
     with pytest.raises(MountError) as raised:
         create(store, "unseen")
     assert str(raised.value).startswith(
         f"cannot make the filesystem of new volume unseen: this host does not see its disk [{DS}] "
-        f"{store.staging_prefix()}")
+        f"{store.layout.staging_prefix()}")
     assert "no local folder is configured for datastore 'LocalDS_1'" in str(raised.value)
     assert os.listdir(local(vcsim, store, "volumes")) == []
     assert os.listdir(local(vcsim, store, STAGING)) == []
-    assert not any(store.spec.path in d.backing.fileName for d in disks_of(store.session, store.host_vm.ref))
+    assert not any(store.spec.path in d.backing.fileName for d in disk_devices(store.session, store.host_vm.ref))
     assert os.listdir(store.mount_root) == []
 
 
@@ -142,20 +142,21 @@ print("not stopped", flush=True)
 def test_a_create_killed_with_its_disk_attached_and_mounted_leaves_nothing_after_a_start(
         vcsim, make_store, mount_root):
     store = make_store()
-    cfg = {"settings": {"url": vcsim.url, "user": USER, "password": PASSWORD, "ca_file": vcsim.info["ca_file"]},
-           "spec": f"{DS}/{store.spec.path}:s", "vm": vcsim.host_vm, "datastores": vcsim.datastores,
+    cfg = {"settings": {"url": vcsim.url, "user": vcsim.user, "password": vcsim.password,
+                        "ca_file": str(vcsim.ca_file)},
+           "spec": f"{DS}/{store.spec.path}:s", "vm": vcsim.host_vm, "datastores": vcsim.datastore_folders,
            "mount_root": str(mount_root), "name": "cut-off"}
     run_and_kill(CHILD.format(repo=str(REPO)), cfg)              # the plugin dies mid-create
     [staged] = os.listdir(local(vcsim, store, STAGING))
     flat = local(vcsim, store, STAGING, staged, "cut-off-flat.vmdk")
-    assert loops_of(flat) and [d for d in disks_of(store.session, store.host_vm.ref) if staged in d.backing.fileName]
+    assert loops_of(flat) and [d for d in disk_devices(store.session, store.host_vm.ref) if staged in d.backing.fileName]
     assert os.listdir(mount_root) == [f".making-{staged}"]
     assert os.listdir(local(vcsim, store, "volumes")) == []            # no volume, for a VCH either
 
     store.open()                                                       # the plugin starts again
     assert os.listdir(local(vcsim, store, STAGING)) == [] and os.listdir(mount_root) == []
     assert loops_of(flat) == []
-    assert not [d for d in disks_of(store.session, store.host_vm.ref) if staged in d.backing.fileName]
+    assert not [d for d in disk_devices(store.session, store.host_vm.ref) if staged in d.backing.fileName]
     create(store, "cut-off")                                           # the retry makes it whole
     assert json.loads(local(vcsim, store, "volumes/cut-off/imageMetadata/DockerMetaData").read_text())["Name"] \
         == "cut-off"

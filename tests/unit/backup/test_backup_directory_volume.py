@@ -14,8 +14,8 @@ import pytest
 from plugin.backup.dircopy import DATA_DIR, DirectoryCopier, data_folder
 from plugin.backup.manifest import DIRECTORY, UNCHANGED, Manifest
 from plugin.backup.repository import LocalBackupRepository
-from plugin.backup.retention import MANUAL, SCHEDULE, parse_keep
 from plugin.errors import BackupError
+from plugin.policy.retention import MANUAL, SCHEDULE, parse_keep
 
 UTC = timezone.utc
 

@@ -7,8 +7,8 @@ import pytest
 
 from plugin.backup import manifest as mf
 from plugin.backup.repository import LocalBackupRepository
-from plugin.backup.retention import parse_keep
 from plugin.errors import BackupError, InvalidName, InvalidOption, NotFound
+from plugin.policy.retention import parse_keep
 
 UTC = timezone.utc
 T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)

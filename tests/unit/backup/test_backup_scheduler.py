@@ -5,9 +5,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from plugin.backup.lease import LeaseHeld
-from plugin.backup.schedule import CRON, Schedule, jitter_fraction, parse_schedule
 from plugin.backup.scheduler import BackupScheduler, JsonFileStateStore, MemoryStateStore
 from plugin.errors import BackupError
+from plugin.policy.schedule import CRON, Schedule, jitter_fraction, parse_schedule
 
 UTC = timezone.utc
 MONDAY = datetime(2026, 11, 23, tzinfo=UTC)

@@ -10,15 +10,23 @@ import pytest
 from pyVmomi import vim, vmodl
 
 from plugin.errors import (
-    FileAlreadyExists, FileLocked, FileNotFoundOnDatastore, InvalidPowerState, NoDiskSpace, TaskFailed,
-    TaskTimeout, VSphereAuthError, VSphereError, VSphereTLSError, VSphereUnavailable,
+    FileAlreadyExists,
+    FileLocked,
+    FileNotFoundOnDatastore,
+    InvalidPowerState,
+    NoDiskSpace,
+    TaskFailed,
+    TaskTimeout,
+    VSphereAuthError,
+    VSphereError,
+    VSphereTLSError,
+    VSphereUnavailable,
 )
 from plugin.vsphere.faults import translate
 from plugin.vsphere.retry import Backoff, Polling
 from plugin.vsphere.session import Session
 from plugin.vsphere.settings import VSphereSettings
-
-from .conftest import Clock
+from tests.fakes import SleepClock
 
 SETTINGS = VSphereSettings(url="https://vc.example/sdk", user="u", password="pw-secret", datacenter="DC0")
 COOKIE = 'vmware_soap_session="cookie-secret"; Path=/; HttpOnly'
@@ -91,7 +99,7 @@ class Script:
 
 @pytest.fixture
 def clock():
-    return Clock()
+    return SleepClock()
 
 
 @pytest.fixture

@@ -13,14 +13,13 @@ from plugin.stores.devices import (
     LoopDeviceResolver,
     resolver_from_env,
 )
-
-from .conftest import Clock
+from tests.fakes import SleepClock
 
 DISK = DiskInfo("LocalDS_1", "vols/volumes/a/a.vmdk", "6000c29d4a1b2c3d4e5f60718293a4b5", 64)
 
 
 def test_the_device_is_found_by_its_uuid_once_it_appears(tmp_path):
-    clock, rescans = Clock(), []
+    clock, rescans = SleepClock(), []
     device = tmp_path / "sdc"
     device.touch()
 
@@ -36,7 +35,7 @@ def test_the_device_is_found_by_its_uuid_once_it_appears(tmp_path):
 
 
 def test_a_device_that_never_appears_is_a_clear_error_after_the_bound(tmp_path):
-    clock = Clock()
+    clock = SleepClock()
     resolver = ByIdDeviceResolver(by_id=str(tmp_path), timeout=2, poll=0.5, clock=clock, sleep=clock.sleep,
                                   rescan=lambda: None)
     with pytest.raises(MountError) as raised:

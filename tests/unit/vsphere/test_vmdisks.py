@@ -6,7 +6,13 @@ from pyVmomi import vim, vmodl
 from plugin.errors import VSphereError
 from plugin.vsphere.inventory import DiskUsers, VMRef
 from plugin.vsphere.vmdisks import (
-    attach_spec, detach_spec, disk_chain, disk_path, find_disk, normalize_disk_uuid, normalize_path,
+    attach_spec,
+    detach_spec,
+    disk_chain,
+    disk_path,
+    find_disk,
+    normalize_disk_uuid,
+    normalize_path,
 )
 
 PV = vim.vm.device.ParaVirtualSCSIController

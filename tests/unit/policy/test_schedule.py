@@ -3,7 +3,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from plugin.backup.schedule import (
+from plugin.errors import InvalidOption
+from plugin.policy.schedule import (
     CRON,
     Schedule,
     jitter_fraction,
@@ -11,7 +12,6 @@ from plugin.backup.schedule import (
     parse_schedule,
     zone,
 )
-from plugin.errors import InvalidOption
 
 UTC = timezone.utc
 NEW_YORK = "America/New_York"

@@ -1,14 +1,23 @@
 from datetime import datetime, timedelta, timezone
 
-from plugin.backup import ids
-from plugin.backup.retention import (FINAL, MANUAL, PRE_RESTORE, SCHEDULE, BackupInfo, parse_keep,
-                                     prunable, referrers, select_to_keep)
+from plugin.policy import ids
+from plugin.policy.retention import (
+    FINAL,
+    MANUAL,
+    PRE_RESTORE,
+    SCHEDULE,
+    BackupInfo,
+    parse_keep,
+    prunable,
+    referrers,
+    select_to_keep,
+)
 
 UTC = timezone.utc
 
 
 def backup(when, origin=SCHEDULE, base=""):
-    return BackupInfo(ids.new_id(when), when, origin, base)
+    return BackupInfo(ids.base_id(when), when, origin, base)
 
 
 def daily_at_two(first, last):
@@ -20,7 +29,7 @@ def daily_at_two(first, last):
 
 
 def ids_of(*times):
-    return {ids.new_id(t) for t in times}
+    return {ids.base_id(t) for t in times}
 
 
 def test_keep_newest_n():
