@@ -182,10 +182,6 @@ class VolumeOptions:
             RESTORE_FROM: str(self.restore_from) if self.restore_from else "",
         }
 
-    def vic_options(self):
-        """The given options that VIC understands, in the user's key case."""
-        return {k: v for k, v in self.given.items() if _BY_LOWER[k.lower()] in VIC_OPTIONS}
-
     def describe(self):
         """Parsed options for ``docker volume inspect`` Status."""
         described = {
@@ -214,6 +210,19 @@ def canonical_keys(given):
             raise InvalidOption(f"option {canonical} is given twice ({found[canonical]} and {key})")
         found[canonical] = key
     return found
+
+
+def split_vic_options(given):
+    """``(VIC's options, the others)`` of ``given``: the options VIC understands (what a VCH
+    is sent) in VIC's spelling of their keys, and the plugin's own, as given."""
+    vic, own = {}, {}
+    for key, value in given.items():
+        canonical = _BY_LOWER.get(str(key).lower())
+        if canonical in VIC_OPTIONS:
+            vic[canonical] = value
+        else:
+            own[key] = value
+    return vic, own
 
 
 def parse_options(given, store_labels, default_store=DEFAULT_STORE):

@@ -321,14 +321,6 @@ class Leases:
                 freed.append(name)
         return freed
 
-    def break_expired(self, volume):
-        """Break the lease on ``volume`` if it has expired; True when one was broken."""
-        current = self.holder(volume)
-        if current is None or not current.expired(self.clock()):
-            return False
-        self._break(volume, current)
-        return True
-
     def _verify(self, lease):
         data = self.folder.read(lease.volume)
         current = Lease.decode(data) if data is not None else None

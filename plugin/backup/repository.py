@@ -163,12 +163,6 @@ class BackupRepository(abc.ABC):
     def scan(self, volume):
         """The volume's committed backups, usable and damaged."""
 
-    # list_volumes returns, sorted, the names of the volumes that have at least one
-    # committed backup, whether or not the volume itself still exists.
-    @abc.abstractmethod
-    def list_volumes(self):
-        """Names of the volumes with a committed backup."""
-
     # read returns the Manifest of one committed backup. Raises InvalidOption for a
     # malformed id, NotFound when there is no such committed backup, BackupError when
     # its manifest is invalid.
@@ -209,15 +203,6 @@ class BackupRepository(abc.ABC):
         """The newest committed backup of volume, or None."""
         backups = self.list(volume)
         return backups[-1] if backups else None
-
-    def resolve(self, volume, ref):
-        """The Manifest for ``ref``: a backup id or ``latest``. Raises NotFound."""
-        if ref == "latest":
-            newest = self.latest(volume)
-            if newest is None:
-                raise NotFound(f"volume {volume!r} has no backups")
-            return newest
-        return self.read(volume, ref)
 
     def prune(self, volume, retention, now, tz=None, reading=()):
         """Delete the backups of ``volume`` that ``retention.prunable`` allows; return their ids.
@@ -390,10 +375,6 @@ class FolderBackupRepository(BackupRepository):
         found = [self._listed(volume, b, documents.get(b)) for b in committed]
         return Scan(backups=[f for f in found if isinstance(f, Manifest)],
                     damaged=[f for f in found if isinstance(f, DamagedBackup)])
-
-    def list_volumes(self):
-        return sorted(name for name, folders in self._catalog().items()
-                      if any(FILE_NAME in names for names in folders.values()))
 
     def read(self, volume, backup_id):
         volume, backup_id = self._checked(volume, backup_id)

@@ -50,7 +50,8 @@ def back_up(setup, origin=SCHEDULE):
 
 def restore(setup, ref, target, force=False):
     _, repo, _, copier = setup
-    holder = repo.data_manifest(repo.resolve("mydata", ref))
+    chosen = repo.latest("mydata") if ref == "latest" else repo.read("mydata", ref)
+    holder = repo.data_manifest(chosen)
     copier.restore(data_folder(repo.location("mydata", holder.backup_id)), target, force=force)
     return target
 

@@ -90,15 +90,6 @@ def test_an_expired_lease_is_broken_and_its_holder_finds_out(host_a, host_b, fol
     assert [p.name for p in folder.root.iterdir()] == ["v"]  # nothing left aside
 
 
-def test_break_expired(host_a, host_b, clock):
-    host_a.take("v")
-    assert not host_b.break_expired("v")
-    clock.advance(minutes=11)
-    assert host_b.break_expired("v")
-    assert host_b.holder("v") is None
-    assert not host_b.break_expired("v")
-
-
 def test_a_folder_without_owner_is_held_for_a_while_then_broken(host_a, folder, clock):
     (folder.root / "v").mkdir(parents=True)
     made = clock().timestamp()
