@@ -16,7 +16,7 @@ from .backup.direngine import DirectoryEngine
 from .backup.lease import Leases, LocalLeaseFolder
 from .backup.repository import LocalBackupRepository
 from .backup.scheduler import JsonFileStateStore
-from .backup.service import BackupService, utc_now
+from .backup.service import BackupService
 from .driver import VolumeDriver
 from .errors import ConfigError
 from .mounts import Mounter
@@ -27,6 +27,7 @@ from .restoremarks import RestoreMarks
 from .stores.base import VolumeStore
 from .stores.directory import DirectoryStore
 from .storespec import DATASTORE, FILE, NFS
+from .timefmt import utc_now
 
 log = logging.getLogger(__name__)
 

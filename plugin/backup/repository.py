@@ -35,12 +35,12 @@ from ..fsutil import atomic_write
 from ..options import validate_name
 from ..policy import ids
 from ..policy.retention import SCHEDULE, BackupInfo, prunable
+from ..timefmt import rfc3339_exact
 from .failures import storage_errors
 from .manifest import (
     FILE_NAME,
     Manifest,
     NewerFormat,
-    format_time,
     from_json,
     recorded_origin,
 )
@@ -82,7 +82,7 @@ class DamagedBackup:
 
     def summary(self):
         """As /Backup.List shows it, beside the usable backups' ``Manifest.summary``."""
-        shown = {"Id": self.backup_id, "Volume": self.volume, "Created": format_time(self.created),
+        shown = {"Id": self.backup_id, "Volume": self.volume, "Created": rfc3339_exact(self.created),
                  "State": self.state, "Problem": self.reason}
         if self.origin:
             shown["Origin"] = self.origin

@@ -23,7 +23,7 @@ rm`` (the volume must not go before its data is safe) and the restore of ``Resto
 import logging
 import threading
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import NamedTuple
 
 from ..errors import BackupError, InUse, InvalidOption, NotFound, VolumeError
@@ -33,6 +33,7 @@ from ..policy import ids
 from ..policy.retention import FINAL, MANUAL, PRE_RESTORE, SCHEDULE, parse_keep, referrers
 from ..policy.schedule import OFF, ON_UNMOUNT
 from ..stores.base import docker_metadata
+from ..timefmt import rfc3339, utc_now
 from .failures import storage_errors
 from .lease import BACKING_UP, LeaseHeld
 from .manifest import UNCHANGED, Manifest
@@ -42,10 +43,6 @@ log = logging.getLogger(__name__)
 
 # An incomplete backup older than this is dead, whichever host started it.
 _DAY = timedelta(days=1)
-
-
-def utc_now():
-    return datetime.now(timezone.utc)
 
 
 class BackupService:
@@ -174,7 +171,7 @@ class BackupService:
         if not job.wait(self.final_wait if wait is None else min(wait, self.final_wait)):
             raise BackupError(
                 f"volume {name} was not removed yet: its final backup is still running (started "
-                f"{_iso(job.started)}); run docker volume rm {name} again once "
+                f"{rfc3339(job.started)}); run docker volume rm {name} again once "
                 f"'vsphere-volume backups {name}' lists it")
         with self._guard:
             self._final.pop(name, None)
@@ -332,12 +329,12 @@ class BackupService:
                 manifest = self._backup(volume, origin, started)
         except LeaseHeld as err:
             # Another host is backing it up: its backup does the work; not a failure.
-            self._set(self._last, volume.name, {"Time": _iso(started), "Origin": origin, "Result": "skipped",
+            self._set(self._last, volume.name, {"Time": rfc3339(started), "Origin": origin, "Result": "skipped",
                                                 "Error": str(err)})
             log.info("volume %s: %s backup skipped: %s", volume.name, origin, err)
             raise
         except VolumeError as err:
-            self._set(self._last, volume.name, {"Time": _iso(started), "Origin": origin, "Result": "failed",
+            self._set(self._last, volume.name, {"Time": rfc3339(started), "Origin": origin, "Result": "failed",
                                                 "Error": str(err)})
             log.error("volume %s: %s backup failed: %s", volume.name, origin, err)
             raise
@@ -399,7 +396,7 @@ class BackupService:
     @contextmanager
     def _reporting(self, name, what):
         """A ``progress(phase, percent=None)`` reporter for the engines while ``what`` runs."""
-        started = _iso(self.clock())
+        started = rfc3339(self.clock())
 
         def progress(phase, percent=None):
             shown = {"Operation": what, "Started": started, "Phase": phase}
@@ -535,8 +532,4 @@ def _restoring(manifest, target):
     if manifest.volume == target:
         return f"restoring its backup {manifest.backup_id} into it"
     return f"restoring its backup {manifest.backup_id} into volume {target}"
-
-
-def _iso(when):
-    return when.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
