@@ -17,6 +17,7 @@ from .backup.lease import Leases, LocalLeaseFolder
 from .backup.repository import LocalBackupRepository
 from .backup.scheduler import JsonFileStateStore
 from .backup.service import BackupService
+from .backup.volumes import DriverVolumes
 from .driver import VolumeDriver
 from .errors import ConfigError
 from .mounts import Mounter
@@ -190,7 +191,7 @@ def build_driver(settings, mounter=None, vsphere=None, backups=True, clock=utc_n
                           backups=service, clock=clock, registry=registry, marks=restores,
                           budgets=budgets, watch={"refresh": settings.store_refresh})
     if service is not None:
-        service.bind(driver)
+        service.bind(DriverVolumes(driver))
     if sidecar is not None:
         sidecar.bind(driver.discovery.sync_store)
     return driver
