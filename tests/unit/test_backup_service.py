@@ -440,21 +440,38 @@ def test_progress_of_a_running_backup_is_shown(driver, service, tmp_path):
 
 # --- shared status under concurrency ----------------------------------------------------
 
+class WatchedLock:
+    """The status board's lock, setting ``contended`` when a thread finds it held."""
+
+    def __init__(self, contended):
+        self._lock, self.contended = threading.Lock(), contended
+
+    def __enter__(self):
+        if not self._lock.acquire(blocking=False):
+            self.contended.set()
+            self._lock.acquire()
+        return self
+
+    def __exit__(self, *_):
+        self._lock.release()
+
+
 class WorstMoment(dict):
     """The service's table of running operations, letting a backup thread finish at the worst
-    moment: right after a reader first looked into it. The finishing thread is given up to
-    ``grace`` seconds; a service that reads under its lock makes it wait until the read is done."""
+    moment: right after a reader first looked into it. The reader goes on once ``settled``:
+    the backup thread has ended, or waits for the lock the reader holds (a service that reads
+    under its lock makes it wait until the read is done)."""
 
-    def __init__(self, finish, grace=0.5):
+    def __init__(self, finish, settled):
         super().__init__()
-        self.finish, self.grace, self.fired = finish, grace, False
+        self.finish, self.settled, self.fired = finish, settled, False
 
     def _interleave(self):
         if not self.fired:
             self.fired = True
             self.finisher = threading.Thread(target=self.finish)
             self.finisher.start()
-            self.finisher.join(self.grace)
+            assert self.settled.wait(10), "the backup thread neither ended nor waited for the status lock"
 
     def __contains__(self, key):
         found = super().__contains__(key)
@@ -471,12 +488,20 @@ def test_status_read_while_a_backup_finishes_never_fails(driver, service, tmp_pa
     driver.create("v", {"Backup": "daily"})
     write(tmp_path, "v", {"f": "x"})
     gate = Gate(service.engines["file"].copier).wrap("backup")
-    worker = threading.Thread(target=service.api_create, args=("v",))
+    settled = threading.Event()
+
+    def back_up():
+        try:
+            service.api_create("v")
+        finally:
+            settled.set()
+    worker = threading.Thread(target=back_up)
 
     def finish():
         gate.opened.set()
         worker.join(10)
-    service.board._progress = WorstMoment(finish)
+    service.board._lock = WatchedLock(settled)
+    service.board._progress = WorstMoment(finish, settled)
     worker.start()
     assert gate.entered.wait(10)
     shown = driver.get("v")["Status"]["Backup"]            # docker volume inspect, as the backup ends
