@@ -51,7 +51,7 @@ def _with_progress(client, name, call, what, out):
     def target():
         try:
             box["result"] = call()
-        except BaseException as err:  # re-raised in the caller's thread
+        except BaseException as err:  # noqa: BLE001 - handed to the caller's thread, which re-raises it
             box["error"] = err
 
     worker = threading.Thread(target=target, daemon=True)

@@ -7,7 +7,7 @@ copier and retention fit together, with real files and inode numbers.
 """
 
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -16,8 +16,6 @@ from plugin.backup.manifest import DIRECTORY, UNCHANGED, Manifest
 from plugin.backup.repository import LocalBackupRepository
 from plugin.errors import BackupError
 from plugin.policy.retention import MANUAL, SCHEDULE, parse_keep
-
-UTC = timezone.utc
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 import json
 import logging
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -10,7 +10,6 @@ from plugin.backup.repository import LocalBackupRepository
 from plugin.errors import BackupError, InvalidName, InvalidOption, NotFound
 from plugin.policy.retention import parse_keep
 
-UTC = timezone.utc
 T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 
 
@@ -20,9 +19,9 @@ def repo(tmp_path):
 
 
 def manifest_for(staging, when=T0, **changes):
-    fields = dict(volume=staging.volume, backup_id=staging.backup_id, method=mf.DIRECTORY,
-                  origin="schedule", created=when, started=when, finished=when, store="file1",
-                  source=f"/srv/volumes/{staging.volume}", size=5, data="data")
+    fields = {"volume": staging.volume, "backup_id": staging.backup_id, "method": mf.DIRECTORY,
+                  "origin": "schedule", "created": when, "started": when, "finished": when, "store": "file1",
+                  "source": f"/srv/volumes/{staging.volume}", "size": 5, "data": "data"}
     fields.update(changes)
     return mf.Manifest(**fields)
 

@@ -1,4 +1,4 @@
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from itertools import islice
 
 import pytest
@@ -6,8 +6,6 @@ import pytest
 from plugin.errors import InvalidOption
 from plugin.options import parse_restore_ref
 from plugin.policy import ids
-
-UTC = timezone.utc
 
 
 def first_ids(when, count):
@@ -30,7 +28,7 @@ def test_same_second_gets_suffixes_in_order():
     taken = first_ids(when, 12)
     assert taken[:3] == ["20261123T020000Z", "20261123T020000Z-1", "20261123T020000Z-2"]
     assert len(set(taken)) == 12
-    assert sorted(reversed(taken), key=ids.sort_key) == taken  # -9 before -10
+    assert sorted(taken, key=ids.sort_key) == taken  # -9 before -10
     assert sorted(taken) != taken  # plain string order would be wrong
 
 
