@@ -58,6 +58,7 @@ class BackupService:
                                          executor=executor)
         self.scheduler_thread = scheduler_thread  # False: tests call scheduler.tick() themselves
         self.final_wait = final_wait
+        # The parts that need the driver's volumes are made by bind().
         self.volumes = self.targets = self.operations = self.final = self.housekeeping = self.api = None
 
     def bind(self, volumes):
