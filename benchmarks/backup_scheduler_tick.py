@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from plugin.backup.schedule import parse_schedule  # noqa: E402
 from plugin.backup.scheduler import BackupScheduler, JsonFileStateStore, MemoryStateStore  # noqa: E402
+from plugin.policy.schedule import parse_schedule  # noqa: E402
 
 POLICIES = ["daily", "daily", "daily", "hourly", "weekly", "daily@02:30", "15 */6 * * *", "monthly"]
 

@@ -16,7 +16,8 @@ from .backup.direngine import DirectoryEngine
 from .backup.lease import Leases, LocalLeaseFolder
 from .backup.repository import LocalBackupRepository
 from .backup.scheduler import JsonFileStateStore
-from .backup.service import BackupService, utc_now
+from .backup.service import BackupService
+from .backup.volumes import DriverVolumes
 from .driver import VolumeDriver
 from .errors import ConfigError
 from .mounts import Mounter
@@ -27,6 +28,7 @@ from .restoremarks import RestoreMarks
 from .stores.base import VolumeStore
 from .stores.directory import DirectoryStore
 from .storespec import DATASTORE, FILE, NFS
+from .timefmt import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +191,7 @@ def build_driver(settings, mounter=None, vsphere=None, backups=True, clock=utc_n
                           backups=service, clock=clock, registry=registry, marks=restores,
                           budgets=budgets, watch={"refresh": settings.store_refresh})
     if service is not None:
-        service.bind(driver)
+        service.bind(DriverVolumes(driver))
     if sidecar is not None:
         sidecar.bind(driver.discovery.sync_store)
     return driver

@@ -51,7 +51,7 @@ def _with_progress(client, name, call, what, out):
     def target():
         try:
             box["result"] = call()
-        except BaseException as err:  # re-raised in the caller's thread
+        except BaseException as err:  # noqa: BLE001 - handed to the caller's thread, which re-raises it
             box["error"] = err
 
     worker = threading.Thread(target=target, daemon=True)
@@ -139,31 +139,24 @@ def build_parser():
     status.add_argument("--json", action="store_true", help="print the raw status as JSON")
     status.set_defaults(run=cmd_status)
 
-    backup = commands.add_parser("backup", help="back a volume up now")
-    backup.add_argument("name")
-    backup.set_defaults(run=cmd_backup)
+    def on_a_volume(name, run, what, **volume):
+        """A command on one volume, named by its first argument."""
+        command = commands.add_parser(name, help=what)
+        command.add_argument("name", **volume)
+        command.set_defaults(run=run)
+        return command
 
-    backups = commands.add_parser("backups", help="list a volume's backups (also of a removed volume)")
-    backups.add_argument("name")
+    on_a_volume("backup", cmd_backup, "back a volume up now")
+    backups = on_a_volume("backups", cmd_backups, "list a volume's backups (also of a removed volume)")
     backups.add_argument("--json", action="store_true")
-    backups.set_defaults(run=cmd_backups)
-
-    restore = commands.add_parser("restore", help="restore a backup, as a new volume or in place")
-    restore.add_argument("name", help="the backed-up volume")
+    restore = on_a_volume("restore", cmd_restore, "restore a backup, as a new volume or in place",
+                          help="the backed-up volume")
     restore.add_argument("--backup", default="latest", help="a backup id, or latest (default)")
     restore.add_argument("--as", dest="target", metavar="NEW", help="create volume NEW from the backup")
     restore.add_argument("--force", action="store_true",
                          help="restore in place: replace the volume's data (a backup of it is taken first)")
-    restore.set_defaults(run=cmd_restore)
-
-    prune = commands.add_parser("prune", help="apply the volume's BackupKeep retention now")
-    prune.add_argument("name")
-    prune.set_defaults(run=cmd_prune)
-
-    delete = commands.add_parser("delete", help="delete one backup")
-    delete.add_argument("name")
-    delete.add_argument("backup")
-    delete.set_defaults(run=cmd_delete)
+    on_a_volume("prune", cmd_prune, "apply the volume's BackupKeep retention now")
+    on_a_volume("delete", cmd_delete, "delete one backup").add_argument("backup")
     return parser
 
 

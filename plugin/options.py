@@ -12,16 +12,16 @@ import math
 import re
 from dataclasses import dataclass
 
-from .backup.retention import parse_keep
-from .backup.schedule import parse_schedule
 from .errors import InvalidName, InvalidOption, cut, quoted, shown
+from .policy.ids import is_backup_id
+from .policy.retention import parse_keep
+from .policy.schedule import parse_schedule
 
 #: VIC's volume name rule, as its message shows it. Names must match it whole
 #: (``NAME_RE.fullmatch``): a trailing newline is refused, as by VIC's Go regexp.
 NAME_RULE = "[a-zA-Z0-9][a-zA-Z0-9_.-]"
 NAME_RE = re.compile(NAME_RULE + "*")
 MAX_NAME = 255
-BACKUP_ID_RE = re.compile(r"[0-9]{8}T[0-9]{6}Z(-[0-9]{1,4})?")   # whole ids only: fullmatch
 
 VOLUME_STORE, CAPACITY = "VolumeStore", "Capacity"
 BACKUP, BACKUP_KEEP, BACKUP_STORE, RESTORE_FROM = "Backup", "BackupKeep", "BackupStore", "RestoreFrom"
@@ -145,7 +145,7 @@ def parse_restore_ref(value):
         raise InvalidOption(f"RestoreFrom={value!r}: {err}") from None
     if backup.lower() == "latest":
         backup = "latest"
-    elif not BACKUP_ID_RE.fullmatch(backup):
+    elif not is_backup_id(backup):
         raise InvalidOption(f"RestoreFrom={value!r}: {backup!r} is not a backup id; {accepted}")
     return RestoreRef(volume, backup)
 
@@ -161,8 +161,8 @@ class VolumeOptions:
     given: dict
     store: str
     capacity_mb: int
-    backup: object          # backup.schedule.Schedule
-    keep: object            # backup.retention.Retention
+    backup: object          # policy.schedule.Schedule
+    keep: object            # policy.retention.Retention
     backup_store: str       # a store label; defaults to ``store``
     restore_from: object = None  # RestoreRef or None
 
@@ -181,10 +181,6 @@ class VolumeOptions:
             BACKUP_STORE: self.backup_store,
             RESTORE_FROM: str(self.restore_from) if self.restore_from else "",
         }
-
-    def vic_options(self):
-        """The given options that VIC understands, in the user's key case."""
-        return {k: v for k, v in self.given.items() if _BY_LOWER[k.lower()] in VIC_OPTIONS}
 
     def describe(self):
         """Parsed options for ``docker volume inspect`` Status."""
@@ -214,6 +210,19 @@ def canonical_keys(given):
             raise InvalidOption(f"option {canonical} is given twice ({found[canonical]} and {key})")
         found[canonical] = key
     return found
+
+
+def split_vic_options(given):
+    """``(VIC's options, the others)`` of ``given``: the options VIC understands (what a VCH
+    is sent) in VIC's spelling of their keys, and the plugin's own, as given."""
+    vic, own = {}, {}
+    for key, value in given.items():
+        canonical = _BY_LOWER.get(str(key).lower())
+        if canonical in VIC_OPTIONS:
+            vic[canonical] = value
+        else:
+            own[key] = value
+    return vic, own
 
 
 def parse_options(given, store_labels, default_store=DEFAULT_STORE):

@@ -1,6 +1,6 @@
 """Fixtures shared by every tier: a driver over real directory stores in a temp folder."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -14,7 +14,7 @@ from .fakes import FakeClock, FakeMounter, InlineExecutor
 @pytest.fixture
 def clock():
     """A FakeClock at Monday 2026-11-23 00:00 UTC."""
-    return FakeClock(datetime(2026, 11, 23, 0, 0, tzinfo=timezone.utc))
+    return FakeClock(datetime(2026, 11, 23, 0, 0, tzinfo=UTC))
 
 
 @pytest.fixture
@@ -55,4 +55,5 @@ def driver(make_driver):
 
 @pytest.fixture
 def client(driver):
-    return create_app(driver).test_client()
+    """Flask's test client of the plugin's app over ``driver``, ``/Backup.*`` included."""
+    return create_app(driver, backup_api=driver.backups).test_client()

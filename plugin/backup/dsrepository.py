@@ -33,8 +33,8 @@ cleanup of a volume at a time, across hosts too (the volume's lease).
 
 from ..errors import FileAlreadyExists, FileNotFoundOnDatastore
 from ..options import validate_name
+from ..policy import ids
 from ..vsphere.folders import DatastoreFolder
-from . import ids
 from .manifest import FILE_NAME
 from .repository import BACKUPS_DIR, FolderBackupRepository, is_volume_name
 

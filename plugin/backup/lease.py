@@ -29,7 +29,7 @@ import threading
 import uuid
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from ..errors import BackupError, VolumeError
@@ -88,7 +88,7 @@ class Lease:
 
     def busy(self):
         """Why a volume cannot be leased now, for a LeaseHeld message."""
-        until = f"{self.expires.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S} UTC"
+        until = f"{self.expires.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
         if self.purpose:
             return (f"volume {self.volume!r} is busy: {self.owner} is {self.purpose}; "
                     f"its backup lease runs until {until}; try again later")
@@ -173,7 +173,7 @@ class LocalLeaseFolder(LeaseFolder):
     def made(self, name):
         with storage_errors(f"cannot look at the backup lease folder {self.root / name}"):
             try:
-                return datetime.fromtimestamp(os.stat(self.root / name).st_mtime, timezone.utc)
+                return datetime.fromtimestamp(os.stat(self.root / name).st_mtime, UTC)
             except FileNotFoundError:
                 return None
 
@@ -320,14 +320,6 @@ class Leases:
                 self._break(name, current)
                 freed.append(name)
         return freed
-
-    def break_expired(self, volume):
-        """Break the lease on ``volume`` if it has expired; True when one was broken."""
-        current = self.holder(volume)
-        if current is None or not current.expired(self.clock()):
-            return False
-        self._break(volume, current)
-        return True
 
     def _verify(self, lease):
         data = self.folder.read(lease.volume)

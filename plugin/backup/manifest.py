@@ -15,7 +15,8 @@ manifest is there and valid. The schema (format 1), all keys required unless not
                     (see ``retention``; only ``schedule`` backups are pruned).
 ``created``         the point in time the data is from (snapshot taken, copy started).
 ``started``         when the backup began; ``finished``: when it was committed.
-                    Times are RFC 3339 in UTC: ``2026-11-23T02:00:00Z``.
+                    Times are RFC 3339 in UTC: ``2026-11-23T02:00:00Z`` (with the
+                    microseconds when not 0: ``timefmt.rfc3339_exact``).
 ``store``           the label of the volume store the volume lives in.
 ``source``          the disk file or folder that was copied, as that store names it.
 ``source_modified`` optional: the source's modification time as the store reports it
@@ -34,13 +35,14 @@ manifest is there and valid. The schema (format 1), all keys required unless not
 
 import json
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 
 from .. import __version__
 from ..errors import BackupError, InvalidName
 from ..options import validate_name
-from .ids import is_backup_id
-from .retention import ORIGINS, BackupInfo
+from ..policy.ids import is_backup_id
+from ..policy.retention import ORIGINS, BackupInfo
+from ..timefmt import rfc3339_exact
 
 FILE_NAME = "manifest.json"
 FORMAT = 1
@@ -48,13 +50,6 @@ SNAPSHOT_CLONE, DIRECT_CLONE, DIRECTORY, UNCHANGED = (
     "snapshot-clone", "direct-clone", "directory", "unchanged")
 METHODS = (SNAPSHOT_CLONE, DIRECT_CLONE, DIRECTORY, UNCHANGED)
 _TIMES = ("created", "started", "finished")
-
-
-def format_time(when):
-    """RFC 3339 in UTC with a ``Z``: ``2026-11-23T02:00:00Z`` (microseconds when not 0)."""
-    if when.tzinfo is None:
-        raise ValueError("manifest times must be aware datetimes")
-    return when.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -98,8 +93,8 @@ class Manifest:
         shown = {
             "Id": self.backup_id,
             "Volume": self.volume,
-            "Created": format_time(self.created),
-            "Finished": format_time(self.finished),
+            "Created": rfc3339_exact(self.created),
+            "Finished": rfc3339_exact(self.finished),
             "Method": self.method,
             "Origin": self.origin,
             "Size": self.size,
@@ -156,7 +151,7 @@ class Manifest:
         """The JSON object of the manifest (times as RFC 3339 strings)."""
         obj = {"format": FORMAT, **asdict(self)}
         for name in _TIMES:
-            obj[name] = format_time(obj[name])
+            obj[name] = rfc3339_exact(obj[name])
         return obj
 
     def to_json(self):

@@ -33,17 +33,17 @@ from pathlib import Path
 from ..errors import BackupError, InvalidName, NotFound, VolumeError
 from ..fsutil import atomic_write
 from ..options import validate_name
-from . import ids
+from ..policy import ids
+from ..policy.retention import SCHEDULE, BackupInfo, prunable
+from ..timefmt import rfc3339_exact
 from .failures import storage_errors
 from .manifest import (
     FILE_NAME,
     Manifest,
     NewerFormat,
-    format_time,
     from_json,
     recorded_origin,
 )
-from .retention import SCHEDULE, BackupInfo, prunable
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class DamagedBackup:
 
     def summary(self):
         """As /Backup.List shows it, beside the usable backups' ``Manifest.summary``."""
-        shown = {"Id": self.backup_id, "Volume": self.volume, "Created": format_time(self.created),
+        shown = {"Id": self.backup_id, "Volume": self.volume, "Created": rfc3339_exact(self.created),
                  "State": self.state, "Problem": self.reason}
         if self.origin:
             shown["Origin"] = self.origin
@@ -163,12 +163,6 @@ class BackupRepository(abc.ABC):
     def scan(self, volume):
         """The volume's committed backups, usable and damaged."""
 
-    # list_volumes returns, sorted, the names of the volumes that have at least one
-    # committed backup, whether or not the volume itself still exists.
-    @abc.abstractmethod
-    def list_volumes(self):
-        """Names of the volumes with a committed backup."""
-
     # read returns the Manifest of one committed backup. Raises InvalidOption for a
     # malformed id, NotFound when there is no such committed backup, BackupError when
     # its manifest is invalid.
@@ -209,15 +203,6 @@ class BackupRepository(abc.ABC):
         """The newest committed backup of volume, or None."""
         backups = self.list(volume)
         return backups[-1] if backups else None
-
-    def resolve(self, volume, ref):
-        """The Manifest for ``ref``: a backup id or ``latest``. Raises NotFound."""
-        if ref == "latest":
-            newest = self.latest(volume)
-            if newest is None:
-                raise NotFound(f"volume {volume!r} has no backups")
-            return newest
-        return self.read(volume, ref)
 
     def prune(self, volume, retention, now, tz=None, reading=()):
         """Delete the backups of ``volume`` that ``retention.prunable`` allows; return their ids.
@@ -390,10 +375,6 @@ class FolderBackupRepository(BackupRepository):
         found = [self._listed(volume, b, documents.get(b)) for b in committed]
         return Scan(backups=[f for f in found if isinstance(f, Manifest)],
                     damaged=[f for f in found if isinstance(f, DamagedBackup)])
-
-    def list_volumes(self):
-        return sorted(name for name, folders in self._catalog().items()
-                      if any(FILE_NAME in names for names in folders.values()))
 
     def read(self, volume, backup_id):
         volume, backup_id = self._checked(volume, backup_id)

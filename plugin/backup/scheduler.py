@@ -29,13 +29,14 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from ..errors import VolumeError
 from ..fsutil import atomic_write
+from ..policy.schedule import next_run, zone
+from ..timefmt import rfc3339, rfc3339_exact
 from .lease import LeaseHeld
-from .schedule import next_run, zone
 
 log = logging.getLogger(__name__)
 
@@ -91,16 +92,17 @@ class JsonFileStateStore(StateStore):
     def _read(self):
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
-            if not isinstance(data, dict):
-                raise ValueError("not a JSON object")
-            return data
         except FileNotFoundError:
             return {}
         except (ValueError, UnicodeDecodeError) as err:
-            log.warning("backup schedule state %s is unreadable (%s): planning every volume afresh",
-                        self.path, err)
-            self.path.replace(self.path.with_name(self.path.name + ".corrupt"))
-            return {}
+            return self._set_aside(err)
+        return data if isinstance(data, dict) else self._set_aside("not a JSON object")
+
+    def _set_aside(self, reason):
+        log.warning("backup schedule state %s is unreadable (%s): planning every volume afresh",
+                    self.path, reason)
+        self.path.replace(self.path.with_name(self.path.name + ".corrupt"))
+        return {}
 
     def load(self):
         with self._lock:
@@ -121,10 +123,6 @@ class JsonFileStateStore(StateStore):
 
 
 # --- the scheduler ---------------------------------------------------------------------------
-
-def _iso(when):
-    return when.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if when else None
-
 
 def _parse(text):
     try:
@@ -251,7 +249,7 @@ class BackupScheduler:
 
     def _record_plan(self, name, volume):
         volume.version += 1
-        volume.state["next_run"] = _iso(volume.next_run)
+        volume.state["next_run"] = rfc3339_exact(volume.next_run)
         if volume.next_run is not None and not volume.running:
             heapq.heappush(self._heap, (volume.next_run, next(self._seq), name, volume.version))
         self._dirty.add(name)
@@ -288,7 +286,7 @@ class BackupScheduler:
                     break
                 volume = self._volumes[name]
                 volume.running = True
-                volume.state["running_since"] = _iso(now)
+                volume.state["running_since"] = rfc3339_exact(now)
                 self._running += 1
                 self._dirty.add(name)
                 started.append(name)
@@ -325,7 +323,7 @@ class BackupScheduler:
             state = volume.state
             state.pop("running_since", None)
             failures = state.get("failures", 0) + 1 if result == FAILED else 0
-            state.update(last_run=_iso(started), last_finished=_iso(finished), last_result=result,
+            state.update(last_run=rfc3339_exact(started), last_finished=rfc3339_exact(finished), last_result=result,
                          last_error=error, failures=failures)
             if backup_id:
                 state["last_backup"] = backup_id
@@ -375,18 +373,20 @@ class BackupScheduler:
         """The volume's backup schedule status: policy, next run, last run and its result.
 
         Keys: Policy, NextRun, Running, LastRun, LastResult, LastBackup, LastError (the last
-        four only once a run finished), ScheduleError (when no next run can be computed). Times are RFC 3339 UTC. {} for an unknown volume.
+        four only once a run finished), ScheduleError (when no next run can be computed).
+        Times are RFC 3339 UTC to the second (the saved plan keeps them exactly). {} for
+        an unknown volume.
         """
         with self._lock:
             volume = self._volumes.get(name)
             if volume is None:
                 return {}
             state = volume.state
-            shown = {"Policy": volume.schedule.text, "NextRun": _iso(volume.next_run), "Running": volume.running}
+            shown = {"Policy": volume.schedule.text, "NextRun": rfc3339(volume.next_run), "Running": volume.running}
             if state.get("schedule_error"):
                 shown["ScheduleError"] = state["schedule_error"]
             if state.get("last_result"):
-                shown.update(LastRun=state.get("last_run"), LastResult=state["last_result"],
+                shown.update(LastRun=rfc3339(_parse(state.get("last_run"))), LastResult=state["last_result"],
                              LastBackup=state.get("last_backup", ""), LastError=state.get("last_error", ""))
             return shown
 

@@ -18,10 +18,10 @@ what was wrong and what is accepted.
 
 from dataclasses import dataclass
 
-from ..backup.retention import Retention, parse_keep
-from ..backup.schedule import ACCEPTED as SCHEDULES
-from ..backup.schedule import OFF, Schedule, parse_schedule
 from ..errors import InvalidOption, shown
+from ..policy.retention import Retention, parse_keep
+from ..policy.schedule import ACCEPTED as SCHEDULES
+from ..policy.schedule import OFF, Schedule, parse_schedule
 
 BACKUP_COPY, BACKUP_COPY_KEEP = "BackupCopy", "BackupCopyKeep"
 COPY_ACCEPTED = ("TARGET@SCHEDULE, such as offsite@daily or offsite@daily@02:30, several "

@@ -30,9 +30,9 @@ import re
 import time
 from dataclasses import dataclass, field
 
-from ..backup.retention import BUCKETS, Retention, parse_keep
-from ..backup.schedule import zone
 from ..errors import ConfigError, InvalidRequest, cut, shown
+from ..policy.retention import BUCKETS, Retention, parse_keep
+from ..policy.schedule import zone
 from . import failures
 from .errors import (
     BackupIncomplete,
@@ -152,7 +152,7 @@ def keep_arguments(retention):
     """restic's ``--keep-*`` rules for a ``BackupKeep`` value (text or Retention).
 
     ``N`` is ``--keep-last=N``; ``daily=7,weekly=4`` is ``--keep-daily=7
-    --keep-weekly=4``. restic's buckets are those of ``plugin.backup.retention``: the newest
+    --keep-weekly=4``. restic's buckets are those of ``plugin.policy.retention``: the newest
     snapshot of each of the last N hours/days/ISO weeks/months/years that have one, in
     the time zone of restic's process (``TZ``).
     """

@@ -44,8 +44,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from ..backup.schedule import ON_UNMOUNT, Schedule, parse_schedule
 from ..errors import ConfigError, InvalidOption, InvalidRequest, cut, shown
+from ..policy.schedule import ON_UNMOUNT, Schedule, parse_schedule
 from .restic import RepositoryConfig, check_subset
 
 S3, FILE, LOCAL = "s3", "file", "local"

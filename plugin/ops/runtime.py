@@ -14,8 +14,8 @@ and why, for the product's status; nothing of it carries a URL.
 import logging
 import socket
 
-from ..backup.service import utc_now
 from ..errors import ConfigError
+from ..timefmt import utc_now
 from .delivery import Delivery, read_destinations
 from .metrics import Metrics
 from .notify import Notifier

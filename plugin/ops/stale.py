@@ -6,7 +6,7 @@ planned time. So a volume is stale once ``now`` is past
 
     next_run(next_run(last success)) + grace
 
-with ``next_run`` of ``plugin.backup.schedule`` (the scheduler's own arithmetic: the
+with ``next_run`` of ``plugin.policy.schedule`` (the scheduler's own arithmetic: the
 per-volume offset of ``daily`` and friends, cron expressions, ``TZ``, DST). For a
 ``daily`` volume backed up at its time that is two days and the grace after it; for a
 weekday cron (``0 2 * * 1-5``) backed up on Friday it is Tuesday 02:00 plus the grace.
@@ -18,7 +18,7 @@ A volume that never had a successful backup is counted from when it got its poli
 import threading
 from datetime import timedelta
 
-from ..backup.schedule import next_run
+from ..policy.schedule import next_run
 
 DEFAULT_GRACE = timedelta(hours=1)
 

@@ -14,7 +14,6 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from ..backup.schedule import Schedule, parse_schedule
 from ..errors import (
     ConfigError,
     FileNotFoundOnDatastore,
@@ -24,6 +23,7 @@ from ..errors import (
     VSphereTLSError,
     VSphereUnavailable,
 )
+from ..policy.schedule import Schedule, parse_schedule
 
 LOCAL = "local"   # the backup target of today's tier: the volume's own backup store
 

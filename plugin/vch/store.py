@@ -43,7 +43,7 @@ import threading
 from datetime import datetime, timezone
 
 from ..errors import BackendError, Conflict, InUse, VolumeError
-from ..options import VIC_OPTIONS, VOLUME_STORE
+from ..options import VOLUME_STORE, split_vic_options
 from ..storespec import DATASTORE, NFS
 from ..stores.base import StoredVolume, VolumeStore, docker_metadata
 from .client import VchClient, VchError, docker_api
@@ -56,22 +56,10 @@ from .settings import from_env
 LOG = logging.getLogger(__name__)
 
 VCH_KINDS = (DATASTORE, NFS)            # the kinds of store a VCH has
-_VIC_KEYS = {key.lower(): key for key in VIC_OPTIONS}
 
 
 def _now_rfc3339():
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def split_options(given):
-    """(options for the VCH in VIC's key spelling, the plugin's own options as given)."""
-    vic, own = {}, {}
-    for key, value in given.items():
-        if key.lower() in _VIC_KEYS:
-            vic[_VIC_KEYS[key.lower()]] = value
-        else:
-            own[key] = value
-    return vic, own
 
 
 class VchStore(VolumeStore):
@@ -130,7 +118,7 @@ class VchStore(VolumeStore):
 
     def _with_policy(self, stored):
         recorded = (stored.metadata or {}).get("DriverOpts") or {}
-        vic, _ = split_options({str(k): str(v) for k, v in recorded.items()})
+        vic, _ = split_vic_options({str(k): str(v) for k, v in recorded.items()})
         metadata = dict(stored.metadata or {}, DriverOpts={**vic, **self.policies.get(stored.name)})
         return StoredVolume(stored.name, metadata, stored.created_at, stored.problem)
 
@@ -163,7 +151,7 @@ class VchStore(VolumeStore):
             return list(self._view.values())
 
     def create(self, name, options, metadata):
-        vic, own = split_options(options.given)
+        vic, own = split_vic_options(options.given)
         vic[VOLUME_STORE] = options.store
         existed = self.connection.exists(name)
         self.connection.create(name, vic)

@@ -1,14 +1,15 @@
 import pytest
 
-from plugin.backup import ids
 from plugin.errors import ConfigError, InvalidName, InvalidOption
 from plugin.options import (
     MAX_CAPACITY_MB,
     parse_capacity_mb,
     parse_options,
     parse_restore_ref,
+    split_vic_options,
     validate_name,
 )
+from plugin.policy import ids
 from plugin.storespec import parse_store_spec, parse_store_specs
 
 STORES = ["default", "fast"]
@@ -100,7 +101,6 @@ def test_keys_are_case_insensitive_and_user_case_is_kept():
     opts = parse_options({"capacity": "10G", "VOLUMESTORE": "fast", "backup": "Daily"}, STORES)
     assert (opts.store, opts.capacity_mb, opts.backup.text) == ("fast", 10000, "daily")
     assert opts.given == {"capacity": "10G", "VOLUMESTORE": "fast", "backup": "Daily"}
-    assert opts.vic_options() == {"capacity": "10G", "VOLUMESTORE": "fast"}
 
 
 def test_defaults():
@@ -139,9 +139,14 @@ def test_vics_bookkeeping_options_are_accepted_kept_and_not_part_of_identity():
     given = {"flags": "rw", "Container": "web-1", "IMAGE": "nginx:1"}
     opts = parse_options(given, STORES)
     assert opts.given == given
-    assert opts.vic_options() == given
     assert opts.describe()["flags"] == "rw" and opts.describe()["container"] == "web-1"
     assert opts.identity() == parse_options({}, STORES).identity()
+
+
+def test_vics_options_are_split_from_the_plugins_own_in_vics_spelling():
+    vic, own = split_vic_options({"capacity": "10G", "VOLUMESTORE": "fast", "backup": "Daily", "Container": "web-1"})
+    assert vic == {"Capacity": "10G", "VolumeStore": "fast", "container": "web-1"}
+    assert own == {"backup": "Daily"}
 
 
 @pytest.mark.parametrize("value, canonical", [

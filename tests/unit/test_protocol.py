@@ -70,3 +70,91 @@ def test_plugin_status(client):
     assert status == 200
     assert [(s["Label"], s["Volumes"], s["Default"]) for s in body["Stores"]] == [("default", 0, True), ("slow", 1, False)]
     assert body["Volumes"][0]["Name"] == "v"
+
+
+# --- the /Backup.* endpoints -------------------------------------------------------------
+
+def write(tmp_path, name, text):
+    (tmp_path / "fast" / "volumes" / name / "f").write_text(text)
+
+
+def read(tmp_path, name):
+    return (tmp_path / "fast" / "volumes" / name / "f").read_text()
+
+
+def test_backup_create_list_and_progress(client, tmp_path):
+    assert call(client, "/VolumeDriver.Create", {"Name": "v"}) == (200, {"Err": ""})
+    write(tmp_path, "v", "one")
+    assert call(client, "/Backup.Progress", {"Name": "v"}) == (200, {"Progress": {}, "Err": ""})
+    status, body = call(client, "/Backup.Create", {"Name": "v"})
+    assert status == 200 and body["Err"] == ""
+    made = body["Backup"]
+    assert (made["Volume"], made["Method"], made["Origin"], made["Size"]) == ("v", "directory", "manual", 3)
+    assert (tmp_path / "fast" / "backups" / "v" / made["Id"] / "data" / "f").read_text() == "one"
+    status, body = call(client, "/Backup.List", {"Name": "v"})
+    assert status == 200 and body["Err"] == ""
+    assert [(b["Id"], b["State"]) for b in body["Backups"]] == [(made["Id"], "ok")]
+
+
+def test_backup_restore_as_new_then_in_place_with_force(client, tmp_path):
+    call(client, "/VolumeDriver.Create", {"Name": "v"})
+    write(tmp_path, "v", "one")
+    made = call(client, "/Backup.Create", {"Name": "v"})[1]["Backup"]
+    write(tmp_path, "v", "two")
+    assert call(client, "/Backup.Restore", {"Name": "v", "Target": "copy"}) == (
+        200, {"Restore": {"Volume": "copy", "Backup": made["Id"], "Why": f"latest backup {made['Id']}"}, "Err": ""})
+    assert read(tmp_path, "copy") == "one" and read(tmp_path, "v") == "two"
+    status, refused = call(client, "/Backup.Restore", {"Name": "v", "Backup": made["Id"]})
+    assert status == 500 and refused["Err"].startswith("restoring volume v in place replaces its data: add --force")
+    assert read(tmp_path, "v") == "two"
+    status, body = call(client, "/Backup.Restore", {"Name": "v", "Backup": made["Id"], "Force": True})
+    assert status == 200 and body["Err"] == ""
+    done = body["Restore"]
+    assert (done["Volume"], done["Backup"], done["Why"]) == ("v", made["Id"], f"backup {made['Id']}, as asked")
+    assert read(tmp_path, "v") == "one"
+    listed = call(client, "/Backup.List", {"Name": "v"})[1]["Backups"]
+    assert [b["Origin"] for b in listed if b["Id"] == done["SafetyBackup"]] == ["pre-restore"]
+
+
+def test_backup_delete_and_prune(client, tmp_path):
+    call(client, "/VolumeDriver.Create", {"Name": "v"})
+    write(tmp_path, "v", "one")
+    made = call(client, "/Backup.Create", {"Name": "v"})[1]["Backup"]
+    assert call(client, "/Backup.Prune", {"Name": "v"}) == (200, {"Deleted": [], "Err": ""})   # manual: kept
+    assert call(client, "/Backup.Delete", {"Name": "v", "Backup": made["Id"]}) == (200, {"Err": ""})
+    assert not (tmp_path / "fast" / "backups" / "v" / made["Id"]).exists()
+    assert call(client, "/Backup.List", {"Name": "v"}) == (200, {"Backups": [], "Err": ""})
+    status, body = call(client, "/Backup.Delete", {"Name": "v", "Backup": made["Id"]})
+    assert status == 500 and body == {"Err": f"volume v has no backup {made['Id']}"}
+
+
+@pytest.mark.parametrize("path, body, err", [
+    ("/Backup.Create", {}, "the request has no Name"),
+    ("/Backup.Create", {"Name": "ghost"}, "no volume named ghost"),
+    ("/Backup.List", {"Name": "ghost"}, "no volume named ghost and no backups of one"),
+    ("/Backup.List", {"Name": ["v"]}, "Name must be a str"),
+    ("/Backup.Restore", {"Name": "ghost"}, "volume ghost has no backups"),
+    ("/Backup.Restore", {"Name": "v", "Force": "yes"}, "Force must be a bool"),
+    ("/Backup.Delete", {"Name": "v"}, "the request has no Backup"),
+    ("/Backup.Prune", {"Name": 7}, "Name must be a str"),
+    ("/Backup.Progress", {}, "the request has no Name"),
+])
+def test_backup_requests_are_checked_and_refusals_are_err_text(client, path, body, err):
+    assert call(client, path, body) == (500, {"Err": err})
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/Backup.Progress", {"Name": "../../etc"}),
+    ("/Backup.Create", {"Name": "../../etc"}),
+    ("/Backup.List", {"Name": "../../etc"}),
+    ("/Backup.Restore", {"Name": "../../etc"}),
+    ("/Backup.Restore", {"Name": "v", "Target": "../../etc"}),
+    ("/Backup.Delete", {"Name": "../../etc", "Backup": "20261123T000000Z"}),
+    ("/Backup.Delete", {"Name": "v", "Backup": "../../etc"}),
+    ("/Backup.Prune", {"Name": "../../etc"}),
+])
+def test_every_backup_endpoint_refuses_a_bad_name(client, path, body):
+    response = client.post(path, json=body)
+    assert response.status_code == 500
+    assert 'volume name "../../etc" includes invalid characters' in response.get_json()["Err"] or \
+        "'../../etc' is not a backup id" in response.get_json()["Err"]

@@ -14,8 +14,8 @@ from plugin.backup import manifest as mf
 from plugin.backup.dslease import DatastoreLeaseFolder
 from plugin.backup.dsrepository import DatastoreBackupRepository
 from plugin.backup.lease import LeaseHeld, LeaseLost, Leases
-from plugin.backup.retention import parse_keep
 from plugin.errors import BackupError, InvalidOption, NotFound
+from plugin.policy.retention import parse_keep
 from plugin.vsphere.files import DatastoreFiles
 from tests.fakes import FakeClock
 
@@ -61,13 +61,12 @@ def test_a_backup_is_a_folder_under_backups_committed_by_its_manifest(repo, sess
     assert repo.location("pgdata", staging.backup_id) == staging.location
     folder = local(vcsim, store_path, "pgdata", staging.backup_id)
     assert folder.is_dir()
-    assert repo.list("pgdata") == [] and repo.list_volumes() == []        # not committed yet
+    assert repo.list("pgdata") == []        # not committed yet
     put_data(session, staging)
     repo.commit(manifest_for(staging))
     assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "pgdata.vmdk"]   # no temporary left
     assert json.loads((folder / "manifest.json").read_text())["backup_id"] == staging.backup_id
     assert [m.backup_id for m in repo.list("pgdata")] == [staging.backup_id]
-    assert repo.list_volumes() == ["pgdata"]
     assert repo.read("pgdata", staging.backup_id).data == "pgdata.vmdk"
     assert not vcsim.file(DS, f"{store_path}/volumes").exists()   # never under volumes/
 
@@ -111,7 +110,7 @@ def test_read_delete_and_not_found(repo, session, vcsim, store_path):
         repo.delete("v", first.backup_id)
     repo.delete("v", second.backup_id)
     assert not local(vcsim, store_path, "v").exists()          # the volume's folder goes with its last backup
-    assert repo.list("v") == [] and repo.list_volumes() == []
+    assert repo.list("v") == []
 
 
 def test_abort_deletes_a_staged_backup_only(repo, session, vcsim, store_path):
@@ -132,8 +131,7 @@ def test_incomplete_backups_are_never_listed_and_cleaned_up_by_age(repo, session
     put_data(session, old)                                     # a copy that died before its manifest
     running = repo.begin("a", T0 + timedelta(hours=1))
     only_incomplete = repo.begin("b", T0 - timedelta(hours=3))
-    assert [m.backup_id for m in repo.list("a")] == [done.backup_id]
-    assert repo.list_volumes() == ["a"]
+    assert [m.backup_id for m in repo.list("a")] == [done.backup_id] and repo.list("b") == []
     removed = repo.cleanup_incomplete(before=T0)
     assert sorted(removed) == [("a", old.backup_id), ("b", only_incomplete.backup_id)]
     assert not local(vcsim, store_path, "b").exists()
@@ -183,9 +181,6 @@ def test_listing_takes_a_bounded_number_of_round_trips(repo, session):
     assert soap == {k: v for k, v in one.items() if not k.startswith("http.")}
     assert soap["SearchDatastoreSubFolders_Task"] == 1 and sum(soap.values()) <= 3
     assert (one["http.GET"], six["http.GET"]) == (1, 6)        # one per manifest, read concurrently
-    with session.counting() as volumes:
-        assert repo.list_volumes() == ["v", "w"]
-    assert volumes["SearchDatastoreSubFolders_Task"] == 1 and "http.GET" not in volumes
     with session.counting() as begin:
         repo.begin("v", T0 + timedelta(days=1))
     assert dict(begin) == {"MakeDirectory": 1}

@@ -7,17 +7,15 @@ copier and retention fit together, with real files and inode numbers.
 """
 
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from plugin.backup.dircopy import DATA_DIR, DirectoryCopier, data_folder
 from plugin.backup.manifest import DIRECTORY, UNCHANGED, Manifest
 from plugin.backup.repository import LocalBackupRepository
-from plugin.backup.retention import MANUAL, SCHEDULE, parse_keep
 from plugin.errors import BackupError
-
-UTC = timezone.utc
+from plugin.policy.retention import MANUAL, SCHEDULE, parse_keep
 
 
 @pytest.fixture
@@ -50,7 +48,8 @@ def back_up(setup, origin=SCHEDULE):
 
 def restore(setup, ref, target, force=False):
     _, repo, _, copier = setup
-    holder = repo.data_manifest(repo.resolve("mydata", ref))
+    chosen = repo.latest("mydata") if ref == "latest" else repo.read("mydata", ref)
+    holder = repo.data_manifest(chosen)
     copier.restore(data_folder(repo.location("mydata", holder.backup_id)), target, force=force)
     return target
 

@@ -9,6 +9,7 @@ import pytest
 from plugin.backup.lease import Lease, LeaseHeld, LeaseLost, Leases, LocalLeaseFolder
 from plugin.errors import (
     BackupStorageError,
+    InvalidName,
     NoDiskSpace,
     VolumeError,
     VSphereUnavailable,
@@ -90,15 +91,6 @@ def test_an_expired_lease_is_broken_and_its_holder_finds_out(host_a, host_b, fol
     assert [p.name for p in folder.root.iterdir()] == ["v"]  # nothing left aside
 
 
-def test_break_expired(host_a, host_b, clock):
-    host_a.take("v")
-    assert not host_b.break_expired("v")
-    clock.advance(minutes=11)
-    assert host_b.break_expired("v")
-    assert host_b.holder("v") is None
-    assert not host_b.break_expired("v")
-
-
 def test_a_folder_without_owner_is_held_for_a_while_then_broken(host_a, folder, clock):
     (folder.root / "v").mkdir(parents=True)
     made = clock().timestamp()
@@ -158,13 +150,12 @@ def test_hold_renews_in_the_background_and_releases(host_a, host_b, folder, cloc
 
 def test_check_raises_when_the_lease_was_lost(host_a, host_b, clock):
     waiter = SteppedWaiter()
-    with pytest.raises(LeaseLost):
-        with host_a.hold("v", waiter=waiter) as held:
-            clock.advance(minutes=11)  # the renewals did not come in time
-            taken = host_b.take("v")
-            waiter.step(held)              # the thread's renewal finds the lease lost
-            assert held.error is not None
-            held.check()
+    with pytest.raises(LeaseLost), host_a.hold("v", waiter=waiter) as held:
+        clock.advance(minutes=11)  # the renewals did not come in time
+        taken = host_b.take("v")
+        waiter.step(held)              # the thread's renewal finds the lease lost
+        assert held.error is not None
+        held.check()
     assert host_b.holder("v") == taken  # host-a's exit did not release host-b's lease
 
 
@@ -197,19 +188,19 @@ def test_a_vcenter_failure_while_renewing_is_a_lost_lease(tmp_path, clock):
     folder = FailingFolder(tmp_path / "store")
     leases = Leases(folder, "host-a (plugin pid 10)", clock)
     waiter = SteppedWaiter()
-    with pytest.raises(LeaseLost, match=r"cannot renew the backup lease of volume 'v': vCenter is unreachable"):
-        with leases.hold("v", waiter=waiter) as held:
-            folder.failures["write"] = VSphereUnavailable("vCenter is unreachable")
-            waiter.step(held)              # the renewal fails: the thread records it and ends
-            assert not held._thread.is_alive()
-            assert isinstance(held.error, LeaseLost)
-            folder.failures.clear()
-            held.check()
+    with pytest.raises(LeaseLost, match=r"cannot renew the backup lease of volume 'v': vCenter is unreachable"), \
+            leases.hold("v", waiter=waiter) as held:
+        folder.failures["write"] = VSphereUnavailable("vCenter is unreachable")
+        waiter.step(held)              # the renewal fails: the thread records it and ends
+        assert not held._thread.is_alive()
+        assert isinstance(held.error, LeaseLost)
+        folder.failures.clear()
+        held.check()
     assert leases.holder("v") is None    # released at the end all the same
 
 
 def test_bad_volume_names_are_refused(host_a):
-    with pytest.raises(Exception, match="includes invalid characters"):
+    with pytest.raises(InvalidName, match="includes invalid characters"):
         host_a.take("../../etc")
 
 

@@ -1,14 +1,12 @@
 import json
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from plugin import __version__
 from plugin.backup import manifest as mf
 from plugin.errors import BackupError
-
-UTC = timezone.utc
 
 
 def make(**changes):

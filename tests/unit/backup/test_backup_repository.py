@@ -1,16 +1,15 @@
 import json
 import logging
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from plugin.backup import manifest as mf
 from plugin.backup.repository import LocalBackupRepository
-from plugin.backup.retention import parse_keep
 from plugin.errors import BackupError, InvalidName, InvalidOption, NotFound
+from plugin.policy.retention import parse_keep
 
-UTC = timezone.utc
 T0 = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 
 
@@ -20,9 +19,9 @@ def repo(tmp_path):
 
 
 def manifest_for(staging, when=T0, **changes):
-    fields = dict(volume=staging.volume, backup_id=staging.backup_id, method=mf.DIRECTORY,
-                  origin="schedule", created=when, started=when, finished=when, store="file1",
-                  source=f"/srv/volumes/{staging.volume}", size=5, data="data")
+    fields = {"volume": staging.volume, "backup_id": staging.backup_id, "method": mf.DIRECTORY,
+                  "origin": "schedule", "created": when, "started": when, "finished": when, "store": "file1",
+                  "source": f"/srv/volumes/{staging.volume}", "size": 5, "data": "data"}
     fields.update(changes)
     return mf.Manifest(**fields)
 
@@ -40,14 +39,13 @@ def test_begin_makes_a_folder_under_backups_and_commit_lists_it(repo, tmp_path):
     assert staging.backup_id == "20261123T020000Z"
     assert staging.location == tmp_path / "store" / "backups" / "pgdata" / "20261123T020000Z"
     assert staging.location.is_dir()
-    assert repo.list("pgdata") == [] and repo.list_volumes() == []  # not committed yet
+    assert repo.list("pgdata") == []  # not committed yet
     (staging.location / "data").mkdir()
     repo.commit(manifest_for(staging))
     [listed] = repo.list("pgdata")
     assert listed.backup_id == staging.backup_id
     assert json.loads((staging.location / "manifest.json").read_text())["backup_id"] == staging.backup_id
     assert sorted(os.listdir(staging.location)) == ["data", "manifest.json"]  # no temporary file left
-    assert repo.list_volumes() == ["pgdata"]
 
 
 def test_backups_in_the_same_second_get_distinct_ids_and_list_in_order(repo):
@@ -56,7 +54,6 @@ def test_backups_in_the_same_second_get_distinct_ids_and_list_in_order(repo):
     assert made[1] == "20261123T020000Z-1" and made[10] == "20261123T020000Z-10"
     assert [m.backup_id for m in repo.list("v")] == made
     assert repo.latest("v").backup_id == "20261123T020001Z"
-    assert repo.resolve("v", "latest").backup_id == "20261123T020001Z"
 
 
 def test_read_delete_and_not_found(repo):
@@ -71,11 +68,9 @@ def test_read_delete_and_not_found(repo):
     repo.delete("v", staging.backup_id)
     assert not staging.location.exists()
     assert not staging.location.parent.exists()  # the volume's folder goes with its last backup
-    assert repo.list("v") == [] and repo.list_volumes() == []
+    assert repo.list("v") == [] and repo.latest("v") is None
     with pytest.raises(NotFound):
         repo.delete("v", staging.backup_id)
-    with pytest.raises(NotFound, match="volume 'v' has no backups"):
-        repo.resolve("v", "latest")
 
 
 def test_commit_refuses_what_was_not_begun_twice_or_without_data(repo):
@@ -105,13 +100,14 @@ def test_abort_and_cleanup_of_incomplete_backups(repo):
     assert removed == [("v", old.backup_id)]
     assert not old.location.exists() and running.location.exists() and done.location.exists()
     assert repo.cleanup_incomplete(volume="w") == [("w", running.backup_id)]
-    assert repo.list_volumes() == ["v"]
+    assert [m.backup_id for m in repo.list("v")] == [done.backup_id] and not (repo.backups / "w").exists()
 
 
 def test_volumes_stay_listed_after_they_are_gone_and_bookkeeping_is_not_a_volume(repo):
     backed_up(repo, "gone", origin="final")
     (repo.backups / ".leases" / "gone").mkdir(parents=True)
-    assert repo.list_volumes() == ["gone"]
+    assert repo.cleanup_incomplete() == [] and (repo.backups / ".leases" / "gone").is_dir()
+    assert [m.backup_id for m in repo.list("gone")] == ["20261123T020000Z"]
     assert repo.read("gone", "20261123T020000Z").origin == "final"
 
 

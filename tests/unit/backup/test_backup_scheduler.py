@@ -1,15 +1,14 @@
 import json
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from plugin.backup.lease import LeaseHeld
-from plugin.backup.schedule import CRON, Schedule, jitter_fraction, parse_schedule
 from plugin.backup.scheduler import BackupScheduler, JsonFileStateStore, MemoryStateStore
 from plugin.errors import BackupError
+from plugin.policy.schedule import CRON, Schedule, jitter_fraction, parse_schedule
 
-UTC = timezone.utc
 MONDAY = datetime(2026, 11, 23, tzinfo=UTC)
 
 
@@ -220,7 +219,7 @@ def test_a_schedule_that_cannot_be_computed_is_shown_and_stops_no_other(clock, i
 
 def test_removed_volumes_stop_and_their_state_goes(clock, manual_executor):
     state = MemoryStateStore()
-    scheduler, run = build(clock, manual_executor, {"v": "hourly"}, state_store=state)
+    scheduler, _run = build(clock, manual_executor, {"v": "hourly"}, state_store=state)
     clock.advance(hours=1)
     assert scheduler.tick() == ["v"]
     scheduler.remove("v")

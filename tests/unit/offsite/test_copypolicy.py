@@ -2,10 +2,10 @@
 
 import pytest
 
-from plugin.backup.retention import parse_keep
 from plugin.errors import InvalidOption
 from plugin.offsite.copypolicy import parse_copies
 from plugin.offsite.targetspec import parse_targets
+from plugin.policy.retention import parse_keep
 
 TARGETS = parse_targets(
     "local:local;file:///mnt/nas/restic:nas;s3:https://s3.example.com/bkt/x:offsite;"

@@ -2,9 +2,9 @@
 
 from datetime import UTC, datetime, timedelta
 
-from plugin.backup.schedule import next_run, parse_schedule
 from plugin.ops.stale import DeadlineCache, backup_deadline, is_stale
 from plugin.ops.state import VolumeBackup
+from plugin.policy.schedule import next_run, parse_schedule
 
 HOUR = timedelta(hours=1)
 

@@ -13,7 +13,7 @@ Accepted values (case-insensitive keywords):
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterError, croniter
@@ -107,7 +107,7 @@ def zone(tz):
     Raises InvalidOption naming the value when the zone is unknown.
     """
     if tz is None or tz == "":
-        return timezone.utc
+        return UTC
     if isinstance(tz, tzinfo):
         return tz
     try:
@@ -126,7 +126,7 @@ def jitter_fraction(volume_name):
 
 def _localize(naive, tz):
     """The aware instant for a naive wall time in ``tz`` (see the DST notes above)."""
-    return naive.replace(tzinfo=tz, fold=0).astimezone(timezone.utc)
+    return naive.replace(tzinfo=tz, fold=0).astimezone(UTC)
 
 
 def _period_start(period, local):
@@ -155,7 +155,7 @@ def _period_length(period, start):
 
 def _next_periodic(period, after, fraction, tz):
     if period == "hourly":
-        hour = after.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+        hour = after.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
         offset = timedelta(seconds=int(fraction * 3600))
         run = hour + offset
         return run if run > after else run + timedelta(hours=1)

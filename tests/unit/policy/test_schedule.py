@@ -1,9 +1,11 @@
+import itertools
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from plugin.backup.schedule import (
+from plugin.errors import InvalidOption
+from plugin.policy.schedule import (
     CRON,
     Schedule,
     jitter_fraction,
@@ -11,9 +13,7 @@ from plugin.backup.schedule import (
     parse_schedule,
     zone,
 )
-from plugin.errors import InvalidOption
 
-UTC = timezone.utc
 NEW_YORK = "America/New_York"
 
 
@@ -81,9 +81,9 @@ def test_periodic_offset_is_the_volume_fraction_of_the_period():
 def test_periodic_time_is_stable_per_volume():
     daily = runs("daily", datetime(2026, 11, 23, tzinfo=UTC), 5, name="web")
     assert {t.time() for t in daily} == {daily[0].time()}
-    assert [b - a for a, b in zip(daily, daily[1:])] == [timedelta(days=1)] * 4
+    assert [b - a for a, b in itertools.pairwise(daily)] == [timedelta(days=1)] * 4
     hourly = runs("hourly", datetime(2026, 11, 23, tzinfo=UTC), 30, name="web")
-    assert {b - a for a, b in zip(hourly, hourly[1:])} == {timedelta(hours=1)}
+    assert {b - a for a, b in itertools.pairwise(hourly)} == {timedelta(hours=1)}
 
 
 def test_monthly_runs_once_in_each_month():

@@ -3,9 +3,7 @@
 An id is the UTC second the backup started, ``20261123T020000Z``; when several backups
 of one volume fall in the same second the later ones get a suffix, ``-1``, ``-2``, ...
 (up to ``-9999``). Ids match ``ID_RE`` whole (``fullmatch``: ASCII digits, no trailing
-newline), the same pattern as ``plugin.options.BACKUP_ID_RE`` (which
-``RestoreFrom`` checks; a test keeps the two equal: this module cannot import
-``plugin.options``, which imports the backup package).
+newline); ``RestoreFrom`` checks its ids with ``is_backup_id`` too.
 
 Plain string order is wrong once a suffix reaches two digits (``-10`` < ``-9``): sort
 with ``sort_key``. Uniqueness within a volume is finally guaranteed by the repository,
@@ -51,18 +49,6 @@ def candidates(when):
     yield base
     for suffix in range(1, MAX_SUFFIX + 1):
         yield f"{base}-{suffix}"
-
-
-def new_id(when, existing=()):
-    """The first id for ``when`` that is not in ``existing``.
-
-    Raises InvalidOption when all 10,000 ids of that second are taken (not a real case).
-    """
-    taken = set(existing)
-    for candidate in candidates(when):
-        if candidate not in taken:
-            return candidate
-    raise InvalidOption(f"more than {MAX_SUFFIX + 1} backups in the second {base_id(when)}")
 
 
 def split_id(backup_id):

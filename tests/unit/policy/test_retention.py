@@ -1,14 +1,21 @@
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-from plugin.backup import ids
-from plugin.backup.retention import (FINAL, MANUAL, PRE_RESTORE, SCHEDULE, BackupInfo, parse_keep,
-                                     prunable, referrers, select_to_keep)
-
-UTC = timezone.utc
+from plugin.policy import ids
+from plugin.policy.retention import (
+    FINAL,
+    MANUAL,
+    PRE_RESTORE,
+    SCHEDULE,
+    BackupInfo,
+    parse_keep,
+    prunable,
+    referrers,
+    select_to_keep,
+)
 
 
 def backup(when, origin=SCHEDULE, base=""):
-    return BackupInfo(ids.new_id(when), when, origin, base)
+    return BackupInfo(ids.base_id(when), when, origin, base)
 
 
 def daily_at_two(first, last):
@@ -20,7 +27,7 @@ def daily_at_two(first, last):
 
 
 def ids_of(*times):
-    return {ids.new_id(t) for t in times}
+    return {ids.base_id(t) for t in times}
 
 
 def test_keep_newest_n():
@@ -35,7 +42,7 @@ def test_buckets_keep_the_newest_of_each_day_week_and_month():
     backups.append(backup(datetime(2026, 3, 31, 14, tzinfo=UTC)))  # a second one on the last day
     now = datetime(2026, 3, 31, 23, tzinfo=UTC)
     kept = select_to_keep(parse_keep("daily=7,weekly=4,monthly=12"), backups, now)
-    at = lambda m, d, h=2: datetime(2026, m, d, h, tzinfo=UTC)  # noqa: E731
+    at = lambda m, d, h=2: datetime(2026, m, d, h, tzinfo=UTC)
     expected = ids_of(
         at(3, 31, 14), *(at(3, d) for d in (30, 29, 28, 27, 26, 25)),   # 7 days (31st: the 14:00 one)
         at(3, 22), at(3, 15),                                           # weeks 14, 13 kept already; 12, 11
