@@ -3,21 +3,23 @@
 The one place that knows which concrete class serves which kind of store. Everything
 is passed in, so tests assemble the same graph with their own collaborators.
 
-In VCH sidecar mode (``VCH_URL`` set) every datastore and NFS store is built as in
-direct mode and then wrapped in a ``vch.store.VchStore`` (``vch_sidecar``); the backup
-service reaches the wrapped store through it.
+``STORE_KINDS`` says how each kind of store is served: the store, and, when it can hold
+backups, its catalog and its leases (``Served``). In VCH sidecar mode (``VCH_URL`` set)
+every datastore and NFS store is built as in direct mode and then wrapped in a
+``vch.store.VchStore`` (``vch_sidecar``) for Docker's calls; the backup service copies
+from and into the store it wraps.
 """
 
 import logging
 import os
 import socket
+from dataclasses import dataclass
 
 from .backup.direngine import DirectoryEngine
 from .backup.lease import Leases, LocalLeaseFolder
 from .backup.repository import LocalBackupRepository
 from .backup.scheduler import JsonFileStateStore
 from .backup.service import BackupService
-from .backup.volumes import DriverVolumes
 from .driver import VolumeDriver
 from .errors import ConfigError
 from .mounts import Mounter
@@ -54,20 +56,82 @@ class UnavailableStore(VolumeStore):
     open = discover = lookup = create = remove = attach = detach = _fail
 
 
-def build_store(spec, settings, mounter, vsphere=None):
-    if spec.problem:
-        return UnavailableStore(spec, spec.problem)
-    if spec.kind == FILE:
-        return DirectoryStore(spec, spec.path)
+@dataclass
+class Served:
+    """One declared store as the plugin serves it: the store that holds its volumes (and
+    that the backup engines copy from and into), and, when it can hold backups, their
+    catalog and the leases on them."""
+
+    store: VolumeStore
+    repository: object = None     # backup.repository.BackupRepository
+    leases: object = None         # backup.lease.Leases
+
+
+@dataclass
+class Parts:
+    """What building the stores of one plugin needs."""
+
+    settings: object
+    mounter: object
+    vsphere: object               # stores.vmdk.DatastoreStores, BrokenVSphere or None
+    clock: object
+    host: str                     # this host, as leases name it
+
+    @property
+    def owner(self):
+        return f"host {self.host}, plugin pid {os.getpid()}"
+
+    def leases(self, folder):
+        return Leases(folder, self.owner, self.clock, host=self.host)
+
+
+def folder_store(spec, parts):
+    """A ``file://`` folder, or an NFS export mounted below the state folder."""
     if spec.kind == NFS:
-        return DirectoryStore(spec, os.path.join(settings.state_dir, "nfs", spec.label), mounter)
-    if spec.kind == DATASTORE:
-        if vsphere is None:
-            return UnavailableStore(spec, (
-                f"volume store {spec.label} ({spec.spec}) is on a vSphere datastore, but no vCenter "
-                "is configured: set VSPHERE_URL, VSPHERE_USER and VSPHERE_PASSWORD"))
-        return vsphere.store(spec)
-    raise ConfigError(f"volume store {spec.spec}: unknown kind {spec.kind}")
+        root = os.path.join(parts.settings.state_dir, "nfs", spec.label)
+        store = DirectoryStore(spec, root, parts.mounter)
+    else:
+        root = spec.path
+        store = DirectoryStore(spec, root)
+    return Served(store, LocalBackupRepository(root), parts.leases(LocalLeaseFolder(root)))
+
+
+def datastore_store(spec, parts):
+    """A datastore folder of VMDK volumes, through the plugin's one vSphere session."""
+    if parts.vsphere is None:
+        return Served(UnavailableStore(spec, (
+            f"volume store {spec.label} ({spec.spec}) is on a vSphere datastore, but no vCenter "
+            "is configured: set VSPHERE_URL, VSPHERE_USER and VSPHERE_PASSWORD")))
+    store = parts.vsphere.store(spec)
+    session = parts.vsphere.session
+    if session is None:
+        return Served(store)
+    from .backup.dslease import DatastoreLeaseFolder
+    from .backup.dsrepository import DatastoreBackupRepository
+    inventory = parts.vsphere.inventory
+    return Served(store, DatastoreBackupRepository(session, spec.datastore, spec.path, inventory=inventory),
+                  parts.leases(DatastoreLeaseFolder(session, spec.datastore, spec.path, inventory=inventory)))
+
+
+#: How each kind of store is served: kind -> factory(spec, Parts) -> Served.
+STORE_KINDS = {FILE: folder_store, NFS: folder_store, DATASTORE: datastore_store}
+
+
+def serve(spec, parts):
+    """The Served store of ``spec`` (an UnavailableStore when its spec is bad)."""
+    if spec.problem:
+        return Served(UnavailableStore(spec, spec.problem))
+    return STORE_KINDS[spec.kind](spec, parts)
+
+
+def engines_for(parts):
+    """The backup engines: folder volumes always, VMDK volumes with a vSphere session."""
+    engines = [DirectoryEngine(clock=parts.clock)]
+    session = parts.vsphere.session if parts.vsphere is not None else None
+    if session is not None:
+        from .backup.vmdkengine import VmdkEngine
+        engines.append(VmdkEngine(session, clock=parts.clock))
+    return engines
 
 
 def vsphere_factory(settings, mounter):
@@ -132,33 +196,14 @@ def vch_sidecar(settings):
         return BrokenSidecar(err, VCH_KINDS)
 
 
-def build_backups(settings, stores, vsphere=None, clock=utc_now, executor=None, scheduler_thread=True):
-    """The BackupService over ``stores``: an engine per kind, a catalog and leases per store."""
-    host = socket.gethostname()
-    owner = f"host {host}, plugin pid {os.getpid()}"
-    engines = [DirectoryEngine(clock=clock)]
-    repositories, leases = {}, {}
-    # A VCH store keeps its volumes where the store it wraps (``inner``) does.
-    served = {label: getattr(store, "inner", store) for label, store in stores.items()}
-    for label, store in served.items():
-        if isinstance(store, DirectoryStore):
-            repositories[label] = LocalBackupRepository(store.root)
-            leases[label] = Leases(LocalLeaseFolder(store.root), owner, clock, host=host)
-    session = vsphere.session if vsphere is not None else None
-    if session is not None:
-        from .backup.dslease import DatastoreLeaseFolder
-        from .backup.dsrepository import DatastoreBackupRepository
-        from .backup.vmdkengine import VmdkEngine
-        from .stores.vmdk import DatastoreStore
-        engines.append(VmdkEngine(session, clock=clock))
-        for label, store in served.items():
-            if isinstance(store, DatastoreStore):
-                repositories[label] = DatastoreBackupRepository(
-                    session, store.datastore, store.spec.path, inventory=store.inventory)
-                leases[label] = Leases(DatastoreLeaseFolder(
-                    session, store.datastore, store.spec.path, inventory=store.inventory), owner, clock, host=host)
+def build_backups(settings, served, parts, executor=None, scheduler_thread=True):
+    """The BackupService over the ``served`` stores ({label: Served}): an engine per kind,
+    a catalog and leases per store that can hold backups."""
+    holding = {label: s for label, s in served.items() if s.repository is not None}
     state = JsonFileStateStore(os.path.join(settings.state_dir, "backup-schedule.json"))
-    return BackupService(stores, engines, repositories, leases, state_store=state, clock=clock,
+    return BackupService({label: s.store for label, s in served.items()}, engines_for(parts),
+                         {label: s.repository for label, s in holding.items()},
+                         {label: s.leases for label, s in holding.items()}, state_store=state, clock=parts.clock,
                          tz=settings.tz, concurrency=settings.backup_concurrency, executor=executor,
                          scheduler_thread=scheduler_thread)
 
@@ -177,21 +222,25 @@ def build_driver(settings, mounter=None, vsphere=None, backups=True, clock=utc_n
         vsphere = vsphere_factory(settings, mounter)
     if sidecar is None:
         sidecar = vch_sidecar(settings)
-    stores = {spec.label: build_store(spec, settings, mounter, vsphere) for spec in settings.volume_stores}
+    parts = Parts(settings, mounter, vsphere, clock, host=socket.gethostname())
+    served = {spec.label: serve(spec, parts) for spec in settings.volume_stores}
+    # Docker's calls go to the stores as the driver serves them (wrapped by a VCH
+    # sidecar); backups copy from and into the stores that hold the volumes.
+    stores = {label: s.store for label, s in served.items()}
     if sidecar is not None:
         stores = {label: sidecar.wrap(store) for label, store in stores.items()}
     # As VIC: a create without VolumeStore goes to the store labelled "default"; without
     # one it is refused ("No volume store named (default) exists").
     default = DEFAULT_STORE
     mounts = MountTable(os.path.join(settings.state_dir, "mounts.json"))
-    service = build_backups(settings, stores, vsphere, clock, **backup_args) if backups else None
+    service = build_backups(settings, served, parts, **backup_args) if backups else None
     registry = VolumeRegistry(StoreListings(os.path.join(settings.state_dir, LISTINGS_DIR)))
     restores = RestoreMarks(os.path.join(settings.state_dir, RESTORES_FILE))
     driver = VolumeDriver(stores, mounts, mounter, settings.mount_root, default_store=default,
                           backups=service, clock=clock, registry=registry, marks=restores,
                           budgets=budgets, watch={"refresh": settings.store_refresh})
     if service is not None:
-        service.bind(DriverVolumes(driver))
+        service.bind(driver)
     if sidecar is not None:
         sidecar.bind(driver.discovery.sync_store)
     return driver

@@ -131,7 +131,7 @@ class VolumeDriver:
         if unlisted and not self.health.watcher.wait_first(READY_WAIT, unlisted):
             log.warning("answering before volume stores %s were listed", ", ".join(unlisted))
 
-    # --- what the backup service and the CLI ask (memory only) ------------------------------
+    # --- what the backup service asks (backup.volumes.Volumes; memory only) -------------------
     def find(self, name):
         """The Volume called ``name``, or None."""
         return self.registry.get(name)
@@ -147,9 +147,13 @@ class VolumeDriver:
         """The store ``label``; raises BackendError with the reason when it is unavailable."""
         return self.health.require(label, retry)
 
-    def volumes(self):
+    def all(self):
         """A snapshot of every known Volume."""
         return self.registry.all()
+
+    def mount_count(self, name):
+        """How many times volume ``name`` is mounted now."""
+        return self.mounts.count(name)
 
     def lock(self, name):
         """The per-name lock, for collaborators (backups) that must exclude attach and remove."""

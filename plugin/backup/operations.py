@@ -68,7 +68,8 @@ class BackupOperations:
         return manifest
 
     def _copy(self, volume, origin, started):
-        store = self.volumes.store(volume.store)
+        self.volumes.store(volume.store)          # it answers (or this says why not)
+        store = self.stores[volume.store]         # the store the engines copy from
         engine = engine_for(self.engines, store)
         target = self.targets.get(volume.options.backup_store)
         repository = target.repository

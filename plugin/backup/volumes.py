@@ -13,7 +13,7 @@ and counts the backups of the volumes the driver holds, and asks it only this:
 - ``create(name, given)``: Docker's Create with the options ``given``; with RestoreFrom
   among them, a restore into a new volume (how restores as a new volume are made).
 
-``DriverVolumes`` provides them over today's ``driver.VolumeDriver``.
+``driver.VolumeDriver`` provides them.
 """
 
 from typing import Protocol
@@ -41,32 +41,6 @@ class Volumes(Protocol):
 
     def create(self, name, given):
         """Create volume ``name`` with options ``given`` as Docker's Create does."""
-
-
-class DriverVolumes:
-    """``Volumes`` over a ``driver.VolumeDriver`` (its find, lock, store, volumes, create,
-    and its mount table's counts)."""
-
-    def __init__(self, driver):
-        self._driver = driver
-
-    def find(self, name):
-        return self._driver.find(name)
-
-    def lock(self, name):
-        return self._driver.lock(name)
-
-    def mount_count(self, name):
-        return self._driver.mounts.count(name)
-
-    def store(self, label):
-        return self._driver.store(label)
-
-    def all(self):
-        return self._driver.volumes()
-
-    def create(self, name, given):
-        self._driver.create(name, given)
 
 
 def existing(volumes, name):

@@ -32,9 +32,8 @@ wraps the store that serves that label directly (``inner``: a ``DatastoreStore``
 - **status** adds ``VCH`` (``VchConnection.status``: URL, reachable, listed at, stale,
   error) to the inner store's fields.
 
-Everything that is not VolumeStore behaviour (the VIC layout, the vSphere session, the
-staging folders, ``data_path``...) is the inner store's (``__getattr__``), so the backup
-engines back up and restore VCH volumes exactly as they do the inner store's.
+The backup engines copy VCH volumes through the inner store (``assembly`` gives the
+backup service the stores that hold the volumes), exactly as they do a direct store's.
 """
 
 import logging
@@ -77,12 +76,6 @@ class VchStore(VolumeStore):
         self._refreshing = threading.Lock()
         self._view = {}                  # name -> StoredVolume, the VCH's volumes in this store
         self._touches = Touches()
-
-    def __getattr__(self, attr):
-        # Only reached for attributes VchStore lacks: the inner store's layout and tools.
-        if attr == "inner" or attr.startswith("__"):
-            raise AttributeError(attr)
-        return getattr(self.inner, attr)
 
     # --- the view ---------------------------------------------------------------------------
     def begin(self):
