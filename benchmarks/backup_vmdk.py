@@ -36,7 +36,7 @@ from plugin.backup.dsrepository import DatastoreBackupRepository  # noqa: E402
 from plugin.backup.vmdkengine import VmdkEngine  # noqa: E402
 from plugin.driver import Volume  # noqa: E402
 from plugin.locks import NameLocks  # noqa: E402
-from plugin.mounts import Mounter  # noqa: E402
+from plugin.mounter import Mounter  # noqa: E402
 from plugin.options import parse_options  # noqa: E402
 from plugin.stores.base import docker_metadata  # noqa: E402
 from plugin.stores.devices import LoopDeviceResolver  # noqa: E402

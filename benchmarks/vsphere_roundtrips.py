@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from plugin.mounts import Mounter  # noqa: E402
+from plugin.mounter import Mounter  # noqa: E402
 from plugin.options import parse_options  # noqa: E402
 from plugin.stores.base import docker_metadata  # noqa: E402
 from plugin.stores.devices import LoopDeviceResolver  # noqa: E402

@@ -22,8 +22,8 @@ from .backup.scheduler import JsonFileStateStore
 from .backup.service import BackupService
 from .driver import VolumeDriver
 from .errors import ConfigError
-from .mounts import Mounter
-from .mountstate import MountTable
+from .mounter import Mounter
+from .mounttable import MountTable
 from .options import DEFAULT_STORE
 from .registry import StoreListings, VolumeRegistry
 from .restoremarks import RestoreMarks

@@ -17,7 +17,7 @@ import logging
 
 from .errors import InvalidOption
 from .jobs import Job
-from .options import VOLUME_STORE, parse_options
+from .options import VOLUME_STORE, parse_options, without
 from .registry import Volume
 from .stores.base import StoredVolume
 from .timefmt import rfc3339
@@ -152,8 +152,8 @@ class Discovery:
     def adopt(self, label, stored, persist=True, keep=None):
         """Register the volume ``stored`` found in store ``label``; return its Volume.
         ``keep``: the Volume it replaces (its jobs carry over)."""
-        given = {k: v for k, v in ((stored.metadata or {}).get("DriverOpts") or {}).items()
-                 if k.lower() != VOLUME_STORE.lower()}   # where it was found is where it lives
+        # Where it was found is where it lives, whatever was recorded.
+        given = without((stored.metadata or {}).get("DriverOpts"), VOLUME_STORE)
         problem = stored.problem
         try:
             options = parse_options(given, self.stores, default_store=label)

@@ -27,7 +27,8 @@ import logging
 import threading
 
 from .discovery import Discovery
-from .errors import Conflict, InUse, NotFound, cut
+from .errors import Conflict, InUse, NotFound
+from .backup.volumes import existing
 from .jobs import CallBudgets, Job, await_job, run_job
 from .locks import NameLocks
 from .mounting import HostMounts
@@ -136,12 +137,6 @@ class VolumeDriver:
         """The Volume called ``name``, or None."""
         return self.registry.get(name)
 
-    def lookup(self, name):
-        """The Volume called ``name``; raises NotFound."""
-        volume = self.registry.get(name)
-        if volume is None:
-            raise NotFound(f"no volume named {cut(name)}")
-        return volume
 
     def store(self, label, retry=True):
         """The store ``label``; raises BackendError with the reason when it is unavailable."""
@@ -204,7 +199,7 @@ class VolumeDriver:
     def path(self, name):
         validate_name(name)
         self._wait_ready()
-        self.lookup(name)
+        existing(self, name)
         return self.mounts.mountpoint(name) if self.mounts.count(name) else ""
 
     def capabilities(self):
@@ -303,14 +298,14 @@ class VolumeDriver:
         deadline = self.budgets.deadline("remove")
         validate_name(name)
         self._wait_ready()
-        volume = self.lookup(name)
+        volume = existing(self, name)
         await_job(volume, deadline)
         self.mounts.check_unmounted(name)
         self.store(volume.store)
         if not volume.incomplete:
             self.backups.before_remove(volume, wait=deadline.remaining())
         with self._locks.hold(name):
-            volume = self.lookup(name)
+            volume = existing(self, name)
             self.mounts.check_unmounted(name)
             store = self.store(volume.store, retry=False)
             run_job(volume, f"removing volume {name}", lambda: self._delete(store, volume), deadline, self._clock)
@@ -331,13 +326,13 @@ class VolumeDriver:
         deadline = self.budgets.deadline("mount")
         validate_name(name)
         self._wait_ready()
-        volume = self.lookup(name)
+        volume = existing(self, name)
         await_job(volume, deadline)
         check_complete(volume)
         if not self.mounts.count(name):
             self.store(volume.store)   # it will be attached: its store must answer
         with self._locks.hold(name):
-            volume = self.lookup(name)
+            volume = existing(self, name)
             check_complete(volume)
             return self.mounts.mount(volume, caller, deadline)
 
@@ -348,9 +343,9 @@ class VolumeDriver:
         deadline = self.budgets.deadline("unmount")
         validate_name(name)
         self._wait_ready()
-        await_job(self.lookup(name), deadline)
+        await_job(existing(self, name), deadline)
         with self._locks.hold(name):
-            volume = self.lookup(name)
+            volume = existing(self, name)
             if self.mounts.unmount(volume, caller, deadline):
                 self.backups.last_unmount(volume)
 

@@ -15,6 +15,12 @@ class NameLocks:
         self._guard = threading.Lock()
         self._locks = {}  # name -> [lock, users]
 
+    def users(self, name):
+        """How many callers hold or wait for ``name``'s lock now."""
+        with self._guard:
+            entry = self._locks.get(name)
+            return entry[1] if entry else 0
+
     @contextmanager
     def hold(self, name):
         with self._guard:

@@ -168,7 +168,7 @@ class VolumeOptions:
 
     def records(self):
         """VIC's bookkeeping options as given (flags, container, image), by canonical key."""
-        return {_BY_LOWER[k.lower()]: v for k, v in self.given.items() if _BY_LOWER[k.lower()] in _RECORDS}
+        return {canonical(k): v for k, v in self.given.items() if canonical(k) in _RECORDS}
 
     def identity(self):
         """What makes two creates "the same": canonical values, ignoring key case. VIC's
@@ -197,18 +197,33 @@ class VolumeOptions:
         return described
 
 
+def canonical(key):
+    """The option a key names, in its canonical spelling (keys are case-insensitive), or None."""
+    return _BY_LOWER.get(str(key).lower())
+
+
+def option_value(given, option):
+    """The value ``given`` holds for ``option`` under any spelling of its key, or None."""
+    return next((value for key, value in (given or {}).items() if canonical(key) == option), None)
+
+
+def without(given, *options):
+    """``given`` without ``options``, under any spelling of their keys."""
+    return {key: value for key, value in (given or {}).items() if canonical(key) not in options}
+
+
 def canonical_keys(given):
     """Map the user's keys to canonical ones; reject unknown keys and duplicates by case."""
     found = {}
     for key in given or {}:
-        canonical = _BY_LOWER.get(str(key).lower())
-        if canonical is None:
+        option = canonical(key)
+        if option is None:
             raise InvalidOption(
                 f"bad driver value - {cut(key)} is not a supported option; "
                 f"supported are {', '.join(KNOWN)}")
-        if canonical in found:
-            raise InvalidOption(f"option {canonical} is given twice ({found[canonical]} and {key})")
-        found[canonical] = key
+        if option in found:
+            raise InvalidOption(f"option {option} is given twice ({found[option]} and {key})")
+        found[option] = key
     return found
 
 
@@ -217,9 +232,9 @@ def split_vic_options(given):
     is sent) in VIC's spelling of their keys, and the plugin's own, as given."""
     vic, own = {}, {}
     for key, value in given.items():
-        canonical = _BY_LOWER.get(str(key).lower())
-        if canonical in VIC_OPTIONS:
-            vic[canonical] = value
+        option = canonical(key)
+        if option in VIC_OPTIONS:
+            vic[option] = value
         else:
             own[key] = value
     return vic, own

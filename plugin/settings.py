@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from .errors import ConfigError
 from .redact import redact_url
+from .settingvalues import whole_number
 from .storespec import parse_store_specs
 
 DATA_DIR = "/var/lib/vsphere-volume"       # a host folder mounted into the plugin
@@ -48,15 +49,6 @@ class Settings:
         return shown
 
 
-def _int_setting(env, key, default, low, high):
-    raw = env.get(key, "").strip()
-    if not raw:
-        return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise ConfigError(f"{key}={raw!r} is not valid: use a whole number from {low} to {high}")
-    return int(raw)
-
-
 def from_env(env=None):
     """Read Settings from ``env`` (default os.environ); raise ConfigError on bad values."""
     env = dict(os.environ if env is None else env)
@@ -83,7 +75,7 @@ def from_env(env=None):
         socket=env.get("SOCKET", "").strip() or SOCKET,
         log_level=level,
         tz=tz,
-        backup_concurrency=_int_setting(env, "BACKUP_CONCURRENCY", 2, 1, 64),
-        store_refresh=float(_int_setting(env, "STORE_REFRESH_INTERVAL", 30, 0, 86400)),
+        backup_concurrency=whole_number(env, "BACKUP_CONCURRENCY", 2, 1, 64),
+        store_refresh=float(whole_number(env, "STORE_REFRESH_INTERVAL", 30, 0, 86400)),
         env=env,
     )

@@ -120,3 +120,4 @@ def calls_do_not_wait(driver, until=None):
         yield
     finally:
         driver.budgets = CallBudgets()
+

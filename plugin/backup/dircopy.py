@@ -20,16 +20,17 @@ check, a file rewritten with the same size and modification time counts as uncha
 
 import logging
 import os
+import shutil
 import stat
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import commands
 from ..errors import BackupError
 
 log = logging.getLogger(__name__)
 
-DATA_DIR = "data"
+BACKUP_DATA_FOLDER = "data"
 # --modify-window=-1: compare times to the nanosecond (rsync >= 3.1.3). Without it rsync
 # takes times within the same second as equal, and then neither sets a folder's time
 # nor sees a file rewritten in the second it was copied as changed.
@@ -54,8 +55,9 @@ class CopyResult:
 
 
 def run_command(argv):
-    """Default runner: run ``argv``, capture its output as text."""
-    return subprocess.run(argv, capture_output=True, text=True, errors="replace", check=False)
+    """Default runner: run ``argv`` (no time bound: a copy takes as long as its data),
+    its output captured; its exit code is the copier's to read."""
+    return commands.run(argv, check=False, error=BackupError)
 
 
 def _signature(entry_stat, path):
@@ -144,11 +146,9 @@ class DirectoryCopier:
 
     def _rsync(self, what, source, dest, *options):
         argv = [self.rsync, *RSYNC_OPTIONS, *options, f"{os.path.abspath(source)}/", f"{os.path.abspath(dest)}/"]
-        try:
-            done = self.runner(argv)
-        except FileNotFoundError:
-            raise BackupError(
-                f"{what} needs rsync, which is not installed on this host (or in the plugin image)") from None
+        if shutil.which(self.rsync) is None:
+            raise BackupError(f"{what} needs rsync, which is not installed on this host (or in the plugin image)")
+        done = self.runner(argv)
         detail = (done.stderr or "").strip()
         if done.returncode == _VANISHED:
             log.warning("%s: files vanished during the copy (the volume was in use): %s", what, detail)
@@ -207,5 +207,5 @@ class DirectoryCopier:
 
 def data_folder(backup_folder):
     """Where the directory engine keeps the copy inside a backup folder."""
-    return Path(backup_folder) / DATA_DIR
+    return Path(backup_folder) / BACKUP_DATA_FOLDER
 

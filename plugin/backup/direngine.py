@@ -7,12 +7,12 @@ an empty folder outside ``volumes/`` and swaps it in (``DirectoryStore.replace_d
 
 import os
 import shutil
-from datetime import datetime, timezone
 
 from ..storespec import FILE, NFS
-from .dircopy import DATA_DIR, DirectoryCopier, data_folder
+from .dircopy import BACKUP_DATA_FOLDER, DirectoryCopier, data_folder
 from .engine import BackupEngine, CopyOutcome
 from .manifest import DIRECTORY, UNCHANGED
+from ..timefmt import utc_now
 
 
 class DirectoryEngine(BackupEngine):
@@ -20,7 +20,7 @@ class DirectoryEngine(BackupEngine):
 
     def __init__(self, copier=None, clock=None):
         self.copier = copier or DirectoryCopier()
-        self.clock = clock or (lambda: datetime.now(timezone.utc))
+        self.clock = clock or utc_now
 
     def backup(self, volume, store, staging, previous, lock, progress=None):
         source = store.data_path(volume.name)
@@ -34,7 +34,7 @@ class DirectoryEngine(BackupEngine):
         result = self.copier.backup(source, data_folder(staging.location), previous_data)
         return CopyOutcome(
             method=DIRECTORY if result.changed else UNCHANGED,
-            data=DATA_DIR if result.changed else "",
+            data=BACKUP_DATA_FOLDER if result.changed else "",
             created=created, source=source, size=result.size,
             extra={"files": result.files, "linked": result.linked})
 

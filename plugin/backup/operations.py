@@ -11,7 +11,7 @@ backup taken while the lock is held (final, pre-restore) works.
 import logging
 
 from ..errors import BackupError, InUse, NotFound, VolumeError
-from ..options import RESTORE_FROM, VOLUME_STORE
+from ..options import RESTORE_FROM, VOLUME_STORE, option_value, without
 from ..policy.retention import PRE_RESTORE, SCHEDULE, parse_keep, referrers
 from ..stores.base import docker_metadata
 from .failures import storage_errors
@@ -129,8 +129,9 @@ class BackupOperations:
         """Create volume ``target`` from the Found backup of volume ``name``, with the
         backed-up volume's options (its store, when that still exists)."""
         manifest = found.manifest
-        given = {k: v for k, v in manifest.options.items() if k.lower() != RESTORE_FROM.lower()}
-        given = {k: v for k, v in given.items() if k.lower() != VOLUME_STORE.lower() or v in self.stores}
+        given = without(manifest.options, RESTORE_FROM)
+        if option_value(given, VOLUME_STORE) not in self.stores:
+            given = without(given, VOLUME_STORE)       # that store is gone: the default it is
         given[RESTORE_FROM] = f"{name}@{manifest.backup_id}"
         self.volumes.create(target, given)
         # Status says why this backup, not "as asked" (the create asked for it by id).

@@ -66,7 +66,7 @@ import re
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from ..errors import BackupError, InUse, MountError, VolumeError
 from ..stores.devices import DiskInfo, run
@@ -77,8 +77,9 @@ from ..vsphere.disks import VirtualDisks
 from ..vsphere.snapshots import Snapshots
 from .engine import BackupEngine, CopyOutcome
 from .manifest import DIRECT_CLONE, SNAPSHOT_CLONE, UNCHANGED
+from ..timefmt import rfc3339_exact, utc_now
 
-LOG = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 SNAPSHOT_PREFIX = "vsphere-volume-backup-"
 _OWNER = re.compile(r"^vsphere-volume-host: (.+)$", re.MULTILINE)
@@ -105,8 +106,6 @@ def snapshot_owner(description):
     return found.group(1).strip() if found else ""
 
 
-def _utc_now():
-    return datetime.now(UTC)
 
 
 class StoreAccess:
@@ -143,7 +142,7 @@ class StoreAccess:
         if f"{name}.vmdk" not in entries:
             raise BackupError(f"volume {name} cannot be backed up: its disk {self.disk(name)} does not exist")
         times = [f.modified for f in files if f.modified is not None]
-        modified = max(times).astimezone(UTC).isoformat() if times else ""
+        modified = rfc3339_exact(max(times)) if times else ""
         return sum(f.size for f in files), modified
 
 
@@ -180,7 +179,7 @@ class VmdkEngine(BackupEngine):
 
     kinds = (DATASTORE,)
 
-    def __init__(self, session, runner=run, clock=_utc_now, quiesce=False, snapshot_timeout=SNAPSHOT_TIMEOUT,
+    def __init__(self, session, runner=run, clock=utc_now, quiesce=False, snapshot_timeout=SNAPSHOT_TIMEOUT,
                  copy_timeout=COPY_TIMEOUT, stale_after=STALE_AFTER):
         self.disks = VirtualDisks(session)
         self.snapshots = Snapshots(session)
@@ -274,7 +273,7 @@ class VmdkEngine(BackupEngine):
             try:
                 self.runner(["fsfreeze", "--unfreeze", mountpoint])
             except MountError as err:
-                LOG.error("the filesystem at %s could not be thawed: %s; containers writing to it hang "
+                log.error("the filesystem at %s could not be thawed: %s; containers writing to it hang "
                           "until `fsfreeze --unfreeze %s` succeeds", mountpoint, err, mountpoint)
                 raise BackupError(f"the filesystem at {mountpoint} was frozen for a snapshot and could not be "
                                   f"thawed ({err}): run `fsfreeze --unfreeze {mountpoint}` on the Docker "
@@ -345,7 +344,7 @@ class VmdkEngine(BackupEngine):
             self.snapshots.remove(snapshot.ref, snapshot.name, snapshot.vm)
         except VolumeError as err:
             if quiet:
-                LOG.warning("%s; it is removed at the next start or after the next failed backup", err)
+                log.warning("%s; it is removed at the next start or after the next failed backup", err)
                 return
             raise BackupError(f"the disk was copied, but {err}; the snapshot is removed at the next start "
                               "or after the next failed backup") from None
@@ -370,14 +369,14 @@ class VmdkEngine(BackupEngine):
             foreign_and_fresh = owner != vm.name and now - node.created < self.stale_after
             if self._is_busy(node.name) or foreign_and_fresh:
                 continue
-            LOG.info("removing snapshot %s of VM %s, left behind by an interrupted backup (taken %s by %s)",
+            log.info("removing snapshot %s of VM %s, left behind by an interrupted backup (taken %s by %s)",
                      node.name, vm.name, node.created.isoformat(), owner or "an unknown host")
             self.snapshots.remove(node.handle, node.name, vm)
             removed.append(node.name)
         staged = access.ds(access.layout.staging_prefix())
         for disk in disks:
             if disk.is_under(staged) and not self._is_busy(disk.path):
-                LOG.info("detaching %s from VM %s, left attached by an interrupted restore", disk.path, vm.name)
+                log.info("detaching %s from VM %s, left attached by an interrupted restore", disk.path, vm.name)
                 with vm.lock:
                     vm.remove_disk(disk)
                 removed.append(disk.path)
@@ -394,7 +393,7 @@ class VmdkEngine(BackupEngine):
                 self.runner(["fsfreeze", "--unfreeze", mountpoint])
             except MountError:
                 continue            # not frozen: the usual case
-            LOG.warning("volume %s: its filesystem at %s was left frozen by an interrupted backup; thawed",
+            log.warning("volume %s: its filesystem at %s was left frozen by an interrupted backup; thawed",
                         name, mountpoint)
 
     # --- restore --------------------------------------------------------------------
@@ -425,7 +424,7 @@ class VmdkEngine(BackupEngine):
             self.disks.move_over(restored, disk, what=f"replacing {disk} with the restored copy {restored}")
         finally:
             access.staging.discard(staging)
-        LOG.info("volume %s: its data was replaced by backup %s", name, manifest.backup_id)
+        log.info("volume %s: its data was replaced by backup %s", name, manifest.backup_id)
 
     def _relabel(self, access, info, target):
         """Give the filesystem of staged disk ``info`` VIC's label for ``target`` (see module doc)."""
@@ -436,7 +435,7 @@ class VmdkEngine(BackupEngine):
             wanted = vic_label(target)
             if fields.get("TYPE") in _EXT and fields.get("LABEL") != wanted:
                 self.runner(["e2label", device, wanted])
-                LOG.info("volume %s: filesystem label %r rewritten to %r", target, fields.get("LABEL", ""), wanted)
+                log.info("volume %s: filesystem label %r rewritten to %r", target, fields.get("LABEL", ""), wanted)
 
     def _probe(self, device):
         """{"TYPE": ..., "LABEL": ...} of the filesystem on ``device``; {} when it has none."""

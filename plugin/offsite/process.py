@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-LOG = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 STDOUT, STDERR = "stdout", "stderr"
 TICK_SECONDS = 1.0
@@ -136,7 +136,7 @@ class ProcessRunner:
 
     @staticmethod
     def _interrupt(process):
-        LOG.debug("interrupting %s (pid %d)", os.path.basename(process.args[0]), process.pid)
+        log.debug("interrupting %s (pid %d)", os.path.basename(process.args[0]), process.pid)
         try:
             process.send_signal(signal.SIGINT)
         except ProcessLookupError:

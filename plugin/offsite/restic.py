@@ -60,7 +60,7 @@ from .messages import (
 from .process import STDERR, STDOUT, TIMEOUT, ProcessRunner
 from .progress import RestoreMeter, tree_size
 
-LOG = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 STALLED = "stalled"
 RETRY_GAP = 90.0    # seconds: more than restic's backoff waits between two tries of a call
@@ -500,7 +500,7 @@ class Restic:
         done, redact = self._run(what, args, timeout, watch, cwd)
         if done.returncode != 0 and self._unlock_stale and \
                 failures.error_class(done.stderr) is RepositoryLocked:
-            LOG.info("%s: %s is locked; removing stale locks and trying again", what,
+            log.info("%s: %s is locked; removing stale locks and trying again", what,
                      self.config.title)
             self.unlock()
             done, redact = self._run(what, args, timeout, watch, cwd)
@@ -521,7 +521,7 @@ class Restic:
         redact = failures.Redactor(secrets)
         argv = self._global_arguments() + list(args)
         watch = watch or _Watch(self._clock, self._budget)
-        LOG.debug("restic %s on %s", " ".join(args[:1]), self.config.title)
+        log.debug("restic %s on %s", " ".join(args[:1]), self.config.title)
         try:
             done = self._runner.run(argv, env=env, cwd=cwd, timeout=timeout, watch=watch)
         except OSError as err:

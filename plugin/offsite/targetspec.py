@@ -46,6 +46,7 @@ from urllib.parse import urlsplit
 
 from ..errors import ConfigError, InvalidOption, InvalidRequest, cut, shown
 from ..policy.schedule import ON_UNMOUNT, Schedule, parse_schedule
+from ..settingvalues import flag
 from .restic import RepositoryConfig, check_subset
 
 S3, FILE, LOCAL = "s3", "file", "local"
@@ -300,14 +301,12 @@ def _s3_settings(raw, label, key, given, location):
                                   "S3_SECRET_ACCESS_KEY", "an S3 secret access key")
     https = location.startswith("s3:https://")
     ca_file = given.get("CA_FILE", "").strip()
-    verify_raw = given.get("TLS_VERIFY", "").strip().lower()
-    if verify_raw not in ("", "1", "0"):
-        raise TargetSpecError(f"backup target {label}: {key}TLS_VERIFY={shown(verify_raw)} is not "
-                              "valid: use 1 (verify, the default) or 0 (do not verify)")
-    if (ca_file or verify_raw) and not https:
+    verify = flag(given, "TLS_VERIFY", None, name=f"backup target {label}: {key}TLS_VERIFY",
+                  meaning=("verify, the default", "do not verify"), error=TargetSpecError)
+    if (ca_file or verify is not None) and not https:
         raise TargetSpecError(f"backup target {label}: {key}CA_FILE and {key}TLS_VERIFY apply to "
                               f"https:// targets only, not {shown(raw)}")
-    if ca_file and verify_raw == "0":
+    if ca_file and verify is False:
         raise TargetSpecError(f"backup target {label}: {key}CA_FILE and {key}TLS_VERIFY=0 "
                               "contradict each other; give one")
     if ca_file and not os.path.isabs(ca_file):
@@ -315,4 +314,4 @@ def _s3_settings(raw, label, key, given, location):
     return {"s3_access_key_id": access_key, "s3_secret_access_key": secret,
             "s3_secret_access_key_file": secret_file,
             "s3_region": given.get("S3_REGION", "").strip(), "ca_file": ca_file,
-            "insecure_tls": verify_raw == "0"}
+            "insecure_tls": verify is False}

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from ..errors import cut
 from .state import FAILED
+from ..timefmt import rfc3339
 
 BACKUP_FAILED = "backup-failed"
 BACKUP_STALE = "backup-stale"
@@ -39,8 +40,6 @@ class Condition:
         return (self.cause, self.volume, self.store, self.target)
 
 
-def _iso(when):
-    return when.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def current_conditions(state, now, deadlines):
@@ -53,10 +52,10 @@ def current_conditions(state, now, deadlines):
             found.append(Condition(BACKUP_FAILED, error=cut(entry.last_error, ERROR_LIMIT), **about))
         deadline = deadlines.deadline(entry)
         if deadline is not None and now > deadline:
-            newest = f"the newest backup is from {_iso(entry.last_success)}" if entry.last_success \
-                else f"no backup since the policy was set ({_iso(entry.since)})"
+            newest = f"the newest backup is from {rfc3339(entry.last_success)}" if entry.last_success \
+                else f"no backup since the policy was set ({rfc3339(entry.since)})"
             found.append(Condition(BACKUP_STALE, error=(
-                f"{newest}; Backup={entry.schedule.text} wanted a newer one by {_iso(deadline)}"), **about))
+                f"{newest}; Backup={entry.schedule.text} wanted a newer one by {rfc3339(deadline)}"), **about))
         if entry.verification_ok is False:
             found.append(Condition(VERIFICATION_FAILED, error=cut(entry.verification_error, ERROR_LIMIT), **about))
     for store in state.stores:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from .conditions import Condition
+from ..timefmt import rfc3339
 
 RECOVERED = "recovered"
 SUPPRESSED = "suppressed"
@@ -30,8 +31,6 @@ SOURCE = "vsphere-volume"
 NAMES_IN_SUMMARY = 20
 
 
-def _iso(when):
-    return when.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -53,7 +52,7 @@ class Notification:
         """The webhook's JSON object (every key always present)."""
         return {"source": SOURCE, "host": self.host, "event": self.event, "cause": self.cause,
                 "volume": self.volume, "store": self.store, "target": self.target,
-                "time": _iso(self.time), "error": self.error, "count": self.count}
+                "time": rfc3339(self.time), "error": self.error, "count": self.count}
 
     @property
     def subject(self):
@@ -70,7 +69,7 @@ class Notification:
         return f"{SOURCE}{where}: {self.subject}: {self.event}"
 
     def text(self):
-        return f"{_iso(self.time)} {self.error}".strip()
+        return f"{rfc3339(self.time)} {self.error}".strip()
 
 
 @dataclass

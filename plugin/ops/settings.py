@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from ..errors import ConfigError, shown
-from ..settings import _int_setting
+from ..settingvalues import whole_number
 from .stale import DEFAULT_GRACE
 
 ADDRESS_HELP = "use host:port, such as 127.0.0.1:9100, [::1]:9100 or :9100 (every address); empty: off"
@@ -65,10 +65,10 @@ def ops_settings_from_env(env):
         "metrics_address": ("METRICS_ADDRESS", lambda: parse_address(env.get("METRICS_ADDRESS"))),
         "textfile_dir": ("METRICS_TEXTFILE_DIR", lambda: _textfile_dir(env.get("METRICS_TEXTFILE_DIR"))),
         "textfile_interval": ("METRICS_TEXTFILE_INTERVAL",
-                              lambda: _int_setting(env, "METRICS_TEXTFILE_INTERVAL", 30, 5, 3600)),
+                              lambda: whole_number(env, "METRICS_TEXTFILE_INTERVAL", 30, 5, 3600)),
         "notify_urls_file": ("NOTIFY_URLS_FILE", lambda: (env.get("NOTIFY_URLS_FILE") or "").strip()),
         "stale_grace": ("BACKUP_STALE_GRACE_MINUTES", lambda: timedelta(
-            minutes=_int_setting(env, "BACKUP_STALE_GRACE_MINUTES", 60, 0, 7 * 24 * 60))),
+            minutes=whole_number(env, "BACKUP_STALE_GRACE_MINUTES", 60, 0, 7 * 24 * 60))),
     }
     for name, (key, read) in readers.items():
         try:

@@ -2,7 +2,7 @@
 
 Small injectable pieces, so that ``stores.vmdk.DatastoreStore`` runs the real
 mkfs/mount path in tests and in production alike (mounting itself is
-``plugin.mounts.Mounter``'s job):
+``plugin.mounter.Mounter``'s job):
 
 - ``run(argv)``: the subprocess runner (stdout/stderr captured; MountError on failure).
 - ``Formatter``: "does this device hold a filesystem" (blkid) and ``mkfs.ext4`` with a label.
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from .. import commands
 from ..errors import ConfigError, MountError
 
-LOG = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 
 COMMAND_TIMEOUT = 300   # seconds for blkid, mkfs, e2label, fsfreeze, losetup
@@ -201,6 +201,6 @@ def resolver_from_env(mapping=None, **by_id_options):
         raise ConfigError(
             f"{LOOP_SETTING} must be a JSON object mapping datastore names to absolute folders, "
             'such as {"LocalDS_0": "/tmp/vcsim/LocalDS_0"}')
-    LOG.warning("%s is set: volumes are attached through loop devices over local datastore "
+    log.warning("%s is set: volumes are attached through loop devices over local datastore "
                 "folders (a test mode for the vCenter simulator, never for production)", LOOP_SETTING)
     return LoopDeviceResolver(folders)

@@ -64,6 +64,7 @@ from ..fsidentity import acting_as
 from ..fsutil import TEMP_PREFIX, fsync_folder, read_json
 from ..storespec import NFS
 from .base import METADATA_FILE, StoredVolume, VolumeStore, metadata_bytes
+from ..timefmt import rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ ORPHAN_AGE = 600                   # seconds before another host's leftover is t
 
 
 def _rfc3339(timestamp):
-    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).isoformat(timespec="seconds")
+    return rfc3339(datetime.datetime.fromtimestamp(timestamp, datetime.UTC))
 
 
 def kernel_has_nfs(filesystems="/proc/filesystems"):

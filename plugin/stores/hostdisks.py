@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from ..errors import MountError, VolumeError
 from .devices import DiskInfo, Formatter
 
-LOG = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 VIC_DATA_DIR = ".vic.vol.data"
 
@@ -44,7 +44,7 @@ class HostDisks:
     """The disks of one datastore store on this host; see the module docstring.
 
     ``datastore``: the store's datastore; ``host_vm``: vsphere.hostvm.HostVM; ``resolver``: a stores.devices resolver;
-    ``mounter``: plugin.mounts.Mounter (``mount(device, target, options, fstype)``,
+    ``mounter``: plugin.mounter.Mounter (``mount(device, target, options, fstype)``,
     ``unmount(target)``, ``is_mounted(target)``); ``mount_root``: the folder below which
     volume filesystems are mounted (inside the plugin's propagated mount);
     ``formatter``: stores.devices.Formatter (blkid, mkfs.ext4).
@@ -100,7 +100,7 @@ class HostDisks:
                     self.mounter.unmount(mounted_at)
                 self.unplug(info)
             except Exception as err:  # noqa: BLE001 - the original failure is what matters
-                LOG.warning("could not detach the disk %s again (deleted at the next start): %s", info.ds_path, err)
+                log.warning("could not detach the disk %s again (deleted at the next start): %s", info.ds_path, err)
             raise
         self.unplug(info)
 

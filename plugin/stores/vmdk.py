@@ -74,7 +74,7 @@ from .hostdisks import HostDisks, capacity_kb
 from .vmdkfolders import StagingArea, VolumeLayout
 from .vmdklisting import VolumeListing, metadata_capacity_mb
 
-LOG = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -120,7 +120,7 @@ class DatastoreStore(VolumeStore):
 
     ``session``: vsphere.session.Session; ``host_vm``: vsphere.hostvm.HostVM (its
     ``inventory`` is shared); ``device_resolver``: a stores.devices resolver;
-    ``mounter``: plugin.mounts.Mounter; ``mount_root``: the folder below which volume
+    ``mounter``: plugin.mounter.Mounter; ``mount_root``: the folder below which volume
     filesystems are mounted (inside the plugin's propagated mount); ``formatter``:
     stores.devices.Formatter (blkid, mkfs.ext4); ``metadata_workers``: how many metadata
     files a listing reads at once.
@@ -181,7 +181,7 @@ class DatastoreStore(VolumeStore):
         leftovers = self.staging.leftovers()    # also finds the host's VM now rather than on first create
         attached = self.host_vm.disks() if leftovers else []
         for path in leftovers:
-            LOG.info("store %s: deleting the leftover of an interrupted create, %s", self.label, self.layout.ds(path))
+            log.info("store %s: deleting the leftover of an interrupted create, %s", self.label, self.layout.ds(path))
             self.host_disks.undo_staged(path, attached, self.folder.names(path))
             self.staging.discard(path)
 
@@ -241,7 +241,7 @@ class DatastoreStore(VolumeStore):
             raise InUse(self._in_use_message(name, users))
         folder = self.layout.volume_folder(name)
         if not self.folder.delete(folder):
-            LOG.info("%s was already gone", self.layout.ds(folder))
+            log.info("%s was already gone", self.layout.ds(folder))
         self.forget(name)
 
     def attach(self, name):
@@ -260,7 +260,7 @@ class DatastoreStore(VolumeStore):
             attached_now = not attached_to
             if attached_now:
                 slot = self.host_vm.attach_disk(disk, capacity_kb(volume.capacity_mb), users=users)
-                LOG.info("volume %s: attached %s to VM %s at %s", name, disk, self.host_vm.name, slot)
+                log.info("volume %s: attached %s to VM %s at %s", name, disk, self.host_vm.name, slot)
         volume.attached_to = self.host_vm.name
         try:
             return self.host_disks.mount(name, self._disk_info(volume))
@@ -284,7 +284,7 @@ class DatastoreStore(VolumeStore):
         try:
             self.detach(name)
         except Exception as err:  # noqa: BLE001 - the original failure is what matters
-            LOG.warning("volume %s: could not undo its attachment: %s", name, err)
+            log.warning("volume %s: could not undo its attachment: %s", name, err)
 
     def status(self, name):
         volume = self.known.get(name)

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 
 from ..errors import VolumeError
-from ..options import DEFAULT_CAPACITY_MB, parse_capacity_mb
+from ..options import CAPACITY, DEFAULT_CAPACITY_MB, option_value, parse_capacity_mb
 from ..vsphere.browse import modified_rfc3339
 from .base import METADATA_FILE, StoredVolume
 from .vmdkfolders import METADATA_DIRS
@@ -38,14 +38,11 @@ def _parsed(document, metadata_dir):
 
 def metadata_capacity_mb(metadata):
     """The Capacity in a volume's DockerMetaData DriverOpts (any key case), else the default."""
-    options = (metadata or {}).get("DriverOpts") or {}
-    for key, value in options.items():
-        if str(key).lower() == "capacity":
-            try:
-                return parse_capacity_mb(value)
-            except VolumeError:
-                break
-    return DEFAULT_CAPACITY_MB
+    value = option_value((metadata or {}).get("DriverOpts"), CAPACITY)
+    try:
+        return DEFAULT_CAPACITY_MB if value is None else parse_capacity_mb(value)
+    except VolumeError:
+        return DEFAULT_CAPACITY_MB
 
 
 def _spelling(tree, folder):

@@ -25,7 +25,7 @@ import threading
 
 from ..errors import BackendError
 
-LOG = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 API_VERSION = "1.25"
 LIST_TIMEOUT = 20        # seconds, listing and inspecting

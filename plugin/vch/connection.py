@@ -25,25 +25,20 @@ listing began keeps the state the change gave it.
 import logging
 import os
 import threading
-from datetime import datetime, timezone
+from datetime import datetime
 
 from ..errors import VolumeError
 from ..fsutil import atomic_write_json, read_json
 from ..registry import Touches
 from .client import VchError, VchRefused
+from ..timefmt import rfc3339, utc_now
 
-LOG = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 LISTING_FILE = "vch-listing.json"
 REFRESH_INTERVAL = 30.0   # seconds between background listings
 
 
-def utc_now():
-    return datetime.now(timezone.utc)
-
-
-def _iso(when):
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class VchConnection:
@@ -83,7 +78,7 @@ class VchConnection:
             except FileNotFoundError:
                 return
             except (OSError, ValueError) as err:
-                LOG.warning("the saved listing of the VCH in %s is unreadable (%s): ignoring it", self.path, err)
+                log.warning("the saved listing of the VCH in %s is unreadable (%s): ignoring it", self.path, err)
                 return
             if not isinstance(saved, dict) or saved.get("URL") != self.url or self._names is not None:
                 return
@@ -136,13 +131,13 @@ class VchConnection:
 
     def _save(self):
         """Persist the listing (called under the lock); a failure is logged only."""
-        listed = {"URL": self.url, "ListedAt": _iso(self._listed_at) if self._listed_at else "",
+        listed = {"URL": self.url, "ListedAt": rfc3339(self._listed_at) if self._listed_at else "",
                   "Names": sorted(self._names or {})}
         try:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
             atomic_write_json(self.path, listed)
         except OSError as err:
-            LOG.warning("cannot save the listing of the VCH in %s: %s", self.path, err)
+            log.warning("cannot save the listing of the VCH in %s: %s", self.path, err)
 
     # --- whether it answers -----------------------------------------------------------------
     def _call(self, method, *args):
@@ -155,7 +150,7 @@ class VchConnection:
             with self._lock:
                 was, self._reachable, self._error = self._reachable, False, str(err)
             if was is not False:
-                LOG.warning("%s; answering from the volumes listed at %s until it answers again", err,
+                log.warning("%s; answering from the volumes listed at %s until it answers again", err,
                             self.status()["ListedAt"] or "(never listed)")
             raise
         self._answered()
@@ -165,7 +160,7 @@ class VchConnection:
         with self._lock:
             was, self._reachable, self._error = self._reachable, True, ""
         if was is False:
-            LOG.info("the VCH at %s answers again", self.url)
+            log.info("the VCH at %s answers again", self.url)
 
     def status(self):
         """What ``docker volume inspect`` shows under Status.VCH (memory only)."""
@@ -173,7 +168,7 @@ class VchConnection:
             return {
                 "URL": self.url,
                 "Reachable": self._reachable,
-                "ListedAt": _iso(self._listed_at) if self._listed_at else "",
+                "ListedAt": rfc3339(self._listed_at) if self._listed_at else "",
                 "Stale": self._reachable is not True or self._listed_at is None,
                 "Error": self._error,
             }
@@ -201,7 +196,7 @@ class VchConnection:
             try:
                 self.refresh_all()
             except Exception:  # noqa: BLE001 - the refresher must outlive any one failure
-                LOG.exception("refreshing the volumes of the VCH at %s failed", self.url)
+                log.exception("refreshing the volumes of the VCH at %s failed", self.url)
 
     def refresh_all(self):
         """One listing; each followed store re-joins it, then the listener follows the store.
@@ -220,7 +215,7 @@ class VchConnection:
             try:
                 store.apply(start, names, rediscover)
             except VolumeError as err:
-                LOG.warning("volume store %s: its volumes could not be refreshed: %s", store.label, err)
+                log.warning("volume store %s: its volumes could not be refreshed: %s", store.label, err)
                 complete = False
                 continue
             shown = store.names()
@@ -230,7 +225,7 @@ class VchConnection:
         if rediscover and complete:
             unplaced, self._unplaced = names - placed - self._unplaced, names - placed
             if unplaced and stores:
-                LOG.warning("the VCH at %s has volume(s) %s in none of this plugin's VCH volume stores: they are "
+                log.warning("the VCH at %s has volume(s) %s in none of this plugin's VCH volume stores: they are "
                             "not shown here (VOLUME_STORES should list the VCH's --volume-store entries)",
                             self.url, ", ".join(sorted(unplaced)))
         return True

@@ -23,7 +23,7 @@ import threading
 from ..errors import BackendError, ConfigError
 from ..fsutil import atomic_write_json, read_json
 
-LOG = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 FILE_NAME = "vch-policies.json"
 
@@ -85,4 +85,4 @@ class PolicyBook:
         try:
             self.set(name, {})
         except BackendError as err:
-            LOG.warning("%s; the entry stays until the next change of that name", err)
+            log.warning("%s; the entry stays until the next change of that name", err)

@@ -20,10 +20,9 @@ from urllib.parse import urlsplit
 
 from ..errors import ConfigError, shown
 from ..redact import has_userinfo, shown_url
+from ..settingvalues import flag
 
 DEFAULT_TLS_PORT = 2376
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
 
 
 @dataclass(frozen=True)
@@ -52,13 +51,7 @@ class VchSettings:
 
 
 def _verify(mapping):
-    raw = str(mapping.get("VCH_TLS_VERIFY", "")).strip().lower()
-    if raw == "" or raw in _TRUE:
-        return True
-    if raw in _FALSE:
-        return False
-    raise ConfigError(f"VCH_TLS_VERIFY={mapping.get('VCH_TLS_VERIFY')!r} is not valid: use 1 (verify, "
-                      "the default) or 0 (do not verify the VCH's certificate)")
+    return flag(mapping, "VCH_TLS_VERIFY", True, meaning=("verify, the default", "do not verify the VCH's certificate"))
 
 
 def _url(text):

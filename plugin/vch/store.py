@@ -39,7 +39,6 @@ backup service the stores that hold the volumes), exactly as they do a direct st
 import logging
 import os
 import threading
-from datetime import datetime, timezone
 
 from ..errors import BackendError, Conflict, InUse, VolumeError
 from ..options import VOLUME_STORE, split_vic_options
@@ -51,14 +50,13 @@ from .connection import LISTING_FILE, VchConnection
 from .policy import FILE_NAME as POLICY_FILE
 from .policy import PolicyBook
 from .settings import from_env
+from ..timefmt import rfc3339, utc_now
 
-LOG = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 VCH_KINDS = (DATASTORE, NFS)            # the kinds of store a VCH has
 
 
-def _now_rfc3339():
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class VchStore(VolumeStore):
@@ -135,7 +133,7 @@ class VchStore(VolumeStore):
             names = self.connection.list_names()
         except VchError:
             names = self.connection.last_names()
-            LOG.warning("volume store %s: listing %s", self.label,
+            log.warning("volume store %s: listing %s", self.label,
                         "as the VCH last listed it" if names is not None
                         else "every volume of its datastore folder (the VCH was never listed)")
         self.apply(start, names)
@@ -157,8 +155,8 @@ class VchStore(VolumeStore):
         except BackendError as err:
             self._undo_create(name, err)
         self._forget_disk(name)
-        self._show(name, StoredVolume(name, docker_metadata(name, {**vic, **own}), _now_rfc3339()))
-        LOG.info("volume %s created by the VCH at %s with %s", name, self.connection.url, vic)
+        self._show(name, StoredVolume(name, docker_metadata(name, {**vic, **own}), rfc3339(utc_now())))
+        log.info("volume %s created by the VCH at %s with %s", name, self.connection.url, vic)
 
     def _undo_create(self, name, err):
         try:
@@ -173,7 +171,7 @@ class VchStore(VolumeStore):
 
     def remove(self, name):
         if not self.connection.remove(name):
-            LOG.info("volume %s: the VCH at %s has no such volume any more", name, self.connection.url)
+            log.info("volume %s: the VCH at %s has no such volume any more", name, self.connection.url)
         self.policies.discard(name)
         self._forget_disk(name)
         self._show(name, None)
@@ -234,9 +232,9 @@ def sidecar_from_env(env, state_dir, api_factory=docker_api, **connection_args):
     settings = from_env(env)
     if settings is None:
         return None
-    LOG.info("VCH sidecar mode: volumes of the VCH at %s (%s)", settings.url, settings.trust)
+    log.info("VCH sidecar mode: volumes of the VCH at %s (%s)", settings.url, settings.trust)
     if settings.uses_tls and not settings.verify:
-        LOG.warning("VCH_TLS_VERIFY=0: the VCH's certificate is not verified (not for production)")
+        log.warning("VCH_TLS_VERIFY=0: the VCH's certificate is not verified (not for production)")
     connection = VchConnection(VchClient(settings, api_factory), os.path.join(state_dir, LISTING_FILE),
                                **connection_args)
     return Sidecar(connection, PolicyBook(os.path.join(state_dir, POLICY_FILE)))

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pyVmomi import vim
 
 from ..errors import FileNotFoundOnDatastore
+from ..timefmt import rfc3339
 
 
 @dataclass(frozen=True)
@@ -74,4 +75,4 @@ def modified_rfc3339(entry):
     """The modification time of an Entry as RFC 3339 UTC, or "" when not given."""
     if entry.modified is None:
         return ""
-    return entry.modified.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return rfc3339(entry.modified)

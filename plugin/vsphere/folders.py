@@ -26,7 +26,7 @@ from .browse import list_folder, search_tree
 from .files import DatastoreFiles
 from .inventory import Inventory
 
-LOG = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 
 class DatastoreFolder:
@@ -108,7 +108,7 @@ class DatastoreFolder:
         except Exception as err:
             if not quiet:
                 raise
-            LOG.warning("could not delete %s: %s", self.ds(rel), err)
+            log.warning("could not delete %s: %s", self.ds(rel), err)
             return False
         return True
 

@@ -19,7 +19,7 @@ from ..errors import ConfigError, VSphereError
 from .snapshots import nodes
 from .vmdisks import attach_spec, attached_disks, detach_spec, find_attached
 
-LOG = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 PRODUCT_UUID = "/sys/class/dmi/id/product_uuid"
 ENABLE_UUID = "disk.EnableUUID"
@@ -52,7 +52,7 @@ class HostVM:
         with self.lock:
             if self._vm is None:
                 self._vm = self._find()
-                LOG.info("the Docker host's VM is %s (%s)", self._vm.name, self._vm.ref._moId)
+                log.info("the Docker host's VM is %s (%s)", self._vm.name, self._vm.ref._moId)
             return self._vm
 
     def _find(self):

@@ -38,7 +38,7 @@ from .connection import http_session, soap_stub
 from .retry import Backoff, Polling
 from .roundtrips import RoundTrips
 
-LOG = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 TASK_PATHS = ["info.state", "info.error", "info.result"]
 BACKOFF, POLLING = Backoff(), Polling()         # the defaults (frozen: safe to share)
@@ -123,7 +123,7 @@ class Session:
     def _relogin(self, expired_generation):
         with self._login_lock:
             if self._generation == expired_generation:
-                LOG.info("vCenter %s: the session is no longer authenticated; logging in again", self.host)
+                log.info("vCenter %s: the session is no longer authenticated; logging in again", self.host)
                 self._login_locked()
 
     def _login_locked(self):
@@ -148,10 +148,10 @@ class Session:
             except BaseException:
                 self._generation = 0         # not usable without its datacenter
                 raise
-        LOG.info("logged in to vCenter %s as %r (datacenter %s)",
+        log.info("logged in to vCenter %s as %r (datacenter %s)",
                  self.host, self.settings.user, self._datacenter.path)
         if self.settings.insecure:
-            LOG.warning("VSPHERE_INSECURE=1: the certificate of vCenter %s is not verified", self.host)
+            log.warning("VSPHERE_INSECURE=1: the certificate of vCenter %s is not verified", self.host)
 
     def _find_datacenter(self):
         wanted = self.settings.datacenter
@@ -188,7 +188,7 @@ class Session:
             try:
                 self._call(self._content.sessionManager, "Logout", what="logging out")
             except Exception as err:  # noqa: BLE001 - closing must not fail
-                LOG.info("vCenter %s: logout failed: %s", self.host, err)
+                log.info("vCenter %s: logout failed: %s", self.host, err)
         self._generation = 0
         if self._stub is not None:
             self._stub.DropConnections()
@@ -213,7 +213,7 @@ class Session:
                 pause = next(pauses, None)
                 if pause is None:
                     raise faults.unavailable(self.host, what, exc, attempt) from None
-                LOG.warning("vCenter %s: %s: %s: %s; retry %d in %.2fs", self.host, what,
+                log.warning("vCenter %s: %s: %s: %s; retry %d in %.2fs", self.host, what,
                             type(exc).__name__, exc, attempt, pause)
                 self._sleep(pause)
 

@@ -24,9 +24,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import ConfigError, shown
 from ..redact import has_userinfo, shown_url
+from ..settingvalues import flag
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"", "0", "false", "no", "off"}
 _HEX = re.compile(r"[0-9a-fA-F]+")          # whole text only: fullmatch
 
 
@@ -67,15 +66,6 @@ def normalize_thumbprint(text, setting="VSPHERE_THUMBPRINT"):
             f"{setting} is not a certificate thumbprint: give the SHA-1 (40 hex digits) or "
             "SHA-256 (64 hex digits) fingerprint of the vCenter certificate, colons allowed")
     return digits.lower()
-
-
-def _flag(mapping, key):
-    value = str(mapping.get(key, "")).strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ConfigError(f"{key}={mapping.get(key)!r} is not a boolean: use 1 or 0")
 
 
 def _url(text):
@@ -134,7 +124,8 @@ def from_env(mapping=None, read_file=_read_text, exists=os.path.exists):
     password = _password(mapping, read_file)
     ca_file = str(mapping.get("VSPHERE_CA_FILE", "")).strip()
     thumbprint = str(mapping.get("VSPHERE_THUMBPRINT", "")).strip()
-    insecure = _flag(mapping, "VSPHERE_INSECURE")
+    insecure = flag(mapping, "VSPHERE_INSECURE", False,
+                    meaning=("do not verify vCenter's certificate", "verify it, the default"))
     chosen = [name for name, value in (("VSPHERE_CA_FILE", ca_file),
                                        ("VSPHERE_THUMBPRINT", thumbprint),
                                        ("VSPHERE_INSECURE", insecure)) if value]

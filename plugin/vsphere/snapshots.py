@@ -15,7 +15,7 @@ from pyVmomi import vim
 
 from ..errors import VolumeError
 
-LOG = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -77,4 +77,4 @@ class Snapshots:
         try:
             self.session.call_task(vm.ref, "ConsolidateVMDisks_Task", what=f"consolidating the disks of VM {vm.name}")
         except VolumeError as err:
-            LOG.warning("%s; vSphere shows the VM as needing disk consolidation", err)
+            log.warning("%s; vSphere shows the VM as needing disk consolidation", err)

@@ -17,7 +17,7 @@ import subprocess
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from .waiting import wait_until
+from ..waiting import wait_until
 
 KILL_TIMEOUT = 30   # seconds for killed processes to be gone (a hang guard)
 SHIM_SOCKETS = "/run/containerd/s"   # where every containerd's shims put their sockets

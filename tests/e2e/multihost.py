@@ -57,7 +57,7 @@ from .project import (
     SECRETS_SUBDIR,
     script,
 )
-from .waiting import wait_until
+from ..waiting import wait_until
 
 # The one volume store of every node: datastore LocalDS_0, folder swarm.
 STORE_DATASTORE, STORE_ROOT = "LocalDS_0", "swarm"

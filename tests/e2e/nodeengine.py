@@ -19,7 +19,7 @@ from typing import Any
 
 from . import leftovers
 from .dockercli import docker, docker_json
-from .waiting import wait_until
+from ..waiting import wait_until
 
 START_TIMEOUT = 60      # seconds for a started dockerd to answer
 STOP_TIMEOUT = 30       # seconds for a SIGTERMed dockerd to exit before SIGKILL

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from .conftest import FOLDER_STORES
 from .dockercli import docker
 from .tcpproxy import TcpRelay
 from .user import inspect, run_on, volume_names, vv
+from ..waiting import wait_until
 
 DS0 = "LocalDS_0"
 STORES = f"{FOLDER_STORES};{DS0}/volumes/reliable:ds0"
@@ -48,16 +48,6 @@ def command_line(pid):
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
-
-
-def wait_until(condition, what, timeout=HANG_GUARD, every=0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        time.sleep(every)
 
 
 def checksums(test_image, name):
@@ -101,7 +91,7 @@ def test_a_plugin_killed_while_it_restores_never_leaves_a_volume_that_looks_whol
         def restoring():
             return [pid for pid in plugin_processes(plugin)
                     if "rsync" in command_line(pid) and ".vsphere-volume-staging" in command_line(pid)]
-        copying = wait_until(restoring, "the restore's copy", every=0.005)
+        copying = wait_until(restoring, HANG_GUARD, "the restore's copy", poll=0.005)
         signal_all(copying, signal.SIGSTOP)
         signal_all(plugin_processes(plugin), signal.SIGKILL)
         _, err = create.communicate(timeout=HANG_GUARD)
@@ -110,9 +100,9 @@ def test_a_plugin_killed_while_it_restores_never_leaves_a_volume_that_looks_whol
             create.kill()
     # Docker restarts the plugin (and retries the Create whose connection broke); the
     # plugin goes on with the restore it had marked as unfinished.
-    wait_until(lambda: docker("volume", "ls", check=False).returncode == 0, "the plugin to answer again")
+    wait_until(lambda: docker("volume", "ls", check=False).returncode == 0, HANG_GUARD, "the plugin to answer again")
     state = wait_until(lambda: inspect(copy)["Status"]["Restore"]["State"] != "running" and
-                       inspect(copy)["Status"]["Restore"]["State"], "the resumed restore to end")
+                       inspect(copy)["Status"]["Restore"]["State"], HANG_GUARD, "the resumed restore to end")
     assert state == "done", state
     assert checksums(test_image, copy) == expected             # never a volume that looks whole but is not
     assert create.returncode == 0 or "VolumeDriver.Create" in err

@@ -16,7 +16,7 @@ import uuid
 
 from .multihost import Node, Swarm, Task
 from .user import unique
-from .waiting import wait_until
+from ..waiting import wait_until
 
 SWARM_NODES = 2
 WRITE_TIMEOUT = 60   # seconds for a started task to have written its file

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sysconfig
 import threading
-import time
 from pathlib import Path
 
 START_DEADLINE = 30.0       # seconds for rclone to say it listens (a hang guard)
@@ -103,13 +102,3 @@ class S3Server:
     @property
     def log(self):
         return "\n".join(self._log)
-
-
-def wait_until(condition, deadline=30.0, step=0.05):
-    """True once ``condition()`` is; False when ``deadline`` seconds passed first."""
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(step)
-    return bool(condition())

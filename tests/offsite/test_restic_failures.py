@@ -16,7 +16,8 @@ from plugin.offsite.process import ProcessRunner
 from tests.e2e.vch import make_tls
 
 from .conftest import ACCESS_KEY
-from .s3server import S3Server, wait_until
+from ..waiting import wait_until
+from .s3server import S3Server
 from .trees import digest_tree, make_tree
 
 TAGS = {"volume": "mydata", "backup": "20261123T020000Z", "kind": "manual"}
@@ -108,7 +109,8 @@ def test_a_lock_held_by_a_live_process_is_reported_then_released(
                               stderr=subprocess.DEVNULL,
                               env=_environment(repo_location, password, s3_secret))
     try:
-        assert wait_until(lambda: s3.objects("backups", "offsite/repo/locks"))
+        wait_until(lambda: s3.objects("backups", "offsite/repo/locks"), 30, "restic's lock object in the bucket",
+                   poll=0.05)
         with pytest.raises(RepositoryLocked) as raised:
             restic.forget("1", tags={"volume": "mydata"})
     finally:

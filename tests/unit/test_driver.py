@@ -8,6 +8,7 @@ import pytest
 
 from plugin.errors import Conflict, InUse, InvalidName, InvalidOption, MountError, NotFound
 from tests.fakes import calls_do_not_wait
+from tests.waiting import wait_until
 
 
 def metadata(env, store_dir, name):
@@ -157,7 +158,10 @@ def test_same_name_is_serialized_other_names_run_in_parallel(driver):
     store = driver.stores["default"]
     real_create = store.create
 
+    entered = []
+
     def slow_create(name, options, meta):
+        entered.append(name)
         if name == "slow":
             inside.set()
             release.wait(5)
@@ -170,8 +174,9 @@ def test_same_name_is_serialized_other_names_run_in_parallel(driver):
     driver.create("fast", {})                      # another name is not blocked
     blocked = threading.Thread(target=driver.create, args=("slow", {}))
     blocked.start()
-    blocked.join(0.2)
-    assert blocked.is_alive()                      # the same name waits
+    wait_until(lambda: driver._locks.users("slow") == 2, 10, "the second create of slow to queue on its lock",
+               poll=0.005)
+    assert blocked.is_alive() and entered == ["slow", "fast"]   # the same name waits for the first
     release.set()
     worker.join(5)
     blocked.join(5)

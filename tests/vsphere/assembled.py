@@ -5,7 +5,7 @@ Each is ``build_driver`` over real settings (``from_env``): VOLUME_STORES with t
 datastore stores of the simulator (``default`` on LocalDS_1, ``second`` on LocalDS_0),
 the VSPHERE_* settings of the harness (CA file, password file, a VM of the simulator as
 the Docker host's), VSPHERE_TEST_ONLY_LOOP_DATASTORES and the real
-``plugin.mounts.Mounter``, so that Mount attaches the disk, makes and mounts its
+``plugin.mounter.Mounter``, so that Mount attaches the disk, makes and mounts its
 filesystem through a loop device and bind-mounts it under the plugin's mount root, as in
 production. Only the clock and the scheduler's executor are the test's.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from plugin import assembly
 from plugin.assembly import build_driver
-from plugin.mounts import Mounter
+from plugin.mounter import Mounter
 from plugin.settings import from_env
 from tests.fakes import InlineExecutor
 

@@ -19,7 +19,7 @@ import uuid
 import pytest
 from pyVmomi import vim
 
-from plugin.mounts import Mounter, mounted_targets
+from plugin.mounter import Mounter, mounted_targets
 from plugin.stores.devices import LoopDeviceResolver
 from plugin.stores.vmdk import DatastoreStore
 from plugin.storespec import parse_store_spec

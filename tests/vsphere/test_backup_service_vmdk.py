@@ -2,7 +2,7 @@
 
 Each plugin here is ``build_driver`` over real settings (``plugins``, tests/vsphere/
 assembled.py): two datastore stores of the simulator (``default`` on LocalDS_1,
-``second`` on LocalDS_0), the real ``plugin.mounts.Mounter``, so that Mount attaches the
+``second`` on LocalDS_0), the real ``plugin.mounter.Mounter``, so that Mount attaches the
 disk, makes and mounts its filesystem through a loop device and bind-mounts it under the
 plugin's mount root, as in production. Only the clock and the scheduler's executor are
 the test's: ``service.scheduler.tick(now)`` runs due backups inline, and simulated days
@@ -30,7 +30,7 @@ from plugin.assembly import DISKS_DIR
 from plugin.backup.lease import DEFAULT_TTL, LEASES_DIR, LeaseHeld
 from plugin.backup.vmdkengine import SNAPSHOT_PREFIX
 from plugin.errors import InUse, VolumeError
-from plugin.mounts import mounted_targets
+from plugin.mounter import mounted_targets
 from plugin.stores.hostdisks import vic_label
 
 from .assembled import CAPACITY, DS, DS2
@@ -318,7 +318,7 @@ cfg = json.loads(sys.argv[1])
 sys.path.insert(0, cfg["repo"])
 socket.gethostname = lambda: cfg["hostname"]         # the test's name of this host
 from plugin.assembly import build_driver
-from plugin.mounts import Mounter
+from plugin.mounter import Mounter
 from plugin.settings import from_env
 from tests.fakes import InlineExecutor
 

@@ -330,7 +330,7 @@ from plugin.backup.dsrepository import DatastoreBackupRepository
 from plugin.backup.vmdkengine import VmdkEngine
 from plugin.driver import Volume
 from plugin.locks import NameLocks
-from plugin.mounts import Mounter
+from plugin.mounter import Mounter
 from plugin.options import parse_options
 from plugin.stores.devices import LoopDeviceResolver
 from plugin.stores.vmdk import DatastoreStore

@@ -10,7 +10,7 @@ import pytest
 from pyVmomi import vim
 
 from plugin.errors import ConfigError, Conflict, InUse, VSphereError, VSphereUnavailable
-from plugin.mounts import Mounter
+from plugin.mounter import Mounter
 from plugin.stores.devices import LOOP_SETTING
 from plugin.stores.hostdisks import vic_label
 from plugin.stores.vmdk import DatastoreStores

@@ -108,7 +108,7 @@ def test_a_create_whose_disk_this_host_cannot_see_fails_clearly_and_leaves_nothi
 CHILD = """
 import json, os, sys
 sys.path.insert(0, {repo!r})
-from plugin.mounts import Mounter
+from plugin.mounter import Mounter
 from plugin.options import parse_options
 from plugin.stores.base import docker_metadata
 from plugin.stores.devices import LoopDeviceResolver

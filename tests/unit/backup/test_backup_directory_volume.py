@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from plugin.backup.dircopy import DATA_DIR, DirectoryCopier, data_folder
+from plugin.backup.dircopy import BACKUP_DATA_FOLDER, DirectoryCopier, data_folder
 from plugin.backup.manifest import DIRECTORY, UNCHANGED, Manifest
 from plugin.backup.repository import LocalBackupRepository
 from plugin.errors import BackupError
@@ -39,7 +39,7 @@ def back_up(setup, origin=SCHEDULE):
                            previous=data_folder(repo.location("mydata", base.backup_id)) if base else None)
     made = Manifest(volume="mydata", backup_id=staging.backup_id, origin=origin,
                     method=DIRECTORY if result.changed else UNCHANGED,
-                    data=DATA_DIR if result.changed else "", base="" if result.changed else base.backup_id,
+                    data=BACKUP_DATA_FOLDER if result.changed else "", base="" if result.changed else base.backup_id,
                     created=clock(), started=clock(), finished=clock(), store="files", source=str(volume),
                     size=result.size, extra={"files": result.files, "linked": result.linked})
     repo.commit(made)

@@ -130,7 +130,7 @@ def test_settings_of_a_folder_target_are_checked(env, expected):
 @pytest.mark.parametrize("drop, add, expected", [
     ("BACKUP_TARGET_OFFSITE_S3_ACCESS_KEY_ID", {}, "needs BACKUP_TARGET_OFFSITE_S3_ACCESS_KEY_ID"),
     ("BACKUP_TARGET_OFFSITE_S3_SECRET_ACCESS_KEY_FILE", {}, "needs an S3 secret access key"),
-    (None, {"BACKUP_TARGET_OFFSITE_TLS_VERIFY": "no"}, "TLS_VERIFY='no' is not valid"),
+    (None, {"BACKUP_TARGET_OFFSITE_TLS_VERIFY": "maybe"}, "TLS_VERIFY='maybe' is not valid"),
 ])
 def test_settings_of_an_s3_target_are_checked(drop, add, expected):
     env = {k: v for k, v in S3_ENV.items() if k != drop}

@@ -56,7 +56,7 @@ def test_one_way_to_trust_the_certificate():
     message = error(env(VSPHERE_CA_FILE="/ca.pem", VSPHERE_INSECURE="1"), exists=lambda p: True)
     assert "VSPHERE_CA_FILE and VSPHERE_INSECURE are both set" in message
     assert "does not exist" in error(env(VSPHERE_CA_FILE="/nope.pem"), exists=lambda p: False)
-    assert "is not a boolean" in error(env(VSPHERE_INSECURE="maybe"))
+    assert "VSPHERE_INSECURE='maybe' is not valid: use 1" in error(env(VSPHERE_INSECURE="maybe"))
     assert from_env(env(VSPHERE_INSECURE="true")).insecure
 
 
