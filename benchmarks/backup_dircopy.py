@@ -23,14 +23,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from plugin.backup.dircopy import DirectoryCopier, data_folder  # noqa: E402
-from plugin.backup.manifest import DIRECTORY, Manifest  # noqa: E402
-from plugin.backup.repository import LocalBackupRepository  # noqa: E402
+from plugin.backup.dircopy import DirectoryCopier, data_folder
+from plugin.backup.manifest import DIRECTORY, Manifest
+from plugin.backup.repository import LocalBackupRepository
 
 
 def make_tree(root, total_bytes, files):
@@ -54,7 +54,7 @@ def timed(step):
 
 
 def commit(repo, staging, result):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     repo.commit(Manifest(volume=staging.volume, backup_id=staging.backup_id, method=DIRECTORY,
                          origin="manual", created=now, started=now, finished=now, store="bench",
                          source="volume", size=result.size, data="data"))
@@ -81,7 +81,7 @@ def main():
         cp_time, _ = timed(cp_and_sync)
 
         repo, copier = LocalBackupRepository(work / "store"), DirectoryCopier()
-        when = datetime.now(timezone.utc)
+        when = datetime.now(UTC)
 
         def backup(offset, previous=None):
             staging = repo.begin("bench", when + timedelta(seconds=offset))

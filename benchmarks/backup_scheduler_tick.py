@@ -17,13 +17,13 @@ import argparse
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from plugin.backup.scheduler import BackupScheduler, JsonFileStateStore, MemoryStateStore  # noqa: E402
-from plugin.policy.schedule import parse_schedule  # noqa: E402
+from plugin.backup.scheduler import BackupScheduler, JsonFileStateStore, MemoryStateStore
+from plugin.policy.schedule import parse_schedule
 
 POLICIES = ["daily", "daily", "daily", "hourly", "weekly", "daily@02:30", "15 */6 * * *", "monthly"]
 
@@ -73,7 +73,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--volumes", type=int, default=10000)
     args = parser.parse_args()
-    t0 = datetime(2026, 11, 23, tzinfo=timezone.utc)
+    t0 = datetime(2026, 11, 23, tzinfo=UTC)
 
     clock = Clock(t0)
     scheduler, set_time = build(args.volumes, MemoryStateStore(), clock)

@@ -31,21 +31,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from plugin.backup import manifest as mf  # noqa: E402
-from plugin.backup.dsrepository import DatastoreBackupRepository  # noqa: E402
-from plugin.backup.vmdkengine import VmdkEngine  # noqa: E402
-from plugin.driver import Volume  # noqa: E402
-from plugin.locks import NameLocks  # noqa: E402
-from plugin.mounter import Mounter  # noqa: E402
-from plugin.options import parse_options  # noqa: E402
-from plugin.stores.base import docker_metadata  # noqa: E402
-from plugin.stores.devices import LoopDeviceResolver  # noqa: E402
-from plugin.stores.vmdk import DatastoreStore  # noqa: E402
-from plugin.storespec import parse_store_spec  # noqa: E402
-from plugin.vsphere.hostvm import HostVM  # noqa: E402
-from plugin.vsphere.inventory import Inventory  # noqa: E402
-from plugin.vsphere.session import Session  # noqa: E402
-from plugin.vsphere.settings import VSphereSettings  # noqa: E402
+from plugin.backup import manifest as mf
+from plugin.backup.dsrepository import DatastoreBackupRepository
+from plugin.backup.vmdkengine import VmdkEngine
+from plugin.driver import Volume
+from plugin.locks import NameLocks
+from plugin.mounter import Mounter
+from plugin.options import parse_options
+from plugin.stores.base import docker_metadata
+from plugin.stores.devices import LoopDeviceResolver
+from plugin.stores.vmdk import DatastoreStore
+from plugin.storespec import parse_store_spec
+from plugin.vsphere.hostvm import HostVM
+from plugin.vsphere.inventory import Inventory
+from plugin.vsphere.session import Session
+from plugin.vsphere.settings import VSphereSettings
 
 REPO = Path(__file__).resolve().parent.parent
 USER, PASSWORD = "bench", "bench-password"

@@ -107,7 +107,7 @@ def main():
         hands = [ByHand(location(f"by-hand-{i}"), env, work / f"cache-hand-{i}") for i in (1, 2)]
         wrappers = [Restic(RepositoryConfig(location=location(f"wrapper-{i}"), **config),
                            cache_dir=str(work / f"cache-wrapper-{i}")) for i in (1, 2)]
-        for hand, wrapper in zip(hands, wrappers):
+        for hand, wrapper in zip(hands, wrappers, strict=True):
             hand.run("init")
             wrapper.ensure_initialised()
         updates = []

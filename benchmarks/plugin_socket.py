@@ -18,7 +18,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from plugin.client import PluginClient  # noqa: E402
+from plugin.client import PluginClient
 
 
 def percentile(values, fraction):
@@ -45,7 +45,7 @@ def rss_mb(server_pid):
                     total += int(line.split()[1])
     worker = int(children[0]) if children else server_pid
     with open(f"/proc/{worker}/status") as handle:
-        worker_kb = next(int(l.split()[1]) for l in handle if l.startswith("VmRSS:"))
+        worker_kb = next(int(line.split()[1]) for line in handle if line.startswith("VmRSS:"))
     return worker_kb / 1024, total / 1024
 
 
@@ -77,7 +77,8 @@ def main():
         for i in range(args.volumes):
             client.call("/VolumeDriver.Create", {"Name": f"bench-{i:05d}", "Opts": {"Capacity": "1G"}})
         create_s = time.perf_counter() - started
-        names = lambda i: {"Name": f"bench-{i % args.volumes:05d}"}  # noqa: E731
+        def names(i):
+            return {"Name": f"bench-{i % args.volumes:05d}"}
         baseline = measure(client, "/Plugin.Activate", lambda i: {}, args.calls)
         results = {
             "Get": measure(client, "/VolumeDriver.Get", names, args.calls),

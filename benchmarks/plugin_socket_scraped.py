@@ -191,7 +191,8 @@ def main():
         started = time.perf_counter()
         requests.get(url, timeout=60).raise_for_status()
         cold_ms = (time.perf_counter() - started) * 1000
-        names = lambda i: {"Name": f"bench-{i % args.volumes:05d}"}
+        def names(i):
+            return {"Name": f"bench-{i % args.volumes:05d}"}
         for _ in range(args.rounds):
             for phase, results in phases.items():
                 scraper = Scraper(url) if phase != "no scraper" else None

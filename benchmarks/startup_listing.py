@@ -34,11 +34,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.vsphere_roundtrips import PASSWORD, USER, seed_volumes, start_simulator  # noqa: E402
-from plugin.assembly import build_driver  # noqa: E402
-from plugin.settings import from_env  # noqa: E402
-from tests.e2e.tcpproxy import TcpRelay  # noqa: E402
-from tests.fakes import FakeMounter  # noqa: E402
+from benchmarks.vsphere_roundtrips import PASSWORD, USER, seed_volumes, start_simulator
+from plugin.assembly import build_driver
+from plugin.settings import from_env
+from tests.e2e.tcpproxy import TcpRelay
+from tests.fakes import FakeMounter
 
 REPO = Path(__file__).resolve().parent.parent
 ROOT = "startup"

@@ -34,16 +34,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from plugin.mounter import Mounter  # noqa: E402
-from plugin.options import parse_options  # noqa: E402
-from plugin.stores.base import docker_metadata  # noqa: E402
-from plugin.stores.devices import LoopDeviceResolver  # noqa: E402
-from plugin.stores.vmdk import DatastoreStore  # noqa: E402
-from plugin.storespec import parse_store_spec  # noqa: E402
-from plugin.vsphere.hostvm import HostVM  # noqa: E402
-from plugin.vsphere.inventory import Inventory  # noqa: E402
-from plugin.vsphere.session import Session  # noqa: E402
-from plugin.vsphere.settings import VSphereSettings  # noqa: E402
+from plugin.mounter import Mounter
+from plugin.options import parse_options
+from plugin.stores.base import docker_metadata
+from plugin.stores.devices import LoopDeviceResolver
+from plugin.stores.vmdk import DatastoreStore
+from plugin.storespec import parse_store_spec
+from plugin.vsphere.hostvm import HostVM
+from plugin.vsphere.inventory import Inventory
+from plugin.vsphere.session import Session
+from plugin.vsphere.settings import VSphereSettings
 
 REPO = Path(__file__).resolve().parent.parent
 USER, PASSWORD = "bench", "bench-password"

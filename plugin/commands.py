@@ -16,7 +16,7 @@ def run(argv, what=None, timeout=None, error=MountError, check=True):
     """
     what = what or " ".join(argv)
     try:
-        result = subprocess.run(argv, capture_output=True, text=True, errors="replace", check=False,
+        result = subprocess.run(argv, capture_output=True, text=True, errors="replace", check=False,  # noqa: S603 - argv is a list, never a shell
                                 timeout=timeout)
     except OSError as err:
         raise error(f"cannot run {argv[0]}: {err.strerror or err}") from None

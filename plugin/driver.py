@@ -102,7 +102,7 @@ class VolumeDriver:
         self.mounts.release_unused(self.budgets)
         try:
             self.backups.started()
-        except Exception:  # noqa: BLE001 - the plugin serves its volumes without a scheduler rather than not at all
+        except Exception:
             log.exception("the backup scheduler could not be started")
         # Once every store answered or was tried (the leases this host's previous process
         # left are broken by then), restores that a crash cut off go on.
@@ -121,7 +121,7 @@ class VolumeDriver:
         self.mounts.restore(label)
         try:
             self.backups.store_opened(label)
-        except Exception:  # noqa: BLE001 - backup housekeeping must not keep the store unavailable
+        except Exception:
             log.exception("volume store %s: backup housekeeping at start failed", label)
         if self._started.is_set():
             self.restorer.resume(label)   # a store that answered late

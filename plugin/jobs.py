@@ -75,7 +75,7 @@ class Job:
     def _run(self):
         try:
             self.result = self._fn()
-        except BaseException as err:  # handed to whoever waits
+        except BaseException as err:  # noqa: BLE001 - handed to whoever waits, as it is
             self.error = err
         finally:
             self._done.set()
@@ -88,7 +88,7 @@ class Job:
         return self._done.is_set()
 
     def describe(self):
-        state = "running" if not self.done else ("failed: %s" % self.error if self.error else "done")
+        state = "running" if not self.done else (f"failed: {self.error}" if self.error else "done")
         return {"What": self.what, "Started": rfc3339(self.started), "State": state}
 
 

@@ -63,5 +63,5 @@ class BackupEngine(abc.ABC):
     # cleanup_leftovers is called at start and after a failed backup: it removes what
     # this engine leaves behind when interrupted (its own snapshots, temporary copies),
     # and never anything it did not make.
-    def cleanup_leftovers(self, store):
+    def cleanup_leftovers(self, store):  # noqa: B027 - an engine that leaves nothing keeps this
         """Remove this engine's own leftovers in ``store``."""

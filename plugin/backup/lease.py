@@ -3,9 +3,10 @@
 A lease is a folder named after the volume, made atomically (it either is made, or
 exists already), holding one small owner file: who holds it, what for (a backup, a
 restore reading one of its backups, a prune, a delete: so that a refusal says what is
-really going on), a random token, and until when. The holder renews it while it works and removes it when done. A lease whose holder
-died expires; the next taker breaks it: it moves the folder aside under a unique name
-(atomic too), checks that what it moved is the expired lease it read, and deletes it.
+really going on), a random token, and until when. The holder renews it while it works
+and removes it when done. A lease whose holder died expires; the next taker breaks it:
+it moves the folder aside under a unique name (atomic too), checks that what it moved is
+the expired lease it read, and deletes it.
 
 The lease times come from each host's clock: hosts sharing storage must keep their
 clocks in step (NTP) to well within the time to live (10 minutes by default).

@@ -219,7 +219,7 @@ class VmdkEngine(BackupEngine):
         vms = users.users(access.disk(name))
         if not vms:
             return None, []
-        running = [vm for vm, on in zip(vms, access.inventory.powered_on(vms)) if on]
+        running = [vm for vm, on in zip(vms, access.inventory.powered_on(vms), strict=True) if on]
         stopped = [vm.name for vm in vms if vm not in running]
         if len(running) > 1:
             raise BackupError(f"volume {name} cannot be backed up: its disk {access.disk(name)} is attached to "

@@ -77,7 +77,7 @@ class ProcessRunner:
     def run(self, argv, *, env, cwd=None, timeout=None, watch=None):
         """Run ``argv`` to its end; see the module's doc. OSError when it cannot start."""
         watch = watch or NoWatch()
-        process = subprocess.Popen(
+        process = subprocess.Popen(  # noqa: S603 - argv is a list (restic's), never a shell
             argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True, errors="replace", bufsize=1,
             start_new_session=True)   # a signal meant for the plugin never reaches it

@@ -21,17 +21,19 @@ Per-target settings, ``BACKUP_TARGET_<KEY>_<NAME>``, where ``<KEY>`` is the labe
 upper case with every character other than a letter or digit written ``_``
 (``off-site.1`` -> ``OFF_SITE_1``). For restic targets (s3, file):
 
-| NAME | meaning |
-|---|---|
-| ``PASSWORD_FILE`` or ``PASSWORD`` | the repository password (exactly one; prefer the file) |
-| ``S3_ACCESS_KEY_ID`` | S3 only, required |
-| ``S3_SECRET_ACCESS_KEY_FILE`` or ``S3_SECRET_ACCESS_KEY`` | S3 only, exactly one |
-| ``S3_REGION`` | S3 only, optional |
-| ``CA_FILE`` | https only: the PEM file of the CA the server's certificate is checked against (default: the system's CA store) |
-| ``TLS_VERIFY`` | https only: ``1`` (default) or ``0``, the explicit opt-out (restic's ``--insecure-tls``) |
-| ``LIMIT_UPLOAD``, ``LIMIT_DOWNLOAD`` | bandwidth limits in KiB/s, whole numbers (default 0: none) |
-| ``VERIFY`` | when ``restic check`` runs: the ``Backup`` schedule grammar (``off``, ``daily``, ``weekly``, ``daily@03:00``, cron); default ``weekly`` |
-| ``VERIFY_READ`` | how much data a check reads: ``5%`` (default), ``n/t``, or a size such as ``2G`` |
+- ``PASSWORD_FILE`` or ``PASSWORD``: the repository password (exactly one; prefer the file)
+- ``S3_ACCESS_KEY_ID``: S3 only, required
+- ``S3_SECRET_ACCESS_KEY_FILE`` or ``S3_SECRET_ACCESS_KEY``: S3 only, exactly one
+- ``S3_REGION``: S3 only, optional
+- ``CA_FILE``: https only: the PEM file of the CA the server's certificate is checked
+  against (default: the system's CA store)
+- ``TLS_VERIFY``: https only: ``1`` (default) or ``0``, the explicit opt-out (restic's
+  ``--insecure-tls``)
+- ``LIMIT_UPLOAD``, ``LIMIT_DOWNLOAD``: bandwidth limits in KiB/s, whole numbers (default 0: none)
+- ``VERIFY``: when ``restic check`` runs: the ``Backup`` schedule grammar (``off``,
+  ``daily``, ``weekly``, ``daily@03:00``, cron); default ``weekly``
+- ``VERIFY_READ``: how much data a check reads: ``5%`` (default), ``n/t``, or a size
+  such as ``2G``
 
 Nothing here raises: a spec or setting that is wrong makes THAT target unavailable,
 with the reason (``Targets.unavailable``); the others are used. Settings named

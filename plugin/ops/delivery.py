@@ -243,7 +243,7 @@ class Delivery:
                 return SENT
             except DeliveryError as err:
                 error = err
-            except Exception as err:  # noqa: BLE001 (a bug in a sender must not kill the worker; logged)
+            except Exception as err:  # noqa: BLE001 - a bug in a sender must not kill the worker; logged
                 error = DeliveryError(f"{type(err).__name__}: {scrub(str(err), destination.url)}")
             if attempt < self.attempts and not self._stopping.is_set():
                 log.info("notification %s about %s to %s failed (try %d of %d): %s; trying again",

@@ -188,7 +188,8 @@ class StateCollector:
         return {
             "success": _gauge("backup_last_success_timestamp_seconds",
                               "Time of the newest committed backup (Unix seconds)"),
-            "status": _gauge("backup_last_status", "Last backup attempt: 1 succeeded (or another host did it), 0 failed"),
+            "status": _gauge("backup_last_status",
+                             "Last backup attempt: 1 succeeded (or another host did it), 0 failed"),
             "duration": _gauge("backup_last_duration_seconds", "Duration of the newest committed backup"),
             "size": _gauge("backup_size_bytes", "Bytes the newest committed backup holds"),
             "added": _gauge("backup_added_bytes", "Bytes the newest committed backup copied beyond its base"),

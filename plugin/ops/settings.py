@@ -1,12 +1,15 @@
 """The operations settings (``docker plugin set vsphere KEY=VALUE``).
 
-| setting | meaning |
-|---|---|
-| ``METRICS_ADDRESS`` | ``host:port`` where ``/metrics`` is served (``[::1]:9100`` for IPv6, ``:9100`` for every address); empty: off |
-| ``METRICS_TEXTFILE_DIR`` | a folder node_exporter's textfile collector reads: the same series are written to ``vsphere_volume.prom`` there; empty: off |
-| ``METRICS_TEXTFILE_INTERVAL`` | seconds between two writes of that file (default 30, 5 to 3600) |
-| ``NOTIFY_URLS_FILE`` | a file the plugin sees with the notification URLs, one per line (URLs carry tokens: never a setting's value) |
-| ``BACKUP_STALE_GRACE_MINUTES`` | how late the second scheduled run after the last good backup may commit before the volume is stale (default 60) |
+- ``METRICS_ADDRESS``: ``host:port`` where ``/metrics`` is served (``[::1]:9100`` for
+  IPv6, ``:9100`` for every address); empty: off.
+- ``METRICS_TEXTFILE_DIR``: a folder node_exporter's textfile collector reads: the same
+  series are written to ``vsphere_volume.prom`` there; empty: off.
+- ``METRICS_TEXTFILE_INTERVAL``: seconds between two writes of that file (default 30, 5
+  to 3600).
+- ``NOTIFY_URLS_FILE``: a file the plugin sees with the notification URLs, one per line
+  (URLs carry tokens: never a setting's value).
+- ``BACKUP_STALE_GRACE_MINUTES``: how late the second scheduled run after the last good
+  backup may commit before the volume is stale (default 60).
 
 A bad value turns its feature off (a bad interval the textfile, a bad grace leaves the
 default) with the reason in ``OpsSettings.errors`` (logged at start, for the product's
@@ -46,7 +49,7 @@ def parse_address(text):
         sep = ""   # an IPv6 address without brackets
     if not sep or not port.isdigit() or not 0 < int(port) < 65536 or any(c in host for c in "[]/ "):
         raise ConfigError(f"METRICS_ADDRESS={shown(text)} is not valid: {ADDRESS_HELP}")
-    return (host or "0.0.0.0", int(port))
+    return (host or "0.0.0.0", int(port))  # noqa: S104 - ":port" asks for every address
 
 
 def _textfile_dir(text):

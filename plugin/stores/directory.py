@@ -124,7 +124,7 @@ class DirectoryStore(VolumeStore):
         self.staging_dir = os.path.join(root, STAGING)
         self.creating_dir = os.path.join(root, CREATING)
         host = host or socket.gethostname()
-        self._host_tag = hashlib.sha1(host.encode("utf-8")).hexdigest()[:12]  # a name, not security
+        self._host_tag = hashlib.sha1(host.encode("utf-8")).hexdigest()[:12]  # noqa: S324 - a name, not security
         # This process's creates (never leftovers, whatever open finds meanwhile).
         self._mine = f"{self._host_tag}-{uuid.uuid4().hex[:8]}-"
         self._creating = set()

@@ -74,7 +74,7 @@ class VolumeLayout:
 
     def staging_prefix(self):
         """What the paths of this host's staging folders start with (finds the host's VM)."""
-        host_tag = hashlib.sha1(self.host_vm.name.encode("utf-8")).hexdigest()[:12]  # a name, not security
+        host_tag = hashlib.sha1(self.host_vm.name.encode("utf-8")).hexdigest()[:12]  # noqa: S324 - a name, not security
         return f"{self.staging_dir}/{host_tag}-"
 
 

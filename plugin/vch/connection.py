@@ -195,7 +195,7 @@ class VchConnection:
         while not self._stop.wait(self.interval):
             try:
                 self.refresh_all()
-            except Exception:  # noqa: BLE001 - the refresher must outlive any one failure
+            except Exception:
                 log.exception("refreshing the volumes of the VCH at %s failed", self.url)
 
     def refresh_all(self):

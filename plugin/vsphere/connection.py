@@ -30,7 +30,7 @@ class _CountingStub(SoapStubAdapter):
         super().__init__(*args, **kwargs)
         self._on_request = on_request
 
-    def InvokeMethod(self, mo, info, args, outerStub=None):  # noqa: N802 - pyVmomi's name
+    def InvokeMethod(self, mo, info, args, outerStub=None):  # noqa: N802, N803 - pyVmomi's names
         self._on_request(info.wsdlName)
         return super().InvokeMethod(mo, info, args, outerStub)
 

@@ -77,7 +77,7 @@ class Inventory:
                 refs = self.session.get_properties(self.session.datacenter.ref, ["datastore"]).get("datastore", [])
                 found = self.session.get_properties(list(refs), ["name", "browser"])
                 self._datastores = {p["name"]: DatastoreRef(p["name"], ref, p.get("browser"))
-                                    for ref, p in zip(refs, found) if "name" in p}
+                                    for ref, p in zip(refs, found, strict=True) if "name" in p}
             datastores = self._datastores
         if name not in datastores:
             known = ", ".join(sorted(datastores)) or "none"

@@ -29,7 +29,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from collections.abc import Iterator
 
 import pytest
 
@@ -66,7 +66,7 @@ DATASTORE_STORES = "LocalDS_0/volumes/e2e:ds0;LocalDS_1:ds1"
 # (KEY=VALUE: env variables, mount sources such as data.source, ...).
 # config.json's settable mount "data" is the plugin's host data folder. The
 # fixture adds the simulator's connection settings (``Simulator.plugin_settings``).
-PLUGIN_SETTINGS: Dict[str, str] = {
+PLUGIN_SETTINGS: dict[str, str] = {
     "data.source": STATE_DIR,
     # config.json's test-only mount: the simulator's datastore folders.
     "test-only-datastores.source": f"{STATE_DIR}/{DATASTORES_SUBDIR}",
@@ -86,8 +86,8 @@ class Plugin:
 
     name: str  # what `docker volume create -d NAME` takes
     state_dir: str  # host folder given for STATE_DIR settings
-    settings: Dict[str, str] = field(default_factory=dict)
-    simulator: Optional[Simulator] = None  # the vCenter the VSPHERE_* settings name
+    settings: dict[str, str] = field(default_factory=dict)
+    simulator: Simulator | None = None  # the vCenter the VSPHERE_* settings name
 
     @property
     def ref(self) -> str:
@@ -96,7 +96,7 @@ class Plugin:
         return self.name if ":" in self.name else f"{self.name}:latest"
 
     @property
-    def datastores(self) -> Dict[str, Path]:
+    def datastores(self) -> dict[str, Path]:
         """{simulator datastore name: its folder on the host}."""
         return self.simulator.datastores if self.simulator else {}
 
@@ -124,7 +124,7 @@ class Plugin:
         """`docker plugin disable -f` then `enable`, settings unchanged."""
         self.configure()
 
-    def log_lines(self) -> List[str]:
+    def log_lines(self) -> list[str]:
         """The plugin's output so far, as the engine logged it (scripts/engine's dockerd.log)."""
         host = os.environ.get("DOCKER_HOST", "")
         assert host.startswith("unix://"), f"DOCKER_HOST={host!r}: the engine's log is unknown"

@@ -12,7 +12,8 @@ import json
 import os
 import shlex
 import subprocess
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Union
+from collections.abc import Sequence
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -21,10 +22,10 @@ def run(
     argv: Sequence[str],
     *,
     check: bool = True,
-    input: Optional[str] = None,
+    input: str | None = None,
     timeout: float = 120,
-    cwd: Optional[PathLike] = None,
-    env: Optional[dict] = None,
+    cwd: PathLike | None = None,
+    env: dict | None = None,
 ) -> subprocess.CompletedProcess:
     """Run ``argv``; return the CompletedProcess (text stdout/stderr).
 
@@ -59,16 +60,16 @@ def run(
 def docker(
     *args: Any,
     check: bool = True,
-    input: Optional[str] = None,
+    input: str | None = None,
     timeout: float = 120,
-    cwd: Optional[PathLike] = None,
-    env: Optional[dict] = None,
+    cwd: PathLike | None = None,
+    env: dict | None = None,
 ) -> subprocess.CompletedProcess:
     """``docker ARGS...``, e.g. ``docker("volume", "create", "-d", "vsphere", "v1")``."""
     return run(["docker", *args], check=check, input=input, timeout=timeout, cwd=cwd, env=env)
 
 
-def docker_json(*args: Any, timeout: float = 120, env: Optional[dict] = None) -> Any:
+def docker_json(*args: Any, timeout: float = 120, env: dict | None = None) -> Any:
     """Parsed JSON output of ``docker ARGS...``, e.g. ``docker_json("volume", "inspect", "v1")``."""
     return json.loads(docker(*args, timeout=timeout, env=env).stdout)
 
@@ -77,9 +78,9 @@ def compose(
     project_dir: PathLike,
     *args: Any,
     check: bool = True,
-    input: Optional[str] = None,
+    input: str | None = None,
     timeout: float = 300,
-    env: Optional[dict] = None,
+    env: dict | None = None,
 ) -> subprocess.CompletedProcess:
     """``docker compose ARGS...`` run in ``project_dir`` (its compose.yaml or
     docker-compose.yml; the project is named after the folder)."""
@@ -101,7 +102,7 @@ def describe(proc: subprocess.CompletedProcess) -> str:
     )
 
 
-def _text(data: Union[bytes, str, None]) -> str:
+def _text(data: bytes | str | None) -> str:
     if data is None:
         return ""
     if isinstance(data, bytes):

@@ -93,7 +93,7 @@ def _shim_socket(pid: int) -> str:
     argv = _read(f"/proc/{pid}/cmdline").split("\0")
     if not os.path.basename(argv[0]).startswith("containerd-shim"):
         return ""
-    flags = dict(zip(argv[1::2], argv[2::2]))
+    flags = dict(zip(argv[1::2], argv[2::2], strict=False))
     if not all(k in flags for k in ("-namespace", "-id", "-address")):
         return ""
     key = f"{flags['-address']}/{flags['-namespace']}/{flags['-id']}"

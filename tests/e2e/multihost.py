@@ -349,7 +349,7 @@ def swarm_cluster(count: int = 2, *, build_host: str, image: str = DEFAULT_IMAGE
         cleanup.callback(sim.release_loop_devices)
         nodes = [Node(host=host, engine=NodeEngine(run_dir / host.name, host.netns_path), vm=vm,
                       state_dir=run_dir / host.name / "state")
-                 for host, vm in zip(network.hosts, NODE_VMS)]
+                 for host, vm in zip(network.hosts, NODE_VMS, strict=False)]
         cleanup.callback(each, lambda node: node.engine.remove(), nodes)
         for node in nodes:
             sim.enable_disk_uuid(node.vm)

@@ -35,7 +35,8 @@ def test_a_full_backup_store_refuses_the_remove_with_the_reason_and_lets_it_go_o
     try:
         refused = docker("volume", "rm", name, check=False)
         assert refused.returncode != 0
-        assert f"volume {name} was not removed: its final backup failed: cannot write the backup lease" in refused.stderr
+        said = f"volume {name} was not removed: its final backup failed: cannot write the backup lease"
+        assert said in refused.stderr
         assert "No space left on device; the backup store is full" in refused.stderr
         assert "internal error" not in refused.stderr
         status = inspect(name)["Status"]["Backup"]

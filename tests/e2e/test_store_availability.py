@@ -22,8 +22,9 @@ def test_an_nfs_store_that_cannot_be_mounted_leaves_the_folder_store_working(plu
         assert run_on(test_image, name, "echo still here > /data/f && cat /data/f") == "still here\n"
 
         refused = docker("volume", "create", "-d", plugin.name, "--opt", "VolumeStore=nfsfqdn", "far", check=False)
-        assert refused.returncode != 0 and ("volume store nfsfqdn is unavailable: volume store nfsfqdn: this host's "
-                                            f"kernel has no NFS client, so {NFS_STORE} cannot be mounted") in refused.stderr
+        said = ("volume store nfsfqdn is unavailable: volume store nfsfqdn: this host's "
+                f"kernel has no NFS client, so {NFS_STORE} cannot be mounted")
+        assert refused.returncode != 0 and said in refused.stderr
         assert "far" not in volume_names()
 
         _, out, _ = vv(plugin, "status")

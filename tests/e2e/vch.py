@@ -26,7 +26,6 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List
 
 from .dockercli import docker, run
 from .project import REPO_ROOT, SCRIPTS
@@ -103,14 +102,14 @@ class StandInVch:
     port: int
     tls: Tls
     state_dir: Path                      # the data folder of the plugin in it
-    settings: Dict[str, str] = field(default_factory=dict)
+    settings: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
         return f"tcp://127.0.0.1:{self.port}"
 
     @property
-    def _engine_env(self) -> Dict[str, str]:
+    def _engine_env(self) -> dict[str, str]:
         flags = [f"-H tcp://127.0.0.1:{self.port}", "--tlsverify", f"--tlscacert {self.tls.ca}",
                  f"--tlscert {self.tls.server_cert}", f"--tlskey {self.tls.server_key}"]
         return {"VV_ENGINE_DIR": str(self.engine_dir), "VV_ENGINE_EXTRA_FLAGS": " ".join(flags)}
@@ -131,7 +130,7 @@ class StandInVch:
         assert result.returncode != 0, f"the VCH accepted docker {' '.join(args)}: {result.stdout}"
         return result.stderr.strip().removeprefix("Error response from daemon: ")
 
-    def volume_names(self) -> List[str]:
+    def volume_names(self) -> list[str]:
         return self.docker("volume", "ls", "-q").stdout.split()
 
     def start(self) -> None:
@@ -146,7 +145,7 @@ class StandInVch:
     def remove_state(self) -> None:
         shutil.rmtree(self.state_dir, ignore_errors=True)
 
-    def install_plugin(self, build_host: str, settings: Dict[str, str]) -> None:
+    def install_plugin(self, build_host: str, settings: dict[str, str]) -> None:
         """This checkout's plugin, as ``vsphere``, with ``settings`` (built by ``build_host``)."""
         self.settings = dict(settings)
         run([str(SCRIPTS / "build-plugin"), "vsphere", *(f"{k}={v}" for k, v in settings.items())],
@@ -154,7 +153,7 @@ class StandInVch:
                  "VV_ENGINE_DIR": str(self.engine_dir)},
             cwd=REPO_ROOT, timeout=BUILD_TIMEOUT)
 
-    def plugin_log(self) -> List[str]:
+    def plugin_log(self) -> list[str]:
         """The stand-in plugin's output (for failure messages)."""
         with open(self.engine_dir / "dockerd.log", errors="replace") as handle:
             return [line for line in handle if "plugin=" in line][-40:]
@@ -170,8 +169,8 @@ def start_stand_in(engine_dir: Path, tls: Tls) -> StandInVch:
     return vch
 
 
-def stand_in_settings(vch: StandInVch, sidecar_settings: Dict[str, str], secrets: Path, volume_stores: str,
-                      vm: str) -> Dict[str, str]:
+def stand_in_settings(vch: StandInVch, sidecar_settings: dict[str, str], secrets: Path, volume_stores: str,
+                      vm: str) -> dict[str, str]:
     """The stand-in plugin's settings: the sidecar's vCenter connection with another VM as
     its own (``vm``) and its own data folder (the simulator's CA and password file are
     copied there from ``secrets``, at the same place inside the plugin), the same

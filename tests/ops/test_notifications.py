@@ -43,7 +43,7 @@ def make_ops(state):
 
 
 def no_secret_in(receiver, caplog):
-    for _, path, headers, body in receiver.requests:
+    for _, _path, headers, body in receiver.requests:
         assert SECRET not in body.decode() and SECRET not in str(headers)
     assert SECRET not in caplog.text
 

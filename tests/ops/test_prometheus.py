@@ -52,7 +52,8 @@ def test_prometheus_sees_the_last_success_then_the_failure_alerts_and_removal(st
     states = wait_for(lambda: alert_states(prometheus, "VsphereVolumeBackupFailing"),
                       "VsphereVolumeBackupFailing to be pending or firing")
     assert states <= {("db", "pending"), ("db", "firing")}
-    stores = wait_for(lambda: [a for a in prometheus.alerts() if a["labels"]["alertname"] == "VsphereVolumeStoreUnavailable"],
+    stores = wait_for(lambda: [a for a in prometheus.alerts()
+                               if a["labels"]["alertname"] == "VsphereVolumeStoreUnavailable"],
                       "VsphereVolumeStoreUnavailable")
     assert {(a["labels"]["store"], a["labels"]["reason"]) for a in stores} == {("default", "mount")}
     # its newest good backup is days old for a daily schedule: stale too

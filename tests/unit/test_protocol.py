@@ -68,7 +68,8 @@ def test_plugin_status(client):
     call(client, "/VolumeDriver.Create", {"Name": "v", "Opts": {"VolumeStore": "slow"}})
     status, body = call(client, "/Plugin.Status", {})
     assert status == 200
-    assert [(s["Label"], s["Volumes"], s["Default"]) for s in body["Stores"]] == [("default", 0, True), ("slow", 1, False)]
+    stores = [(s["Label"], s["Volumes"], s["Default"]) for s in body["Stores"]]
+    assert stores == [("default", 0, True), ("slow", 1, False)]
     assert body["Volumes"][0]["Name"] == "v"
 
 

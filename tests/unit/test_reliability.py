@@ -4,7 +4,7 @@ unavailable stores, races and Docker's limits, on real folder stores (mounts fak
 import http.client
 import json
 import threading
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import pytest
 
@@ -288,7 +288,7 @@ def test_every_wait_of_a_remove_shares_one_budget_under_dockers_limit(driver, tm
 
     class PendingJob:          # a detach that took 30 s of the call's time before it ended
         done = False
-        started = datetime(2026, 11, 23, tzinfo=timezone.utc)
+        started = datetime(2026, 11, 23, tzinfo=UTC)
         what = "detaching volume v"
 
         def wait(self, timeout):

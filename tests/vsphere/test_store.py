@@ -98,7 +98,8 @@ def test_open_deletes_this_hosts_leftover_staging_folders(vcsim, make_store):
     store = make_store()
     manager, dc = store.session.content.fileManager, store.session.datacenter.ref
     assert store.layout.staging_prefix().startswith(f"{store.spec.path}/{STAGING}/")
-    for leftover in (f"{store.layout.staging_prefix()}dead", f"{store.spec.path}/{STAGING}/0123456789ab-other-host-busy"):
+    others = f"{store.spec.path}/{STAGING}/0123456789ab-other-host-busy"
+    for leftover in (f"{store.layout.staging_prefix()}dead", others):
         store.session.invoke(manager, "MakeDirectory", name=store.layout.ds(leftover), datacenter=dc,
                              createParentDirectories=True)
     store.open()
@@ -320,7 +321,7 @@ def test_the_host_vm_is_found_by_its_smbios_uuid(vcsim, session):
         assert host.name == vcsim.host_vm
     unknown = HostVM(session, Inventory(session), read_file=lambda path: "00000000-0000-0000-0000-000000000001")
     with pytest.raises(ConfigError) as raised:
-        unknown.name  # noqa: B018
+        unknown.name  # noqa: B018 - reading it is what fails
     assert "set VSPHERE_VM" in str(raised.value)
 
 

@@ -149,7 +149,8 @@ def test_a_create_killed_with_its_disk_attached_and_mounted_leaves_nothing_after
     run_and_kill(CHILD.format(repo=str(REPO)), cfg)              # the plugin dies mid-create
     [staged] = os.listdir(local(vcsim, store, STAGING))
     flat = local(vcsim, store, STAGING, staged, "cut-off-flat.vmdk")
-    assert loops_of(flat) and [d for d in disk_devices(store.session, store.host_vm.ref) if staged in d.backing.fileName]
+    attached = [d for d in disk_devices(store.session, store.host_vm.ref) if staged in d.backing.fileName]
+    assert loops_of(flat) and attached
     assert os.listdir(mount_root) == [f".making-{staged}"]
     assert os.listdir(local(vcsim, store, "volumes")) == []            # no volume, for a VCH either
 

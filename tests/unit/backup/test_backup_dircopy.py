@@ -31,7 +31,7 @@ def volume(tmp_path):
     os.chown(root / "a.txt", 1234, 5678)
     os.chown(root / "to-b", 4321, 8765, follow_symlinks=False)
     os.chmod(root / "a.txt", 0o640)
-    os.chmod(root / "sub" / "b.bin", 0o4755)
+    os.chmod(root / "sub" / "b.bin", 0o4755)  # noqa: S103 - a setuid bit the copy must keep
     os.chmod(root / "empty", 0o700)
     for path in [root / "to-b", root / "dangling", *sorted(root.rglob("*"), reverse=True), root]:
         set_times(path, T1)

@@ -139,7 +139,8 @@ def test_registry_is_the_metrics_own():
 @pytest.mark.parametrize("error, reason", [
     (VSphereUnavailable("vCenter at x did not answer"), "unreachable"),
     (RuntimeError("boom"), "error"),
-    ("Volume store ds1 (datastore/x) is on a vSphere datastore, but no vCenter is configured", "volume-store-ds1-datastore-x-is"),
+    ("Volume store ds1 (datastore/x) is on a vSphere datastore, but no vCenter is configured",
+     "volume-store-ds1-datastore-x-is"),
     ("", ""),
     ("!!!", "error"),
 ])

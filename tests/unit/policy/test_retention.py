@@ -42,7 +42,8 @@ def test_buckets_keep_the_newest_of_each_day_week_and_month():
     backups.append(backup(datetime(2026, 3, 31, 14, tzinfo=UTC)))  # a second one on the last day
     now = datetime(2026, 3, 31, 23, tzinfo=UTC)
     kept = select_to_keep(parse_keep("daily=7,weekly=4,monthly=12"), backups, now)
-    at = lambda m, d, h=2: datetime(2026, m, d, h, tzinfo=UTC)
+    def at(m, d, h=2):
+        return datetime(2026, m, d, h, tzinfo=UTC)
     expected = ids_of(
         at(3, 31, 14), *(at(3, d) for d in (30, 29, 28, 27, 26, 25)),   # 7 days (31st: the 14:00 one)
         at(3, 22), at(3, 15),                                           # weeks 14, 13 kept already; 12, 11

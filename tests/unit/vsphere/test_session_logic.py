@@ -41,12 +41,12 @@ class FakeSessionManager:
         assert (user, password) == ("u", "pw-secret")
         self.logins += 1
 
-    def Logout(self):  # noqa: N802
+    def Logout(self):  # noqa: N802 - pyVmomi's name
         pass
 
 
 class FakeSearchIndex:
-    def FindByInventoryPath(self, path):  # noqa: N802
+    def FindByInventoryPath(self, path):  # noqa: N802 - pyVmomi's name
         return vim.Datacenter("datacenter-1")
 
 
@@ -56,7 +56,7 @@ class FakeCollector:
     def __init__(self):
         self.answers = []
 
-    def RetrievePropertiesEx(self, specSet, options):  # noqa: N802
+    def RetrievePropertiesEx(self, specSet, options):  # noqa: N802, N803 - pyVmomi's names
         answer = self.answers.pop(0)
         if isinstance(answer, Exception):
             raise answer
@@ -74,11 +74,11 @@ class FakeStub:
     def __init__(self, content):
         self.content = content
 
-    def InvokeMethod(self, mo, info, args, outerStub=None):  # noqa: N802
+    def InvokeMethod(self, mo, info, args, outerStub=None):  # noqa: N802, N803 - pyVmomi's names
         assert info.wsdlName == "RetrieveServiceContent"
         return self.content
 
-    def DropConnections(self):  # noqa: N802
+    def DropConnections(self):  # noqa: N802 - pyVmomi's name
         pass
 
 
@@ -89,7 +89,7 @@ class Script:
         self.outcomes = list(outcomes)
         self.calls = 0
 
-    def Do(self, *args):  # noqa: N802
+    def Do(self, *args):  # noqa: N802 - pyVmomi's name
         self.calls += 1
         outcome = self.outcomes.pop(0) if len(self.outcomes) > 1 else self.outcomes[0]
         if isinstance(outcome, BaseException):
@@ -183,7 +183,7 @@ def test_threads_that_saw_the_same_expired_session_log_in_once(content, clock):
     barrier = threading.Barrier(2)
 
     class Expiring:
-        def Do(self):  # noqa: N802
+        def Do(self):  # noqa: N802 - pyVmomi's name
             if content.sessionManager.logins == 1:
                 barrier.wait(timeout=10)
                 raise vim.fault.NotAuthenticated()
