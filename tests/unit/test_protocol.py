@@ -159,3 +159,28 @@ def test_every_backup_endpoint_refuses_a_bad_name(client, path, body):
     assert response.status_code == 500
     assert 'volume name "../../etc" includes invalid characters' in response.get_json()["Err"] or \
         "'../../etc' is not a backup id" in response.get_json()["Err"]
+
+
+def test_every_call_is_told_to_the_observer_and_a_failing_one_changes_no_answer(driver, caplog):
+    from plugin.protocol import create_app
+    told = []
+
+    def observe(endpoint, result, seconds):
+        told.append((endpoint, result, seconds >= 0))
+        if endpoint == "VolumeDriver.List":
+            raise RuntimeError("a bug in the observer")
+    client = create_app(driver, observe=observe).test_client()
+    assert call(client, "/VolumeDriver.Create", {"Name": "v"}) == (200, {"Err": ""})
+    assert call(client, "/VolumeDriver.Get", {"Name": "nope"})[0] == 500
+    assert call(client, "/VolumeDriver.Get", raw="[1]")[0] == 500
+    assert call(client, "/VolumeDriver.List", {}) == (200, {"Volumes": [{"Name": "v", "Mountpoint": ""}], "Err": ""})
+    assert told == [("VolumeDriver.Create", "ok", True), ("VolumeDriver.Get", "error", True),
+                    ("VolumeDriver.Get", "error", True), ("VolumeDriver.List", "ok", True)]
+    assert "the call observer failed on /VolumeDriver.List" in caplog.text
+
+
+def test_plugin_status_answers_what_it_is_given(driver):
+    from plugin.protocol import create_app
+    client = create_app(driver, describe=lambda: {"Stores": [], "Volumes": [], "Operations": {"Errors": {}}}) \
+        .test_client()
+    assert call(client, "/Plugin.Status", {})[1]["Operations"] == {"Errors": {}}
