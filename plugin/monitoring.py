@@ -21,10 +21,11 @@ driver's ``/Plugin.Status`` with every volume's backup health added (``ops.healt
 
 import logging
 
-from .backup.health import LOCAL, backup_kind
+from .backup.health import backup_kind
 from .ops.health import backup_health
 from .ops.runtime import Ops
 from .ops.settings import OpsSettings, ops_settings_from_env
+from .ops.state import LOCAL
 from .opsstate import DriverSnapshot
 from .timefmt import utc_now
 

@@ -22,10 +22,10 @@ restarts).
 """
 
 import threading
+from dataclasses import replace
 from datetime import datetime
 
-from .backup.health import LOCAL, BackupHealth
-from .ops.state import OpsState, StoreStatus, VolumeBackup, reason_of
+from .ops.state import LOCAL, OpsState, StoreStatus, VolumeBackup, reason_of
 from .storehealth import OPENING
 from .timefmt import utc_now
 
@@ -80,16 +80,12 @@ class DriverSnapshot:
             if volume.options.backup_store not in read:
                 continue
             since = _time(volume.created_at) or self.started
-            for health in healths.get(volume.name) or (BackupHealth(LOCAL),):
+            for health in healths.get(volume.name) or (VolumeBackup(volume.name, LOCAL),):
                 result, error = health.last_result, health.last_error
                 if result is None and health.target == LOCAL:
                     result, error = last_runs.get(volume.name, (None, ""))
-                entries.append(VolumeBackup(
-                    volume.name, target=health.target, schedule=volume.options.backup, since=since,
-                    last_success=health.last_success, last_duration=health.last_duration, size=health.size,
-                    added=health.added, last_result=result, last_error=error, kept=kept.get(volume.name, 0),
-                    verified_at=health.verified_at, verification_ok=health.verification_ok,
-                    verification_error=health.verification_error))
+                entries.append(replace(health, schedule=volume.options.backup, since=since, last_result=result,
+                                       last_error=error, kept=kept.get(volume.name, 0)))
         return tuple(entries)
 
     def _stores(self, errors):

@@ -1,23 +1,20 @@
 """The health of a volume's backups, for operations: what metrics, alerts and
 ``vsphere-volume status`` read of them, and what the ``StatusBoard`` tells its observer.
 
-``BackupHealth`` is one volume's on one backup target: the newest committed backup kept
-apart from the last attempt (a backup may have failed since the newest good one), and
-the last verification. ``BackupEnded`` is a backup that ended; ``backup_kind`` says what
-metrics call it; ``added_bytes`` what it copied.
+The board keeps, per volume and backup target, an ``ops.state.VolumeBackup`` with what
+it knows: the newest committed backup kept apart from the last attempt (a backup may
+have failed since the newest good one), and the last verification; the policy, its
+start and the count of backups kept are the reader's to fill in. ``BackupEnded`` is a
+backup that ended; ``backup_kind`` says what metrics call it; ``added_bytes`` what it
+copied. The target of the backups in a volume store's catalog is ``ops.state.LOCAL``;
+off-site targets are named by their own labels.
 """
 
 from dataclasses import dataclass, replace
-from datetime import datetime
 
 from ..policy.retention import FINAL, MANUAL, PRE_RESTORE, SCHEDULE
 from ..policy.schedule import ON_UNMOUNT
 from .manifest import DIRECT_CLONE, SNAPSHOT_CLONE, UNCHANGED
-
-#: The target of the backups kept in a volume store's catalog, as metrics label it;
-#: off-site targets are named by their own labels.
-LOCAL = "local"
-OK, FAILED, SKIPPED = "ok", "failed", "skipped"
 
 #: The kind of a backup, as metrics count it, by the origin its manifest records.
 KINDS = {SCHEDULE: "scheduled", MANUAL: "manual", FINAL: "final", PRE_RESTORE: "pre-restore"}
@@ -44,31 +41,6 @@ def added_bytes(manifest):
         return manifest.size
     added = (manifest.extra or {}).get("added")
     return added if isinstance(added, int) else None
-
-
-@dataclass(frozen=True)
-class BackupHealth:
-    """One volume's backups on one target, for operations.
-
-    ``last_success`` (the time its data is from), ``last_duration`` (seconds from start
-    to commit), ``size`` and ``added`` (bytes it holds, and copied beyond its base): the
-    newest committed backup. ``last_result`` (ok, failed, skipped: another host held
-    the lease and did it), ``last_error``, ``last_attempt``: the last attempt.
-    ``verified_at``, ``verification_ok``, ``verification_error``: the last verification
-    of a backup (None while there has been none).
-    """
-
-    target: str = LOCAL
-    last_success: datetime = None
-    last_duration: float = None
-    size: int = None
-    added: int = None
-    last_result: str = None
-    last_error: str = ""
-    last_attempt: datetime = None
-    verified_at: datetime = None
-    verification_ok: bool = None
-    verification_error: str = ""
 
 
 def with_newest(health, manifest):

@@ -8,8 +8,9 @@ its running backup or restore is doing, and which of its backups restores are re
 (retention spares those).
 
 For operations (metrics, alerts, ``vsphere-volume status``) it also keeps, per volume
-and backup target, a ``BackupHealth`` (``backup.health``): the newest committed backup
-apart from the last attempt (which may have failed since), and the last verification. ``changes`` counts
+and backup target, an ``ops.state.VolumeBackup`` (``backup.health``): the newest
+committed backup apart from the last attempt (which may have failed since), and the
+last verification. ``changes`` counts
 every change of what it holds but progress, so readers can cache what they derive.
 An ``observer`` is told every backup, restore and verification that ended
 (``BackupEnded``; ``restore_ended``; ``verification_ended``), outside the lock; what it
@@ -22,7 +23,8 @@ from contextlib import contextmanager
 from dataclasses import replace
 
 from ..timefmt import rfc3339
-from .health import FAILED, LOCAL, OK, BackupEnded, BackupHealth, NoObserver, added_bytes, with_newest
+from ..ops.state import FAILED, LOCAL, OK, VolumeBackup
+from .health import BackupEnded, NoObserver, added_bytes, with_newest
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +37,7 @@ class StatusBoard:
         self.clock = clock
         self.observer = observer or NoObserver()
         self.changes = 0         # counts changes of everything but progress
-        self._health = {}        # (volume, target) -> BackupHealth
+        self._health = {}        # (volume, target) -> VolumeBackup (what the board knows of it)
         self._read = set()       # stores whose catalogs were read since start
         self._lock = threading.Lock()
         self._counts = {}        # volume -> number of committed, usable backups
@@ -56,9 +58,9 @@ class StatusBoard:
             log.exception("the backup status observer failed on %s", what)
 
     def _update(self, name, target, **fields):
-        """Set ``fields`` of the BackupHealth of ``name`` on ``target`` (lock held)."""
+        """Set ``fields`` of the health of ``name`` on ``target`` (lock held)."""
         key = (name, target)
-        self._health[key] = replace(self._health.get(key) or BackupHealth(target), **fields)
+        self._health[key] = replace(self._health.get(key) or VolumeBackup(name, target), **fields)
 
     # --- what a volume has ----------------------------------------------------------------
     def counted(self, name, scan):
@@ -79,7 +81,7 @@ class StatusBoard:
                 self._last[name] = dict(newest.summary(), Result="ok")
             if newest is not None:
                 key = (name, target)
-                self._health[key] = with_newest(self._health.get(key) or BackupHealth(target), newest)
+                self._health[key] = with_newest(self._health.get(key) or VolumeBackup(name, target), newest)
             self.changes += 1
 
     def committed(self, name, manifest, target=LOCAL):
@@ -88,8 +90,8 @@ class StatusBoard:
         with self._lock:
             self._last[name] = dict(manifest.summary(), Result="ok")
             key = (name, target)
-            health = with_newest(self._health.get(key) or BackupHealth(target), manifest)
-            self._health[key] = replace(health, last_result=OK, last_error="", last_attempt=manifest.started)
+            health = with_newest(self._health.get(key) or VolumeBackup(name, target), manifest)
+            self._health[key] = replace(health, last_result=OK, last_error="")
             self.changes += 1
         seconds = max(0.0, (manifest.finished - manifest.started).total_seconds())
         self._tell("backup_ended", BackupEnded(name, target, manifest.origin, OK, seconds, added_bytes(manifest)))
@@ -99,7 +101,7 @@ class StatusBoard:
         skipped) and the error that says why."""
         with self._lock:
             self._last[name] = {"Time": rfc3339(started), "Origin": origin, "Result": result, "Error": str(error)}
-            self._update(name, target, last_result=result, last_error=str(error), last_attempt=started)
+            self._update(name, target, last_result=result, last_error=str(error))
             self.changes += 1
         seconds = max(0.0, (self.clock() - started).total_seconds())
         self._tell("backup_ended", BackupEnded(name, target, origin, result, seconds))
@@ -126,8 +128,8 @@ class StatusBoard:
             return frozenset(self._read)
 
     def healths(self):
-        """{volume: (BackupHealth, ...) by target} and {volume: usable backups}, of every
-        volume, read in one step (what a metrics scrape reads)."""
+        """{volume: (VolumeBackup, ...) by target: what the board knows} and {volume:
+        usable backups}, of every volume, read in one step (what a metrics scrape reads)."""
         found = {}
         with self._lock:
             for (volume, _), health in sorted(self._health.items()):
