@@ -78,7 +78,7 @@ def one_start(env, volumes, expect_listing=True):
     answered = time.perf_counter() - started
     listed = None
     if expect_listing:
-        wait(lambda: "default" not in driver.store_errors)
+        wait(lambda: driver.health.available("default"))
         listed = time.perf_counter() - started
     trips = sum(session.round_trips.total.values()) - before
     return answered, listed, trips, driver
@@ -114,7 +114,7 @@ def main():
             session = driver.stores["default"].session
             before = sum(session.round_trips.total.values())
             started = time.perf_counter()
-            driver.watcher.attempt("default")
+            driver.health.watcher.attempt("default")
             took, trips = time.perf_counter() - started, sum(session.round_trips.total.values()) - before
             driver.stop()
             print(f"  periodic refresh (STORE_REFRESH_INTERVAL): {took:.2f} s, {trips} round trips; "

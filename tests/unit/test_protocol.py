@@ -1,5 +1,7 @@
 """Docker's volume plugin protocol through Flask's test client."""
 
+import logging
+
 import pytest
 
 DOCKER_TYPE = "application/vnd.docker.plugins.v1+json"
@@ -159,6 +161,26 @@ def test_every_backup_endpoint_refuses_a_bad_name(client, path, body):
     assert response.status_code == 500
     assert 'volume name "../../etc" includes invalid characters' in response.get_json()["Err"] or \
         "'../../etc' is not a backup id" in response.get_json()["Err"]
+
+
+def test_a_deeply_nested_body_is_a_clear_refusal_not_an_internal_error(client, caplog):
+    status, body = call(client, "/VolumeDriver.Create", raw="[" * 100_000)
+    assert status == 500 and body["Err"] == ("the request body is not a plugin request: "
+                                             "its JSON is nested too deeply")
+    assert "Traceback" not in caplog.text
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/VolumeDriver.Create", {"Name": "x" * 10_000_000}),
+    ("/VolumeDriver.Get", {"Name": "x" * 10_000_000}),
+    ("/VolumeDriver.Create", {"Name": "v", "Opts": {"Capacity": "x" * 10_000_000}}),
+    ("/VolumeDriver.Create", {"Name": "v", "Opts": {"x" * 10_000_000: "1"}}),
+])
+def test_a_huge_name_or_option_is_not_echoed_whole(client, caplog, path, body):
+    caplog.set_level(logging.DEBUG)
+    status, reply = call(client, path, body)
+    assert status == 500 and 0 < len(reply["Err"]) < 600
+    assert caplog.records and max(len(record.getMessage()) for record in caplog.records) < 1000
 
 
 def test_every_call_is_told_to_the_observer_and_a_failing_one_changes_no_answer(driver, caplog):
