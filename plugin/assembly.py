@@ -1,4 +1,5 @@
-"""Builds the plugin's object graph from Settings: stores, driver, backup service.
+"""Builds the plugin's object graph from Settings: stores, driver, backup service, and
+operations watching them (``build_monitored``: ``monitoring.Monitoring``).
 
 The one place that knows which concrete class serves which kind of store. Everything
 is passed in, so tests assemble the same graph with their own collaborators.
@@ -22,6 +23,7 @@ from .backup.scheduler import JsonFileStateStore
 from .backup.service import BackupService
 from .driver import VolumeDriver
 from .errors import ConfigError
+from .monitoring import Monitoring
 from .mounter import Mounter
 from .mounttable import MountTable
 from .options import DEFAULT_STORE
@@ -244,3 +246,18 @@ def build_driver(settings, mounter=None, vsphere=None, backups=True, clock=utc_n
     if sidecar is not None:
         sidecar.bind(driver.discovery.sync_store)
     return driver
+
+
+def build_monitored(settings, mounter=None, clock=utc_now, ops_args=None, **driver_args):
+    """The driver of ``build_driver`` with operations watching it: ``(driver, Monitoring)``.
+
+    The driver is loaded (Get and List answer) but not started (its discovery is the
+    caller's to run); operations (metrics, notifications) are started over its state and
+    observe its backups and the vSphere session. ``ops_args`` go to ``ops.runtime.Ops``.
+    """
+    mounter = mounter or Mounter()
+    vsphere = vsphere_factory(settings, mounter)
+    driver = build_driver(settings, mounter=mounter, vsphere=vsphere, clock=clock, **driver_args)
+    driver.load()
+    session = getattr(vsphere, "session", None)
+    return driver, Monitoring.start(driver, settings, session, clock=clock, **(ops_args or {}))

@@ -6,19 +6,14 @@ Exit codes scripts can rely on: 0 done; 1 the plugin refused (its message is pri
 
 import argparse
 import json
+import os
 import sys
 
 from .client import PluginClient, PluginUnreachable, find_socket
+from .cliviews import status_text, table
 from .errors import VolumeError
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
-
-
-def _table(rows, columns):
-    widths = [max(len(c), *(len(str(r.get(c, ""))) for r in rows)) if rows else len(c) for c in columns]
-    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
-    lines += ["  ".join(str(r.get(c, "")).ljust(w) for c, w in zip(columns, widths, strict=True)) for r in rows]
-    return "\n".join(line.rstrip() for line in lines)
 
 
 def cmd_status(client, args, out):
@@ -26,14 +21,8 @@ def cmd_status(client, args, out):
     if args.json:
         print(json.dumps(status, indent=2), file=out)
         return EXIT_OK
-    if status.get("Error"):
-        print(f"plugin settings are invalid: {status['Error']}", file=out)
-    print(f"Scope: {status.get('Scope', '?')}", file=out)
-    print("Volume stores:", file=out)
-    stores = [dict(s, Label=s["Label"] + (" (default)" if s.get("Default") else "")) for s in status["Stores"]]
-    print(_table(stores, ["Label", "Kind", "Scope", "Volumes", "Spec", "Error"]), file=out)
-    print("Volumes:", file=out)
-    print(_table(status["Volumes"], ["Name", "VolumeStore", "Capacity", "Backup", "Mounts"]), file=out)
+    terminal = getattr(out, "isatty", lambda: False)() and not os.environ.get("NO_COLOR")
+    print(status_text(status, colour=terminal), file=out)
     return EXIT_OK
 
 
@@ -95,7 +84,7 @@ def cmd_backups(client, args, out):
     if args.json:
         print(json.dumps(backups, indent=2), file=out)
         return EXIT_OK
-    print(_table(backups, BACKUP_COLUMNS), file=out)
+    print(table(backups, BACKUP_COLUMNS), file=out)
     for backup in backups:
         if backup.get("Problem"):
             print(f"backup {backup['Id']} is {backup.get('State', 'damaged')} and cannot be restored: "
@@ -135,8 +124,8 @@ def build_parser():
     parser.add_argument("--plugin", default="vsphere", help="the Docker plugin's name (default: vsphere)")
     parser.add_argument("--socket", help="the plugin's socket path (default: asked from Docker)")
     commands = parser.add_subparsers(dest="command", required=True)
-    status = commands.add_parser("status", help="show the volume stores and volumes")
-    status.add_argument("--json", action="store_true", help="print the raw status as JSON")
+    status = commands.add_parser("status", help="show the volume stores, and the volumes with their backup health")
+    status.add_argument("--json", action="store_true", help="print the status as JSON (for scripts)")
     status.set_defaults(run=cmd_status)
 
     def on_a_volume(name, run, what, **volume):

@@ -5,10 +5,16 @@ JSON (possibly empty, with Docker's ``application/vnd.docker.plugins.v1+json`` t
 none). A ``VolumeError`` becomes ``{"Err": message}`` with status 500, which Docker shows
 to the user; any other exception is logged with its traceback and reported as an
 internal error without details.
+
+An ``observe(endpoint, result, seconds)`` callable, when given, is told every call
+answered: its endpoint (``VolumeDriver.Get``, ``Backup.Create``), ``ok`` or ``error``
+(an Err answer), and the seconds it took (the metrics count them). What it raises is
+logged, never the call's answer.
 """
 
 import json
 import logging
+import time
 
 from flask import Flask, request
 
@@ -51,20 +57,33 @@ def _reply(payload, status=200):
     return payload, status, {"Content-Type": CONTENT_TYPE}
 
 
-def create_app(driver, backup_api=None):
+def _observed(observe, path, answer):
+    """``answer()``, with ``observe`` told how the call at ``path`` ended and how long it took."""
+    started = time.perf_counter()
+    reply = answer()
+    try:
+        observe(path.lstrip("/"), "ok" if reply[1] == 200 else "error", time.perf_counter() - started)
+    except Exception:   # the call's answer stands
+        log.exception("the call observer failed on %s", path)
+    return reply
+
+
+def create_app(driver, backup_api=None, observe=None, describe=None):
     """The plugin's WSGI app over ``driver`` (a driver.VolumeDriver or a stand-in).
 
     ``backup_api``, when given, serves the ``/Backup.*`` endpoints: an object with
     api_create(name), api_list(name), api_restore(name, backup, target, force),
     api_delete(name, backup), api_prune(name), api_progress(name)
-    (``backup.service.BackupService``).
+    (``backup.service.BackupService``). ``observe``: see the module docstring.
+    ``describe()`` answers ``/Plugin.Status`` (default: ``driver.describe``).
     """
     app = Flask("vsphere-volume")
     app.json.sort_keys = False   # Docker does not care; sorting a List of 1,000 volumes does cost
+    describe = describe or driver.describe
 
     def endpoint(path):
         def register(handler):
-            def view():
+            def answer():
                 try:
                     body = _body()
                     log.debug("%s %s", path, cut(body.get("Name", "")))
@@ -76,6 +95,9 @@ def create_app(driver, backup_api=None):
                 except Exception:
                     log.exception("%s failed", path)
                     return _reply({"Err": f"internal error in {path}; see the plugin log"}, 500)
+
+            def view():
+                return _observed(observe, path, answer) if observe is not None else answer()
             app.add_url_rule(path, path, view, methods=["POST"])
             return handler
         return register
@@ -130,7 +152,7 @@ def create_app(driver, backup_api=None):
     @endpoint("/Plugin.Status")
     def plugin_status(_):
         """Not part of Docker's protocol: what `vsphere-volume status` prints."""
-        return driver.describe()
+        return describe()
 
     if backup_api is not None:
         @endpoint("/Backup.Create")

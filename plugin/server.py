@@ -3,7 +3,9 @@
 Run as ``python3 -m plugin.server`` (config.json's entrypoint). gunicorn binds the unix
 socket at once (Docker waits for it) and serves the Flask app from one worker process
 with threads, so mount counts and locks live in one place. Start-up discovery runs in
-a background thread; calls that need it wait for it a bounded time.
+a background thread; calls that need it wait for it a bounded time. Operations
+(metrics, notifications: ``monitoring``) start with the app and stop when the worker
+exits.
 """
 
 import logging
@@ -13,7 +15,7 @@ import threading
 
 from gunicorn.app.base import BaseApplication
 
-from .assembly import build_driver
+from .assembly import build_monitored
 from .errors import ConfigError
 from .protocol import create_app
 from .settings import SOCKET, from_env
@@ -43,24 +45,27 @@ class BrokenDriver:
 
 
 def build_app(env=None):
-    """The WSGI app for the environment ``env``; starts discovery in the background."""
+    """``(the WSGI app, its Monitoring or None)`` for the environment ``env``; starts
+    discovery in the background."""
     try:
         settings = from_env(env)
     except ConfigError as err:
         log.error("invalid settings: %s", err)
-        return create_app(BrokenDriver(err))
+        return create_app(BrokenDriver(err)), None
     logging.getLogger().setLevel(settings.log_level)
     log.info("starting with %s", settings.public())
-    driver = build_driver(settings)
-    driver.load()          # Get and List answer from the persisted state at once
+    driver, monitoring = build_monitored(settings)   # Get and List answer from the persisted state at once
     threading.Thread(target=driver.start, name="discovery", daemon=True).start()
-    return create_app(driver, backup_api=driver.backups)
+    app = create_app(driver, backup_api=driver.backups, observe=monitoring.plugin_call,
+                     describe=monitoring.describe)
+    return app, monitoring
 
 
 class PluginServer(BaseApplication):
     def __init__(self, socket_path, threads=16):
         self.socket_path = socket_path
         self.threads = threads
+        self.monitoring = None
         super().__init__()
 
     def load_config(self):
@@ -74,9 +79,17 @@ class PluginServer(BaseApplication):
         self.cfg.set("errorlog", "/dev/stdout")   # Docker logs a plugin's stderr as errors
         if "control_socket_disable" in self.cfg.settings:   # gunicorn >= 24
             self.cfg.set("control_socket_disable", True)
+        self.cfg.set("worker_exit", self.worker_exit)
 
     def load(self):
-        return build_app()
+        app, self.monitoring = build_app()
+        return app
+
+    def worker_exit(self, server, worker):
+        """In the worker, as it exits: stop operations (the last textfile written, the
+        metrics port released)."""
+        if self.monitoring is not None:
+            self.monitoring.stop()
 
 
 def main():

@@ -20,11 +20,13 @@ RETRY_WAIT = 15.0   # seconds a call waits for an unavailable store to be tried 
 
 
 class StoreHealth:
-    """``stores``: {label: VolumeStore}. ``errors``: {label: why it is unavailable}."""
+    """``stores``: {label: VolumeStore}. ``errors``: {label: why it is unavailable};
+    ``causes``: {label: the exception that said so} (absent while a store is opened)."""
 
     def __init__(self, stores):
         self.stores = stores
         self.errors = {label: OPENING for label in stores}
+        self.causes = {}
         self.watcher = None
 
     def watch(self, listed, begin, known, **settings):
@@ -33,14 +35,17 @@ class StoreHealth:
         intervals (refresh, retry, max_retry)."""
         self.watcher = StoreWatcher(self.stores, listed, self.failed, begin, known=known, **settings)
 
-    def failed(self, label, reason):
-        """Store ``label`` did not answer (the watcher says why)."""
+    def failed(self, label, reason, cause=None):
+        """Store ``label`` did not answer (the watcher says why, and what it raised)."""
         if self.errors.get(label) != reason:
             log.error("volume store %s is unavailable: %s", label, reason)
         self.errors[label] = reason
+        if cause is not None:
+            self.causes[label] = cause
 
     def answered(self, label):
         self.errors.pop(label, None)
+        self.causes.pop(label, None)
 
     def available(self, label):
         return label not in self.errors

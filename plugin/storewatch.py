@@ -44,7 +44,7 @@ class StoreWatcher:
 
     ``stores``: {label: VolumeStore}; ``listed(label, found, token)`` is told every
     listing (``found``: the store's StoredVolumes, ``token``: ``begin()`` taken before
-    the listing started); ``failed(label, reason)`` every failure; ``begin()`` returns
+    the listing started); ``failed(label, reason, error)`` every failure; ``begin()`` returns
     the token of a listing that starts now; ``known(label)`` what is known of the
     store's volumes already ({name: StoredVolume}, for the store to reuse).
     """
@@ -87,7 +87,7 @@ class StoreWatcher:
                         found = store.discover(known=self._known(label))
                         self._listed_once.add(label)
                 except Exception as err:  # noqa: BLE001 - whatever one store raises is that store's failure
-                    self._failed(label, describe_failure(err))
+                    self._failed(label, describe_failure(err), err)
                     return self._ended_with(label, False)
                 self._listed(label, found, token)
                 return self._ended_with(label, True)

@@ -45,13 +45,14 @@ class CopyResult:
     ``changed`` is False when the volume was found identical to the previous backup and
     nothing was copied (record the backup as ``unchanged``). ``files`` and ``size`` count
     the regular files and their bytes; ``linked`` how many of them are hard links to the
-    previous backup's (not copied).
+    previous backup's (not copied), ``added`` the bytes of the others (copied).
     """
 
     changed: bool
     files: int
     size: int
     linked: int = 0
+    added: int = 0
 
 
 def run_command(argv):
@@ -107,9 +108,11 @@ def same_tree(source, previous):
 
 
 def tree_summary(folder, previous=None):
-    """``(files, size, linked)`` of a tree: regular files, their bytes, and how many are
-    the same inode as the file at the same path under ``previous``."""
-    files = size = linked = 0
+    """``(files, size, linked, added)`` of a tree: regular files, their bytes, how many are
+    the same inode as the file at the same path under ``previous``, and the bytes of the
+    others (each inode once: what was copied)."""
+    files = size = linked = added = 0
+    copied = set()
     for top, _dirs, names in os.walk(folder):
         for name in names:
             path = os.path.join(top, name)
@@ -118,14 +121,18 @@ def tree_summary(folder, previous=None):
                 continue
             files += 1
             size += st.st_size
-            if previous is None:
-                continue
-            try:
-                old = os.lstat(os.path.join(previous, os.path.relpath(path, folder)))
-            except FileNotFoundError:
-                continue
-            linked += (old.st_dev, old.st_ino) == (st.st_dev, st.st_ino)
-    return files, size, linked
+            same = False
+            if previous is not None:
+                try:
+                    old = os.lstat(os.path.join(previous, os.path.relpath(path, folder)))
+                    same = (old.st_dev, old.st_ino) == (st.st_dev, st.st_ino)
+                except FileNotFoundError:
+                    pass
+            linked += same
+            if not same and (st.st_dev, st.st_ino) not in copied:
+                copied.add((st.st_dev, st.st_ino))
+                added += st.st_size
+    return files, size, linked, added
 
 
 def _entries(folder):
@@ -179,8 +186,8 @@ class DirectoryCopier:
         else:
             previous = None
             self._rsync(what, source, dest)
-        files, size, linked = tree_summary(dest, previous)
-        return CopyResult(changed=True, files=files, size=size, linked=linked)
+        files, size, linked, added = tree_summary(dest, previous)
+        return CopyResult(changed=True, files=files, size=size, linked=linked, added=added)
 
     def restore(self, backup_data, target, force=False):
         """Copy a backup's data folder into the existing folder ``target``; return a CopyResult.
@@ -201,7 +208,7 @@ class DirectoryCopier:
                 f"{what} refused: the folder is not empty ({len(present)} entries: {shown}); "
                 "restore into an empty folder, or force it to replace the content")
         self._rsync(what, backup_data, target, "--delete")
-        files, size, _ = tree_summary(target)
+        files, size, _, _ = tree_summary(target)
         return CopyResult(changed=True, files=files, size=size)
 
 

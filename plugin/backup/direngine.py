@@ -36,7 +36,7 @@ class DirectoryEngine(BackupEngine):
             method=DIRECTORY if result.changed else UNCHANGED,
             data=BACKUP_DATA_FOLDER if result.changed else "",
             created=created, source=source, size=result.size,
-            extra={"files": result.files, "linked": result.linked})
+            extra={"files": result.files, "linked": result.linked, "added": result.added})
 
     def restore_replace(self, manifest, location, store, name, progress=None):
         if progress:

@@ -54,6 +54,7 @@ class StartupCleanup:
         for volume in self.volumes.all():
             if volume.store == label or volume.options.backup_store == label:
                 self.recount(volume.name)
+        self.board.catalog_read(label)
 
     def recount(self, name):
         """Count the backups of volume ``name`` in every target, for its Status."""

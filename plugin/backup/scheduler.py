@@ -395,6 +395,22 @@ class BackupScheduler:
         with self._lock:
             return sorted(self._volumes)
 
+    def last_runs(self):
+        """{volume: (result, error)} of the last run of every volume that had one (the plan
+        is persisted: these survive a restart)."""
+        with self._lock:
+            return {name: (v.state["last_result"], v.state.get("last_error", ""))
+                    for name, v in self._volumes.items() if v.state.get("last_result")}
+
+    def load(self, now=None):
+        """``(queued, running)``: backups due at ``now`` and waiting for a worker, and
+        backups running now (memory only; what metrics show)."""
+        now = now or self.clock()
+        with self._lock:
+            queued = sum(1 for v in self._volumes.values()
+                         if not v.running and v.next_run is not None and v.next_run <= now)
+            return queued, self._running
+
     # --- its own thread -------------------------------------------------------------------------
 
     def _seconds_to_next(self, now):

@@ -13,7 +13,10 @@ Two sources, so that a scrape never waits on vCenter and costs little with 1,000
 Formatting is what a scrape costs (about 5 µs a sample in prometheus_client, 7 samples a
 volume), and it holds the GIL that the plugin socket's threads need. So ``render()``
 keeps the state's text while the state is equal to the last one rendered (it changes
-when a backup ends, not between two scrapes) and formats only the event series anew.
+when a backup ends, not between two scrapes) and formats only the event series anew;
+and when the state changed, ``StateText`` formats again only the volumes whose status
+changed (each volume's sample lines, formatted by prometheus_client, are kept per
+volume and joined under each series' header).
 
 Per-volume series carry ``volume`` and ``target`` (``local`` for today's tier); the
 backup duration histogram is per target and kind, with the last duration per volume as
@@ -89,6 +92,7 @@ class Metrics:
         self.on_change = on_change or (lambda: None)
         self._state = state
         self._collector = StateCollector(deadlines or DeadlineCache())
+        self._text = StateText(self._collector)
         self._rendered = (None, b"")          # (state, its text)
         self._lock = threading.Lock()
         self.registry = CollectorRegistry()   # every series: what the textfile writes
@@ -149,7 +153,7 @@ class Metrics:
         with self._lock:
             last, text = self._rendered
         if last is None or not (state is last or state == last):
-            text = generate_latest(_Current(self._collector, lambda: state))
+            text = self._text.render(state)
             with self._lock:
                 self._rendered = (state, text)
         return generate_latest(self.events) + text
@@ -161,6 +165,16 @@ def _gauge(name, doc, labels=("volume", "target")):
 
 def _seconds(when):
     return when.timestamp()
+
+
+class _Fixed:
+    """A prometheus_client collector of given families."""
+
+    def __init__(self, families):
+        self.families = families
+
+    def collect(self):
+        return self.families
 
 
 class _Current:
@@ -182,9 +196,9 @@ class StateCollector:
     from ``deadlines`` (an ``ops.stale.DeadlineCache``)."""
 
     def __init__(self, deadlines):
-        self._deadlines = deadlines
+        self.deadlines = deadlines
 
-    def _families(self):
+    def new_families(self):
         return {
             "success": _gauge("backup_last_success_timestamp_seconds",
                               "Time of the newest committed backup (Unix seconds)"),
@@ -208,16 +222,22 @@ class StateCollector:
         }
 
     def describe(self):
-        return list(self._families().values())
+        return list(self.new_families().values())
 
     def families(self, state):
-        families = self._families()
+        families = self.new_families()
         seen = set()
         for entry in state.volumes:
             key = (entry.volume, entry.target)
             seen.add(key)
-            self._add_volume(families, entry, key)
-        self._deadlines.keep_only(seen)
+            self.add_volume(families, entry, self.deadlines.deadline(entry))
+        self.deadlines.keep_only(seen)
+        self.add_totals(families, state, seen)
+        return list(families.values())
+
+    def add_totals(self, families, state, seen):
+        """The series that are not per volume, to ``families``; ``seen``: the (volume,
+        target) pairs of ``state``."""
         for store in state.stores:
             families["store"].add_metric([store.store, "" if store.available else store.reason or "error"],
                                          1 if store.available else 0)
@@ -225,10 +245,12 @@ class StateCollector:
         families["mounted"].add_metric([], state.mounted)
         families["queued"].add_metric([], state.queued)
         families["running"].add_metric([], state.running)
-        return list(families.values())
 
-    def _add_volume(self, families, entry, key):
-        labels = list(key)
+    @staticmethod
+    def add_volume(families, entry, deadline):
+        """The series of one volume and target, to ``families``; ``deadline``: when it
+        becomes stale (None: never)."""
+        labels = [entry.volume, entry.target]
         if entry.last_success is not None:
             families["success"].add_metric(labels, _seconds(entry.last_success))
         if entry.last_result is not None:
@@ -237,10 +259,60 @@ class StateCollector:
             if value is not None:
                 families[name].add_metric(labels, value)
         families["kept"].add_metric(labels, entry.kept)
-        deadline = self._deadlines.deadline(entry)
         if deadline is not None:
             families["deadline"].add_metric(labels, _seconds(deadline))
         if entry.verified_at is not None:
             families["verified"].add_metric(labels, _seconds(entry.verified_at))
         if entry.verification_ok is not None:
             families["verify_status"].add_metric(labels, 1 if entry.verification_ok else 0)
+
+
+#: The per-volume series, in the order ``StateCollector`` lists them.
+VOLUME_FAMILIES = ("success", "status", "duration", "size", "added", "kept", "deadline", "verified", "verify_status")
+
+
+class StateText:
+    """The exposition text of an ``OpsState``, the same bytes as ``StateCollector``'s
+    families formatted by prometheus_client, with each volume's sample lines kept while
+    that volume's status (and deadline) is unchanged: after a backup ended, one volume is
+    formatted again, not all of them. Thread-safe."""
+
+    def __init__(self, collector):
+        self.collector = collector
+        names = {family.name: key for key, family in collector.new_families().items()}
+        self._family = {name.encode(): key for name, key in names.items() if key in VOLUME_FAMILIES}
+        families = collector.new_families()
+        self._headers = {key: generate_latest(_Fixed([families[key]])) for key in VOLUME_FAMILIES}
+        self._lines = {}         # (volume, target) -> ((entry, deadline), {family key: its sample line})
+        self._lock = threading.Lock()
+
+    def render(self, state):
+        with self._lock:
+            parts = {key: [] for key in VOLUME_FAMILIES}
+            kept = {}
+            for entry in state.volumes:
+                key = (entry.volume, entry.target)
+                basis = (entry, self.collector.deadlines.deadline(entry))
+                cached = self._lines.get(key)
+                if cached is None or cached[0] != basis:
+                    cached = (basis, self._format(*basis))
+                kept[key] = cached
+                for family, line in cached[1].items():
+                    parts[family].append(line)
+            self._lines = kept
+        self.collector.deadlines.keep_only(kept)
+        families = self.collector.new_families()
+        self.collector.add_totals(families, state, kept)
+        totals = generate_latest(_Fixed([family for key, family in families.items() if key not in VOLUME_FAMILIES]))
+        return b"".join(self._headers[key] + b"".join(parts[key]) for key in VOLUME_FAMILIES) + totals
+
+    def _format(self, entry, deadline):
+        """{family key: the sample line} of one volume and target."""
+        families = self.collector.new_families()
+        self.collector.add_volume(families, entry, deadline)
+        text = generate_latest(_Fixed([families[key] for key in VOLUME_FAMILIES]))
+        lines = {}
+        for line in text.splitlines(keepends=True):
+            if not line.startswith(b"#"):
+                lines[self._family[line.split(b"{", 1)[0]]] = line
+        return lines

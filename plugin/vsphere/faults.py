@@ -51,7 +51,8 @@ _HTTP_OVERLOAD = {502, 503, 504}
 
 
 def fault_name(fault):
-    """``vim.fault.FileAlreadyExists`` -> ``FileAlreadyExists``."""
+    """``vim.fault.FileAlreadyExists`` -> ``FileAlreadyExists``; any other exception: its
+    type's name (``ConnectionRefusedError``)."""
     return type(fault).__name__.rsplit(".", 1)[-1]
 
 

@@ -18,6 +18,10 @@ from ``tls.new_context``) on first use or on ``login()``, and then offers:
   session's cookie and the same certificate verification (``requests``).
 - ``counting()``: a per-operation Counter of round trips (see ``roundtrips``); every
   SOAP request is counted by the stub itself, every HTTP request by ``http``.
+- ``observe(observer)``: a ``roundtrips.SessionObserver`` (metrics) is told every round trip by
+  method, every fault and connection failure by type (``faults.fault_name``: retried
+  ones too, a task's error, an HTTP 401 as ``http.401``), and every re-login after an
+  expired session. What it raises is logged, never the call's failure.
 
 Secrets (password, cookie) are never logged and never part of an error message.
 Thread-safe: calls may come from several threads; pyVmomi's stub pools connections.
@@ -105,6 +109,14 @@ class Session:
         """Context manager yielding a Counter of this thread's round trips in the block."""
         return self.round_trips.counting()
 
+    def observe(self, observer):
+        """Tell ``observer`` (a ``roundtrips.SessionObserver``) about round trips, faults
+        and re-logins from now on."""
+        self.round_trips.observer = observer
+
+    def _failed(self, exc):
+        self.round_trips.tell("vsphere_fault", faults.fault_name(exc))
+
     # --- login --------------------------------------------------------------------
 
     def login(self):
@@ -125,6 +137,7 @@ class Session:
             if self._generation == expired_generation:
                 log.info("vCenter %s: the session is no longer authenticated; logging in again", self.host)
                 self._login_locked()
+                self.round_trips.tell("relogin")
 
     def _login_locked(self):
         if self._content is None:
@@ -206,6 +219,7 @@ class Session:
             try:
                 return function()
             except Exception as exc:
+                self._failed(exc)
                 if faults.is_tls_failure(exc):
                     raise faults.tls_error(self.host, exc, self._trust_hint()) from None
                 if not faults.is_transient(exc):
@@ -236,7 +250,11 @@ class Session:
             try:
                 result = self._transport(lambda: getattr(obj, method)(*args, **kwargs), what)
                 if check is not None:
-                    check(result)
+                    try:
+                        check(result)
+                    except vmodl.MethodFault as fault:
+                        self._failed(fault)
+                        raise
                 return result
             except vim.fault.NotAuthenticated:
                 if relogged or not generation:
@@ -311,6 +329,7 @@ class Session:
             if state == vim.TaskInfo.State.success:
                 return info.get("info.result")
             if state == vim.TaskInfo.State.error:
+                self._failed(info.get("info.error"))
                 raise faults.translate(info.get("info.error"), what, task=True)
             pause = next(pauses)
             if self._clock() + pause > deadline:
@@ -336,6 +355,8 @@ class Session:
         while True:
             generation = self._generation
             response = self._transport(lambda: self._http_once(method, url, params, data), what)
+            if response.status_code == 401:
+                self.round_trips.tell("vsphere_fault", "http.401")
             if response.status_code != 401 or relogged:
                 return response
             self._relogin(generation)

@@ -70,6 +70,9 @@ PLUGIN_SETTINGS: dict[str, str] = {
     "data.source": STATE_DIR,
     # config.json's test-only mount: the simulator's datastore folders.
     "test-only-datastores.source": f"{STATE_DIR}/{DATASTORES_SUBDIR}",
+    # config.json's mount of node_exporter's textfile folder (its default, the data
+    # folder, need not exist on this host): the data folder too, unused but by its tests.
+    "metrics-textfile.source": STATE_DIR,
     # The folder store only: the tests of directory volumes count on it being the
     # only one (the message for an unknown VolumeStore lists every label). The
     # ``datastore_stores`` fixture adds DATASTORE_STORES for the tests that use them.

@@ -301,6 +301,7 @@ def plugin_settings(node: Node, sim: Simulator, datastores_dir: Path) -> dict[st
     return {**sim.plugin_settings(),
             "data.source": str(node.state_dir),
             "test-only-datastores.source": str(datastores_dir),
+            "metrics-textfile.source": str(node.state_dir),
             "VOLUME_STORES": STORE,
             "VSPHERE_VM": node.vm}
 

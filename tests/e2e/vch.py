@@ -179,5 +179,6 @@ def stand_in_settings(vch: StandInVch, sidecar_settings: dict[str, str], secrets
     names = ("VSPHERE_URL", "VSPHERE_USER", "VSPHERE_PASSWORD_FILE", "VSPHERE_CA_FILE",
              "VSPHERE_TEST_ONLY_LOOP_DATASTORES", "test-only-datastores.source")
     settings = {key: sidecar_settings[key] for key in names}
-    settings.update({"data.source": str(vch.state_dir), "VSPHERE_VM": vm, "VOLUME_STORES": volume_stores})
+    settings.update({"data.source": str(vch.state_dir), "metrics-textfile.source": str(vch.state_dir),
+                     "VSPHERE_VM": vm, "VOLUME_STORES": volume_stores})
     return settings

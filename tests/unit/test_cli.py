@@ -1,6 +1,7 @@
 """The vsphere-volume command against a stand-in plugin client: output and exit codes."""
 
 import io
+import re
 import threading
 
 import pytest
@@ -90,3 +91,66 @@ def test_exit_codes(monkeypatch, error, code):
 
 def test_usage_error_exit_code(monkeypatch):
     assert run(monkeypatch, FakeClient(), ["restore"])[0] == 2
+
+
+STATUS = {
+    "Scope": "local", "Ready": True,
+    "Stores": [{"Label": "default", "Kind": "file", "Scope": "local", "Volumes": 3, "Default": True,
+                "Spec": "file:///var/lib/vsphere-volume/default:default", "Error": ""}],
+    "Volumes": [
+        {"Name": "db", "VolumeStore": "default", "Capacity": "1024MB", "Backup": "daily", "Mounts": 1,
+         "Health": [{"Target": "local", "State": "failed", "LastSuccess": "2026-11-21T02:00:07Z",
+                     "AgeSeconds": 2 * 86400 + 3 * 3600 + 59, "NextRun": "2026-11-23T05:15:00Z",
+                     "LastError": "scheduled backup of volume db failed: volume store default is unavailable: "
+                                  "the folder /var/lib/vsphere-volume/default cannot be listed: Input/output error",
+                     "LastResult": "failed", "Backups": 3}]},
+        {"Name": "web", "VolumeStore": "default", "Capacity": "1024MB", "Backup": "hourly", "Mounts": 0,
+         "Health": [{"Target": "local", "State": "ok", "LastSuccess": "2026-11-23T04:10:00Z", "AgeSeconds": 750,
+                     "NextRun": "2026-11-23T05:10:00Z", "LastError": "", "Backups": 24}]},
+        {"Name": "scratch", "VolumeStore": "default", "Capacity": "1024MB", "Backup": "off", "Mounts": 0,
+         "Health": [{"Target": "local", "State": "off", "LastSuccess": None, "AgeSeconds": None, "NextRun": None,
+                     "LastError": "", "Backups": 0}]},
+    ],
+    "Operations": {"Metrics": "http://127.0.0.1:9100/metrics", "Textfile": "", "Notifications": 2,
+                   "Errors": {"METRICS_TEXTFILE_INTERVAL": "METRICS_TEXTFILE_INTERVAL='1' is not valid: ..."}},
+}
+
+
+class StatusClient:
+    def call(self, path, body=None, timeout=None):
+        assert path == "/Plugin.Status"
+        return STATUS
+
+
+def test_status_shows_each_volumes_backup_health(monkeypatch):
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    code, out, _ = run(monkeypatch, StatusClient(), ["status"])
+    assert code == 0 and "\033[" not in out                          # no colour off a terminal
+    lines = out.splitlines()
+    header = lines.index("Volumes:") + 1
+    assert lines[header].split("  ")[0] == "NAME" and "LAST SUCCESS" in lines[header]
+    db, web, scratch = lines[header + 1:header + 4]
+    assert db.split()[:9] == ["db", "default", "1024MB", "daily", "1", "failed", "2026-11-21T02:00:07Z", "2d3h",
+                              "2026-11-23T05:15:00Z"]
+    assert "volume store default is unavailable" in db and db.endswith("…") and len(db.split("  ")[-1]) <= 80
+    assert web.split()[5:9] == ["ok", "2026-11-23T04:10:00Z", "12m", "2026-11-23T05:10:00Z"]
+    assert scratch.split() == ["scratch", "default", "1024MB", "off", "0", "off"]
+    assert lines[header + 4:] == [
+        "Operations: metrics at http://127.0.0.1:9100/metrics; notifications to 2 destinations",
+        "  METRICS_TEXTFILE_INTERVAL: METRICS_TEXTFILE_INTERVAL='1' is not valid: ..."]
+
+
+def test_status_colours_health_on_a_terminal_unless_no_color(monkeypatch):
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    _, out, _ = run(monkeypatch, StatusClient(), ["status"], out=Terminal())
+    assert "\033[31mfailed\033[0m" in out and "\033[32mok\033[0m" in out and "\033[33m" not in out
+    monkeypatch.setenv("NO_COLOR", "1")
+    _, plain, _ = run(monkeypatch, StatusClient(), ["status"], out=Terminal())
+    assert "\033[" not in plain
+    assert re.sub(r"\033\[[0-9]+m", "", out) == plain                 # the columns stay aligned
+
+
+def test_status_json_is_the_plugins_answer_for_scripts(monkeypatch):
+    import json
+    _, out, _ = run(monkeypatch, StatusClient(), ["status", "--json"])
+    assert json.loads(out) == STATUS

@@ -181,3 +181,28 @@ def test_a_huge_name_or_option_is_not_echoed_whole(client, caplog, path, body):
     status, reply = call(client, path, body)
     assert status == 500 and 0 < len(reply["Err"]) < 600
     assert caplog.records and max(len(record.getMessage()) for record in caplog.records) < 1000
+
+
+def test_every_call_is_told_to_the_observer_and_a_failing_one_changes_no_answer(driver, caplog):
+    from plugin.protocol import create_app
+    told = []
+
+    def observe(endpoint, result, seconds):
+        told.append((endpoint, result, seconds >= 0))
+        if endpoint == "VolumeDriver.List":
+            raise RuntimeError("a bug in the observer")
+    client = create_app(driver, observe=observe).test_client()
+    assert call(client, "/VolumeDriver.Create", {"Name": "v"}) == (200, {"Err": ""})
+    assert call(client, "/VolumeDriver.Get", {"Name": "nope"})[0] == 500
+    assert call(client, "/VolumeDriver.Get", raw="[1]")[0] == 500
+    assert call(client, "/VolumeDriver.List", {}) == (200, {"Volumes": [{"Name": "v", "Mountpoint": ""}], "Err": ""})
+    assert told == [("VolumeDriver.Create", "ok", True), ("VolumeDriver.Get", "error", True),
+                    ("VolumeDriver.Get", "error", True), ("VolumeDriver.List", "ok", True)]
+    assert "the call observer failed on /VolumeDriver.List" in caplog.text
+
+
+def test_plugin_status_answers_what_it_is_given(driver):
+    from plugin.protocol import create_app
+    client = create_app(driver, describe=lambda: {"Stores": [], "Volumes": [], "Operations": {"Errors": {}}}) \
+        .test_client()
+    assert call(client, "/Plugin.Status", {})[1]["Operations"] == {"Errors": {}}

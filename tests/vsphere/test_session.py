@@ -156,3 +156,30 @@ def test_a_refused_login_is_not_tried_again(vcsim, make_session):
             with pytest.raises(VSphereAuthError, match="wrong user name or password"):
                 session.login()
     assert trips["Login"] == 1
+
+
+def test_round_trips_faults_and_relogins_reach_the_metrics(vcsim, session, make_session):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from plugin.ops.metrics import Metrics
+    metrics = Metrics()
+    session.observe(metrics)
+    session.login()
+    key = session.get_properties(session.content.sessionManager, ["currentSession"])["currentSession"].key
+    admin = make_session(vcsim)
+    admin.invoke(admin.content.sessionManager, "TerminateSession", sessionId=[key])
+    assert session.get_properties(session.datacenter.ref, ["name"])["name"] == "DC0"    # logged in again
+    with pytest.raises(FileNotFoundOnDatastore):
+        session.call_task(session.content.fileManager, "DeleteDatastoreFile_Task",
+                          name="[LocalDS_0] no-such-folder", datacenter=session.datacenter.ref)
+    found = {(s.name, tuple(sorted(s.labels.items()))): s.value
+             for family in text_string_to_metric_families(metrics.render().decode()) for s in family.samples}
+
+    def count(name, **labels):
+        return found.get((f"vsphere_volume_{name}", tuple(sorted(labels.items()))), 0)
+    assert count("vsphere_calls_total", method="Login") == 2
+    assert count("vsphere_calls_total", method="DeleteDatastoreFile_Task") == 1
+    assert count("vsphere_calls_total", method="RetrievePropertiesEx") >= 3
+    assert count("vsphere_relogins_total") == 1
+    assert count("vsphere_faults_total", fault="NotAuthenticated") == 1
+    assert count("vsphere_faults_total", fault="FileNotFound") == 1

@@ -75,6 +75,7 @@ def test_first_backup_is_a_faithful_copy(volume, tmp_path, copier):
     assert inode(dest / "a.txt") != inode(volume / "a.txt")
     assert (result.changed, result.files, result.linked) == (True, 4, 0)
     assert result.size == 5000 + 4096 + 0 + 5000
+    assert result.added == 5000 + 4096 + 0        # a.txt and its hard link sub/a-link: copied once
 
 
 def test_unchanged_volume_is_reported_and_not_copied(volume, tmp_path, copier):
@@ -108,6 +109,7 @@ def test_changed_volume_links_unchanged_files_to_the_previous_backup(volume, tmp
     assert inode(third / "new") == inode(second / "new")
     assert inode(third / "a.txt") != inode(second / "a.txt")
     assert (result.files, result.linked) == (4, 2)
+    assert result.added == 5000                   # a.txt (and its link) copied; b.bin and new linked
     assert os.lstat(third / "sub" / "b.bin").st_nlink == 2
 
 

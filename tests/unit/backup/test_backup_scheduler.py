@@ -303,3 +303,27 @@ def test_state_is_saved_at_most_once_per_save_every_and_at_stop(clock, inline_ex
     scheduler.request("v0")
     scheduler.stop()
     assert state.saves == 3 and state.data["v0"]["next_run"] == "2026-11-23T02:00:30Z"
+
+
+def test_its_load_is_the_backups_due_waiting_for_a_worker_and_those_running(clock, manual_executor):
+    scheduler, _ = build(clock, manual_executor, {"a": "daily@02:00", "b": "daily@02:00", "c": "daily@02:00",
+                                                  "later": "daily@05:00", "manual": "off"}, concurrency=2)
+    clock.now = MONDAY.replace(hour=2)
+    assert scheduler.load() == (3, 0)               # due, and no tick has started them yet
+    assert sorted(scheduler.tick()) == ["a", "b"]
+    assert scheduler.load() == (1, 2)               # c waits for a worker
+    manual_executor.finish(1)
+    assert scheduler.load() == (1, 1)
+    scheduler.tick()
+    manual_executor.finish()
+    assert scheduler.load() == (0, 0)
+
+
+def test_the_last_runs_are_kept_across_a_restart(clock, inline_executor):
+    state = MemoryStateStore()
+    scheduler, _ = build(clock, inline_executor, {"db": "daily@02:00", "web": "daily@02:00", "new": "daily@09:00"},
+                         {"db": BackupError("the datastore is full")}, state_store=state)
+    run_minutes(scheduler, clock, 2 * 60)
+    scheduler.stop()
+    again, _ = build(clock, inline_executor, {"db": "daily@02:00", "web": "daily@02:00"}, state_store=state)
+    assert again.last_runs() == {"db": ("failed", "the datastore is full"), "web": ("ok", "")}

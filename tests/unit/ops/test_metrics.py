@@ -179,3 +179,29 @@ def test_render_is_the_registrys_text_and_formats_the_state_only_when_it_changed
 def samples_of(text):
     return {(s.name, frozenset(s.labels.items())): s.value
             for family in text_string_to_metric_families(text.decode()) for s in family.samples}
+
+
+def test_after_one_volume_changed_only_it_is_formatted_again_and_the_text_is_the_same(state, monkeypatch):
+    from dataclasses import replace
+
+    from plugin.ops.metrics import StateText
+    metrics = Metrics(state)
+    metrics.render()
+    formatted = []
+    original = StateText._format
+
+    def counting(self, entry, deadline):
+        formatted.append(entry.volume)
+        return original(self, entry, deadline)
+    monkeypatch.setattr(StateText, "_format", counting)
+    db, web = state.state.volumes
+    state.state = replace(state.state, volumes=(replace(db, kept=8), web), queued=0)
+    text = metrics.render()
+    assert formatted == ["db"]
+    assert text == generate_latest(metrics.registry)          # what prometheus_client itself formats
+    assert samples_of(text)[("vsphere_volume_backups_kept", frozenset({"volume": "db", "target": "local"}.items()))] \
+        == 8
+    state.state = replace(state.state, volumes=(web,))
+    assert ("vsphere_volume_backups_kept", frozenset({"volume": "db", "target": "local"}.items())) \
+        not in samples_of(metrics.render())
+    assert formatted == ["db"]

@@ -96,3 +96,34 @@ def test_redact_and_scrub_keep_no_secret():
         assert secret not in cleaned
     assert "hooks.example.com" in cleaned
     assert "BOT-TOKEN" not in scrub("sending to 123456:BOT-TOKEN failed", "tgram://123456:BOT-TOKEN/chat")
+
+
+class Reading(dict):
+    """An environment that records which keys are read."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.read = set()
+
+    def get(self, key, default=None):
+        self.read.add(key)
+        return super().get(key, default)
+
+
+def test_every_operations_setting_is_declared_with_its_default_and_documented():
+    import json
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[3]
+    declared = {e["name"]: e for e in json.loads((root / "config.json").read_text())["env"]}
+    readme = (root / "README.md").read_text()
+    env = Reading()
+    defaults = ops_settings_from_env(env)
+    assert env.read == {"METRICS_ADDRESS", "METRICS_TEXTFILE_DIR", "METRICS_TEXTFILE_INTERVAL", "NOTIFY_URLS_FILE",
+                        "BACKUP_STALE_GRACE_MINUTES"}
+    for key in env.read:
+        assert key in declared and len(declared[key]["description"]) > 40, key
+        assert f"`{key}`" in readme.split("## Settings")[1].split("\n## ")[0], f"{key} is not in README's settings"
+    as_declared = ops_settings_from_env({key: declared[key]["value"] for key in env.read})
+    assert as_declared == defaults and as_declared.errors == {}
+    mounts = {m["name"]: m for m in json.loads((root / "config.json").read_text())["mounts"]}
+    assert mounts["metrics-textfile"]["destination"] in declared["METRICS_TEXTFILE_DIR"]["description"]

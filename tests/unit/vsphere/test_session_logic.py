@@ -283,3 +283,60 @@ def test_http_sends_the_session_cookie_and_logs_in_again_on_401(content, clock, 
     assert content.sessionManager.logins == 2 and clock.sleeps == [0.5]
     assert trips == {"http.GET": 3}
     assert "cookie-secret" not in caplog.text
+
+
+class Told:
+    """A session observer recording what it is told."""
+
+    def __init__(self, broken=False):
+        self.calls, self.faults, self.relogins, self.broken = [], [], 0, broken
+
+    def vsphere_call(self, method):
+        self.calls.append(method)
+        if self.broken:
+            raise RuntimeError("a bug in the observer")
+
+    def vsphere_fault(self, kind):
+        self.faults.append(kind)
+        if self.broken:
+            raise RuntimeError("a bug in the observer")
+
+    def relogin(self):
+        self.relogins += 1
+
+
+def test_the_observer_is_told_every_fault_by_type_and_every_relogin(content, clock):
+    session = make(content, clock)
+    told = Told()
+    session.observe(told)
+    assert session.invoke(Script(ConnectionResetError(104, "reset"), "done"), "Do") == "done"
+    assert session.invoke(Script(vim.fault.NotAuthenticated(), "done"), "Do") == "done"
+    with pytest.raises(FileNotFoundOnDatastore):
+        session.invoke(Script(vim.fault.FileNotFound(file="[ds] a")), "Do")
+    content.propertyCollector.answers = [{"_missing": [vim.fault.NotAuthenticated()]},
+                                         {"info.state": "error", "info.error": vim.fault.FileLocked(file="[ds] b")}]
+    with pytest.raises(FileLocked):
+        session.wait_for_task(vim.Task("task-1"), "copying a disk")
+    assert told.faults == ["ConnectionResetError", "NotAuthenticated", "FileNotFound", "NotAuthenticated",
+                           "FileLocked"]
+    assert told.relogins == 2 and content.sessionManager.logins == 3
+
+
+def test_http_round_trips_and_a_401_are_told(content, clock):
+    fake = FakeHTTP([401, 200])
+    session = Session(SETTINGS, sleep=clock.sleep, clock=clock, http_factory=lambda settings: fake,
+                      stub_factory=lambda settings, context, on_request, timeout: FakeStub(content))
+    told = Told()
+    session.observe(told)
+    assert session.http("PUT", "/folder/a", data=b"x", what="writing a").status_code == 200
+    assert told.calls == ["http.PUT", "http.PUT"] and told.faults == ["http.401"] and told.relogins == 1
+
+
+def test_an_observer_that_fails_never_fails_a_call(content, clock, caplog):
+    fake = FakeHTTP([200])
+    session = Session(SETTINGS, sleep=clock.sleep, clock=clock, http_factory=lambda settings: fake,
+                      stub_factory=lambda settings, context, on_request, timeout: FakeStub(content))
+    session.observe(Told(broken=True))
+    assert session.invoke(Script(ConnectionResetError(104, "reset"), "done"), "Do") == "done"
+    assert session.http("GET", "/folder/a", what="reading a").status_code == 200
+    assert "the vSphere session's observer failed on vsphere_call" in caplog.text
