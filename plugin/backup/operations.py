@@ -165,11 +165,11 @@ class BackupOperations:
             target.repository.delete(name, backup_id)
         self.board.counted(name, target.scan(name))
 
-    def prune(self, name):
-        """Apply the volume's BackupKeep (the default one for a removed volume) in every
-        target holding its backups; return the ids deleted."""
+    def prune(self, name, keep=None):
+        """Apply ``keep`` (default: the volume's BackupKeep, the default one for a removed
+        volume) in every target holding its backups; return the ids deleted."""
         volume = self.volumes.find(name)
-        keep = volume.options.keep if volume else parse_keep(None)
+        keep = keep or (volume.options.keep if volume else parse_keep(None))
         deleted = []
         for target, _ in self.targets.catalogs(name):
             with target.hold(name, "pruning its backups"):

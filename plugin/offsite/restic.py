@@ -312,15 +312,17 @@ class Restic:
         # Made now, or by another host a moment ago: open it either way.
         return self._open(created=done.returncode == 0)
 
-    def backup(self, path, tags, host, progress=None, parent=None, taken_at=None):
+    def backup(self, path, tags, host, progress=None, parent=None, taken_at=None, ignore_ctime=False):
         """Back up the folder ``path`` (its content is the snapshot's root) as a snapshot.
 
         ``tags``: a mapping such as ``{"volume": v, "backup": id, "kind": "schedule"}``;
         ``host``: the snapshot's host name; ``parent``: the snapshot to compare with
         (default: restic's choice, the newest of the same host and path); ``taken_at``: the
         snapshot's time (an aware datetime; default now); ``progress``: called with
-        ``Progress`` while it runs. Returns BackupResult; a snapshot saved
-        with unreadable files is ``BackupIncomplete`` (which carries its id).
+        ``Progress`` while it runs; ``ignore_ctime``: files of the same size and mtime as
+        in the parent are unchanged, whatever their ctime (copies made with hard links).
+        Returns BackupResult; a snapshot saved with unreadable files is
+        ``BackupIncomplete`` (which carries its id).
         """
         if not os.path.isabs(str(path)) or not os.path.isdir(path):
             raise InvalidRequest(f"backup source {shown(path)} is not an absolute path to a folder")
@@ -331,6 +333,8 @@ class Restic:
             args.append(f"--parent={check_snapshot_id(parent)}")
         if taken_at is not None:
             args.append(f"--time={self._local_time(taken_at)}")
+        if ignore_ctime:
+            args.append("--ignore-ctime")
         what = f"backup of {cut(path)}"
         watch = _Watch(self._clock, self._budget, progress)
         done, redact = self._run_unlocking(what, [*args, "."], self._timeouts.data, watch, cwd=path)

@@ -111,8 +111,8 @@ def test_defaults():
 
 def test_unknown_option_gets_vics_text_then_the_supported_ones():
     with pytest.raises(InvalidOption, match="^bad driver value - Size is not a supported option; supported are "
-                                            "VolumeStore, Capacity, Backup, BackupKeep, BackupStore, RestoreFrom, "
-                                            "flags, container, image$"):
+                                            "VolumeStore, Capacity, Backup, BackupKeep, BackupStore, BackupCopy, "
+                                            "BackupCopyKeep, RestoreFrom, RestorePath, flags, container, image$"):
         parse_options({"Size": "1"}, STORES)
 
 
