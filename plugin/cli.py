@@ -106,8 +106,9 @@ def cmd_backups(client, args, out):
     print(_table(backups, COPY_COLUMNS if args.backup_target else BACKUP_COLUMNS), file=out)
     for backup in backups:
         if backup.get("Problem"):
+            volume = backup.get("Volume", args.name)
             print(f"backup {backup['Id']} is {backup.get('State', 'damaged')} and cannot be restored: "
-                  f"{backup['Problem']} (vsphere-volume delete {backup['Volume']} {backup['Id']} deletes it)", file=out)
+                  f"{backup['Problem']} (vsphere-volume delete {volume} {backup['Id']} deletes it)", file=out)
     return EXIT_OK
 
 
