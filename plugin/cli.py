@@ -14,6 +14,10 @@ from .errors import VolumeError
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
 
+class UsageError(Exception):
+    """Arguments that argparse accepts but that ask nothing (exit status 2)."""
+
+
 def _table(rows, columns):
     widths = [max(len(c), *(len(str(r.get(c, ""))) for r in rows)) if rows else len(c) for c in columns]
     lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
@@ -96,8 +100,7 @@ def cmd_backup(client, args, out):
 
 def cmd_backups(client, args, out):
     if not args.name and not args.backup_target:
-        print("vsphere-volume backups: give a volume, or --target TARGET for every volume there", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError("backups: give a volume, or --target TARGET for every volume there")
     body = {"Name": args.name or "", "BackupTarget": args.backup_target or ""}
     backups = client.call("/Backup.List", body, timeout=LONG)["Backups"]
     if args.json:
@@ -235,6 +238,9 @@ def main(argv=None, out=sys.stdout, err=sys.stderr):
     try:
         client = PluginClient(args.socket or find_socket(args.plugin))
         return args.run(client, args, out)
+    except UsageError as error:
+        print(f"vsphere-volume: {error}", file=err)
+        return EXIT_USAGE
     except PluginUnreachable as error:
         print(f"vsphere-volume: {error}", file=err)
         return EXIT_UNREACHABLE

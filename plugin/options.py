@@ -319,8 +319,9 @@ def parse_options(given, store_labels, default_store=DEFAULT_STORE):
     backup_store = store_label(BACKUP_STORE, store) if store or BACKUP_STORE in value else None
     path = parse_restore_path(value[RESTORE_PATH]) if RESTORE_PATH in value else ""
     if path and not (restore and restore.target):
-        raise InvalidOption(f"RestorePath={shown(value[RESTORE_PATH])} restores one path of a backup on an "
-                            "off-site target: it needs RestoreFrom=<target>:<volume>@<backup> (offsite:mydata@latest)")
+        raise InvalidOption(f"RestorePath={shown(value[RESTORE_PATH])} restores one path of a copy on an off-site "
+                            "target (the local tier restores whole volumes): it needs "
+                            "RestoreFrom=<target>:<volume>@<backup> (offsite:mydata@latest)")
     return VolumeOptions(given={str(k): str(v) for k, v in given.items()}, store=store,
                          capacity_mb=capacity, backup=schedule, keep=keep,
                          backup_store=backup_store, restore_from=restore,

@@ -18,6 +18,8 @@ snapshots are the catalog. Each snapshot is tagged with what a restore needs:
 and its host is this Docker host's name. The snapshot's time is the point in time of
 its data. A second copy names the volume's newest snapshot as its parent, so restic
 reads only the files that changed (``ignore_ctime`` for copies made with hard links).
+restic refuses to save an empty snapshot: the copy of an empty volume holds one empty
+folder, ``EMPTY_MARKER``, which a restore leaves out.
 
 Locks: restic locks the repository itself (``check`` and ``backup`` share it, ``forget
 --prune`` takes it alone); on this host, copies and checks share ``_repository`` and
@@ -31,8 +33,10 @@ import os
 import re
 import secrets
 import shutil
+import tempfile
 import threading
 import uuid
+from contextlib import contextmanager
 
 from ..backup.contract import DAMAGED, EMPTY, FAILED, OK, Found, Record, Target, Verification
 from ..errors import NotFound, VolumeError, shown
@@ -47,6 +51,7 @@ from .progress import tree_size
 log = logging.getLogger(__name__)
 
 VOLUME, BACKUP, KIND, FORMAT, CAPACITY, STORE = "volume", "backup", "kind", "format", "capacity", "store"
+EMPTY_MARKER = ".vsphere-volume-empty"
 _TAGGABLE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,254}$")
 _HOST_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
@@ -115,9 +120,9 @@ class ResticTier(Target):
                     CAPACITY: str(volume.options.capacity_mb)}
             if _TAGGABLE.match(volume.store):
                 tags[STORE] = volume.store
-            with source.tree() as tree:
+            with source.tree() as tree, _not_empty(tree.path) as path:
                 done = self.restic.backup(
-                    tree.path, tags, self.host, progress=_reporting(progress, f"copying to {self.label}"),
+                    path, tags, self.host, progress=_reporting(progress, f"copying to {self.label}"),
                     parent=earlier[-1].handle.id if earlier else None, taken_at=tree.taken,
                     ignore_ctime=not tree.ctime_kept)
         log.info("volume %s: copy %s made on backup target %s (snapshot %s, %d bytes added of %d)", volume.name,
@@ -150,6 +155,9 @@ class ResticTier(Target):
             self.restic.restore(record.handle.id, folder, include=include, progress=report)
             if include:
                 _lift(folder, include)
+            marker = os.path.join(folder, EMPTY_MARKER)
+            if os.listdir(folder) == [EMPTY_MARKER] and os.path.isdir(marker) and not os.listdir(marker):
+                os.rmdir(marker)            # the copy of an empty volume
 
     def delete(self, volume, backup_id):
         record = self.find(volume, backup_id).record
@@ -224,6 +232,17 @@ class ResticTier(Target):
                                  f"entries and {size} bytes; the copy recorded {expected_entries} and "
                                  f"{expected_bytes}")
         return shown_
+
+
+@contextmanager
+def _not_empty(path):
+    """``path``, or for an empty folder one holding only an empty ``EMPTY_MARKER``."""
+    if os.listdir(path):
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="vsphere-volume-empty-") as scaffold:
+        os.mkdir(os.path.join(scaffold, EMPTY_MARKER))
+        yield scaffold
 
 
 def _reporting(progress, phase):
