@@ -55,22 +55,24 @@ class CopyRuns:
             self.board.failed(volume.name, label, started, origin, err)
             log.error("volume %s: %s copy to backup target %s failed: %s", volume.name, origin, label, err)
             raise
-        self.board.copied(volume.name, label, record)
-        if keep is not None and origin == SCHEDULE:
-            self._retain(target, volume.name, keep)
+        failed = self._retain(target, volume.name, keep) if keep is not None and origin == SCHEDULE else None
+        self.board.copied(volume.name, label, record)       # once the run is over, retention included
+        if failed:
+            self.board.error(volume.name, label, f"the copy was made, but its retention failed: {failed}")
         return record
 
     def _retain(self, target, name, keep):
+        """Apply ``keep``; the error when that failed (the copy stands), else None."""
         try:
             with target.lock(name, "applying its retention"):
                 deleted = target.retain(name, keep)
         except VolumeError as err:
-            self.board.error(name, target.label, f"the copy was made, but its retention failed: {err}")
             log.error("volume %s: retention on backup target %s failed: %s", name, target.label, err)
-            return
+            return err
         if deleted:
             log.info("volume %s: retention deleted copies %s on backup target %s", name, ", ".join(deleted),
                      target.label)
+        return None
 
     def restore(self, volume, found, label, include=None):
         """Fill ``volume`` (its lock held, unmounted) from Found copy ``found`` of target ``label``."""
