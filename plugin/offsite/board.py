@@ -4,7 +4,9 @@
 bytes added, or the error), the last error (a retention that failed counts), what a
 running copy or restore is doing; per target, the last verification. Every field is
 read and written under one lock; the last attempts and verifications are kept in one
-JSON file (written atomically on each change), so a restarted plugin still shows them.
+JSON file (written atomically on each change), so a restarted plugin still shows them,
+each with where its target was: what was recorded of a target since declared elsewhere
+(another location under the same label) is not shown.
 """
 
 import logging
@@ -22,9 +24,10 @@ log = logging.getLogger(__name__)
 class CopyBoard:
     """See the module docstring. ``path``: the JSON file; ``clock``: aware now."""
 
-    def __init__(self, path, clock):
+    def __init__(self, path, clock, where=None):
         self.path = path
         self.clock = clock
+        self.where = dict(where or {})    # target label -> where it is now (its location)
         self._lock = threading.Lock()
         self._copies = {}          # "volume@target" -> {"LastCopy": {...}, "LastError": "..."}
         self._verified = {}        # target -> the Verification's summary
@@ -40,9 +43,15 @@ class CopyBoard:
         except (OSError, ValueError) as err:
             log.warning("the off-site copy status %s cannot be read (%s): starting afresh", self.path, err)
             return
+        saved = saved if isinstance(saved, dict) else {}
         with self._lock:
-            self._copies = dict(saved.get("copies") or {}) if isinstance(saved, dict) else {}
-            self._verified = dict(saved.get("verified") or {}) if isinstance(saved, dict) else {}
+            self._copies = {key: value for key, value in dict(saved.get("copies") or {}).items()
+                            if self._here(key.rpartition("@")[2], value)}
+            self._verified = {label: value for label, value in dict(saved.get("verified") or {}).items()
+                              if self._here(label, value)}
+
+    def _here(self, label, recorded):
+        return isinstance(recorded, dict) and recorded.get("Where") == self.where.get(label)
 
     def _save(self):
         """Under the lock: write the file (a failure is logged: Status is memory first)."""
@@ -70,7 +79,8 @@ class CopyBoard:
 
     def verified(self, verification):
         with self._lock:
-            self._verified[verification.target] = verification.summary()
+            self._verified[verification.target] = {**verification.summary(),
+                                                   "Where": self.where.get(verification.target)}
             self._save()
 
     def problem(self, volume, reason):
@@ -90,7 +100,8 @@ class CopyBoard:
 
     def _set(self, volume, target, **fields):
         with self._lock:
-            self._copies[f"{volume}@{target}"] = {**self._copies.get(f"{volume}@{target}", {}), **fields}
+            self._copies[f"{volume}@{target}"] = {**self._copies.get(f"{volume}@{target}", {}), **fields,
+                                                  "Where": self.where.get(target)}
             self._save()
 
     # --- what runs now -----------------------------------------------------------------
@@ -135,12 +146,12 @@ class CopyBoard:
         if running is not None:
             shown["Progress"] = dict(running)
         if verified:
-            shown["LastVerification"] = dict(verified)
+            shown["LastVerification"] = {k: v for k, v in verified.items() if k != "Where"}
         return shown
 
     def verification(self, target):
         with self._lock:
-            return dict(self._verified.get(target) or {})
+            return {k: v for k, v in (self._verified.get(target) or {}).items() if k != "Where"}
 
     def problem_of(self, volume):
         with self._lock:

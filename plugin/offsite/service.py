@@ -59,7 +59,8 @@ class OffsiteCopies:
         self.clock = clock
         self.tz = tz
         self.concurrency = concurrency
-        self.board = CopyBoard(os.path.join(state_dir, STATUS_FILE), clock)
+        self.board = CopyBoard(os.path.join(state_dir, STATUS_FILE), clock,
+                               {label: target.describe().get("Location", "") for label, target in self.targets.items()})
         self.service = self.volumes = self.runs = self.api = None
         self.copy_schedule = self.verify_schedule = None
         self._threads = False

@@ -200,14 +200,17 @@ def test_an_exclusive_hold_waits_for_shared_ones_and_goes_before_new_ones():
 
 def test_the_board_keeps_the_last_copy_and_verification_across_a_restart(tmp_path):
     path = str(tmp_path / "state" / "offsite-status.json")
-    board = CopyBoard(path, lambda: T0)
+    board = CopyBoard(path, lambda: T0, {"vault": "/srv/vault"})
     from plugin.backup.contract import Record, Verification
     board.copied("mydata", "vault", Record("vault", "mydata", "20261123T020000Z", T0, "schedule", size=5, added=3))
     board.verified(Verification("vault", T0, "damaged", "5%", problems=("pack x",)))
     board.failed("other", "vault", T0, "manual", "the server cannot be reached")
 
-    again = CopyBoard(path, lambda: T0)
+    again = CopyBoard(path, lambda: T0, {"vault": "/srv/vault"})
     again.load()
+    moved = CopyBoard(path, lambda: T0, {"vault": "s3:https://elsewhere/b"})
+    moved.load()
+    assert moved.shown("mydata", "vault") == {} and moved.verification("vault") == {}
 
     shown = again.shown("mydata", "vault")
     assert shown["LastCopy"]["Id"] == "20261123T020000Z" and shown["LastCopy"]["BytesAdded"] == 3
