@@ -36,6 +36,7 @@ import shutil
 import tempfile
 import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 from ..backup.contract import DAMAGED, EMPTY, FAILED, OK, Found, Record, Target, Verification
@@ -111,16 +112,20 @@ class ResticTier(Target):
     def put(self, source, origin, progress=None):
         self.ready()
         volume = source.volume
-        with self._repository.shared():
-            earlier = self.records(volume.name)
-            taken = {record.id for record in earlier}
-            copy_id = next(i for i in ids.candidates(self.clock()) if i not in taken)
-            tags = {VOLUME: volume.name, BACKUP: copy_id, KIND: origin,
-                    FORMAT: "vmdk" if source.store.spec.kind == DATASTORE else "folder",
-                    CAPACITY: str(volume.options.capacity_mb)}
-            if _TAGGABLE.match(volume.store):
-                tags[STORE] = volume.store
+        started = self.clock()
+        with self._repository.shared(), ThreadPoolExecutor(1, thread_name_prefix="listing") as beside:
+            # The volume's copies (for a free id and the parent) are listed while its point in
+            # time is made: a clone takes a while, and each restic call opens the repository.
+            listing = beside.submit(self.records, volume.name)
             with source.tree() as tree, _not_empty(tree.path) as path:
+                earlier = listing.result()
+                taken = {record.id for record in earlier}
+                copy_id = next(i for i in ids.candidates(started) if i not in taken)
+                tags = {VOLUME: volume.name, BACKUP: copy_id, KIND: origin,
+                        FORMAT: "vmdk" if source.store.spec.kind == DATASTORE else "folder",
+                        CAPACITY: str(volume.options.capacity_mb)}
+                if _TAGGABLE.match(volume.store):
+                    tags[STORE] = volume.store
                 done = self.restic.backup(
                     path, tags, self.host, progress=_reporting(progress, f"copying to {self.label}"),
                     parent=earlier[-1].handle.id if earlier else None, taken_at=tree.taken,
