@@ -19,7 +19,7 @@ the current data first, as a restore from the local tier does.
 from ..errors import InUse, InvalidRequest, cut
 from ..options import RESTORE_FROM, RESTORE_PATH, TARGET_LABEL_RE, parse_restore_path, validate_name
 from ..policy import ids
-from ..policy.retention import MANUAL, PRE_RESTORE
+from ..policy.retention import MANUAL
 from ..backup.volumes import existing
 from .restic import check_subset
 
@@ -94,14 +94,8 @@ class CopyApi:
         if not force:
             raise InUse(f"restoring volume {name} in place replaces its data: add --force "
                         "(a backup of the current data is taken first), or restore --as a new volume")
-        with self.volumes.lock(name):
-            volume = existing(self.volumes, name)
-            mounted = self.volumes.mount_count(name)
-            if mounted:
-                raise InUse(f"volume {name} is mounted {mounted} time(s): stop its containers "
-                            "before restoring it in place")
-            safety = self.service.operations.backup(volume, PRE_RESTORE)
-            self.copies.runs.restore(volume, found, label)
+        safety = self.service.operations.restore_in_place(
+            name, found, lambda found, volume: self.copies.runs.restore(volume, found, label))
         return dict(done, SafetyBackup=safety.backup_id)
 
     def api_progress(self, name):

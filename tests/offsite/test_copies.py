@@ -4,6 +4,8 @@ bucket, what a second copy adds, restores as new and in place, retention, verifi
 before and after damage, an unreachable server, and a second plugin (another host,
 another vCenter) that finds the copies and restores them."""
 
+import json
+import logging
 import os
 import secrets
 import shutil
@@ -13,11 +15,8 @@ from pathlib import Path
 import pytest
 
 from plugin import assembly
-from plugin.assembly import build_driver
 from plugin.errors import BackupError
 from plugin.offsite.errors import CheckFailed, TargetUnreachable
-from plugin.settings import from_env
-from tests.fakes import FakeMounter, InlineExecutor
 from tests.waiting import wait_until
 
 from .conftest import ACCESS_KEY
@@ -42,21 +41,13 @@ def target_env(tmp_path, s3, s3_secret, password, repo_location):
 
 
 @pytest.fixture
-def plugin(tmp_path, target_env, clock):
+def plugin(make_driver, tmp_path, target_env, clock):
     """plugin(name="a") -> a started driver of its own (data folder, store), the same target."""
-    started = []
-
     def make(name="a", **extra):
-        env = {"DATA_DIR": str(tmp_path / name / "data"), "MOUNT_ROOT": str(tmp_path / name / "mnt"),
-               "VOLUME_STORES": f"file://{tmp_path / name}/store:default", **target_env, **extra}
-        driver = build_driver(from_env(env), mounter=FakeMounter(), clock=clock, executor=InlineExecutor(),
-                              scheduler_thread=False)
-        driver.start()
-        started.append(driver)
-        return driver
-    yield make
-    for driver in started:
-        driver.stop()
+        own = {"DATA_DIR": str(tmp_path / name / "data"), "MOUNT_ROOT": str(tmp_path / name / "mnt"),
+               "VOLUME_STORES": f"file://{tmp_path / name}/store:default"}
+        return make_driver(clock=clock, **{**own, **target_env, **extra})
+    return make
 
 
 def folder(driver, name):
@@ -151,7 +142,9 @@ def test_verification_succeeds_then_reports_a_damaged_pack(plugin, s3):
     assert shown["LastVerification"]["Result"] == "damaged"
 
 
-def test_an_unreachable_server_fails_the_copy_in_status_while_the_plugin_answers(plugin, s3, monkeypatch):
+def test_an_unreachable_server_fails_the_copy_in_status_while_the_plugin_answers(plugin, s3, monkeypatch, caplog,
+                                                                                s3_secret, password):
+    caplog.set_level(logging.DEBUG)
     monkeypatch.setattr(assembly, "RESTIC_RETRY_BUDGET", 3.0)
     driver = plugin()
     service = driver.backups
@@ -178,6 +171,9 @@ def test_an_unreachable_server_fails_the_copy_in_status_while_the_plugin_answers
     status = copy_status(driver, "mydata")
     assert status["LastCopy"]["Result"] == "failed" and status["LastError"] == str(failure["error"])
     assert driver.get("mydata")["Status"]["Backup"]["LastBackup"]["Result"] == "ok"
+    # No secret in what anyone sees: the error, inspect, the targets, the log.
+    shown = [str(failure["error"]), json.dumps(driver.get("mydata")), json.dumps(service.api_targets()), caplog.text]
+    assert not [text for text in shown if s3_secret in text or password in text]
 
 
 def test_another_plugin_with_the_same_target_and_key_lists_and_restores_the_copies(plugin, tmp_path):
