@@ -5,7 +5,10 @@ The one place that knows which concrete class serves which kind of store. Everyt
 is passed in, so tests assemble the same graph with their own collaborators.
 
 ``STORE_KINDS`` says how each kind of store is served: the store, and, when it can hold
-backups, its catalog and its leases (``Served``). In VCH sidecar mode (``VCH_URL`` set)
+backups, its catalog and its leases (``Served``). ``TARGET_KINDS`` says how each kind of
+backup target (``BACKUP_TARGETS``) is served: the local tier, or a restic repository
+(``backup.contract.Target``); the off-site copies (``offsite.service``) work on them.
+In VCH sidecar mode (``VCH_URL`` set)
 every datastore and NFS store is built as in direct mode and then wrapped in a
 ``vch.store.VchStore`` (``vch_sidecar``) for Docker's calls; the backup service copies
 from and into the store it wraps.
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 
 from .backup.direngine import DirectoryEngine
 from .backup.lease import Leases, LocalLeaseFolder
+from .backup.localtier import LOCAL, LocalTier
 from .backup.repository import LocalBackupRepository
 from .backup.scheduler import JsonFileStateStore
 from .backup.service import BackupService
@@ -26,6 +30,11 @@ from .errors import ConfigError
 from .monitoring import Monitoring
 from .mounter import Mounter
 from .mounttable import MountTable
+from .offsite.restic import Restic
+from .offsite.service import OffsiteCopies
+from .offsite.targetspec import FILE as FILE_TARGET
+from .offsite.targetspec import S3, targets_from_env
+from .offsite.tier import ResticTier
 from .options import DEFAULT_STORE
 from .registry import StoreListings, VolumeRegistry
 from .restoremarks import RestoreMarks
@@ -40,9 +49,13 @@ log = logging.getLogger(__name__)
 # names cannot start with a dot, so this never clashes with a volume's bind mount.
 DISKS_DIR = ".disks"
 
-# In the plugin's state folder: the stores' last listings, the unfinished restores.
+# In the plugin's state folder: the stores' last listings, the unfinished restores, the
+# caches of restic repositories.
 LISTINGS_DIR = "listings"
 RESTORES_FILE = "restores.json"
+RESTIC_CACHE_DIR = "restic-cache"
+# Seconds restic may keep retrying a backend that does not answer before the call fails.
+RESTIC_RETRY_BUDGET = 30.0
 
 
 class UnavailableStore(VolumeStore):
@@ -126,6 +139,34 @@ def serve(spec, parts):
     return STORE_KINDS[spec.kind](spec, parts)
 
 
+def local_target(spec, parts):
+    """The local tier (``local:label``): each volume's BackupStore, as today."""
+    return LocalTier(spec.label)
+
+
+def restic_target(spec, parts):
+    """A restic repository (``s3:...``, ``file://...``), its cache in the state folder."""
+    restic = Restic(spec.repository_config(), cache_dir=os.path.join(parts.settings.state_dir, RESTIC_CACHE_DIR,
+                                                                     spec.label),
+                    tz=parts.settings.tz, retry_budget=RESTIC_RETRY_BUDGET)
+    return ResticTier(spec, restic, parts.host, parts.clock)
+
+
+#: How each kind of backup target is served: kind -> factory(TargetSpec, Parts) -> contract.Target.
+TARGET_KINDS = {LOCAL: local_target, S3: restic_target, FILE_TARGET: restic_target}
+
+
+def build_copies(settings, parts):
+    """The OffsiteCopies over the targets of BACKUP_TARGETS (unusable ones with their reason)."""
+    specs = targets_from_env(settings.env, settings.data_dir)
+    for problem in specs.problems:
+        log.error("backup targets: %s", problem)
+    for unavailable in specs.unavailable:
+        log.error("backup target %s is unavailable: %s", unavailable.label, unavailable.reason)
+    targets = {spec.label: TARGET_KINDS[spec.kind](spec, parts) for spec in specs.available}
+    return OffsiteCopies(targets, specs, settings.state_dir, parts.clock, settings.tz, settings.backup_concurrency)
+
+
 def engines_for(parts):
     """The backup engines: folder volumes always, VMDK volumes with a vSphere session."""
     engines = [DirectoryEngine(clock=parts.clock)]
@@ -207,7 +248,7 @@ def build_backups(settings, served, parts, executor=None, scheduler_thread=True)
                          {label: s.repository for label, s in holding.items()},
                          {label: s.leases for label, s in holding.items()}, state_store=state, clock=parts.clock,
                          tz=settings.tz, concurrency=settings.backup_concurrency, executor=executor,
-                         scheduler_thread=scheduler_thread)
+                         scheduler_thread=scheduler_thread, copies=build_copies(settings, parts))
 
 
 def build_driver(settings, mounter=None, vsphere=None, backups=True, clock=utc_now, sidecar=None,

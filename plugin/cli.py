@@ -16,6 +16,10 @@ from .errors import VolumeError
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
 
+class UsageError(Exception):
+    """Arguments that argparse accepts but that ask nothing (exit status 2)."""
+
+
 def cmd_status(client, args, out):
     status = client.call("/Plugin.Status")
     if args.json:
@@ -55,6 +59,8 @@ def _with_progress(client, name, call, what, out):
                 now = client.call("/Backup.Progress", {"Name": name}, timeout=5)["Progress"]
             except VolumeError:
                 now = {}
+            if "Phase" not in now and now.get("Copies"):     # a copy, or a restore from a target
+                now = next(iter(now["Copies"].values()))
             phase = now.get("Phase", "working")
             percent = f" {now['Percent']}%" if "Percent" in now else ""
             line = f"{what}: {phase}{percent} ({time.monotonic() - started:.0f}s)"
@@ -68,6 +74,8 @@ def _with_progress(client, name, call, what, out):
 
 
 BACKUP_COLUMNS = ["Id", "Created", "Method", "Origin", "Size", "Store", "State"]
+COPY_COLUMNS = ["Volume", "Id", "Created", "Origin", "Snapshot", "Host", "Capacity", "State"]
+TARGET_COLUMNS = ["Label", "Kind", "Available", "Location", "Verified", "Result", "Reason"]
 LONG = 24 * 3600  # a backup or restore may copy for a long time; the plugin answers when done
 
 
@@ -80,24 +88,70 @@ def cmd_backup(client, args, out):
 
 
 def cmd_backups(client, args, out):
-    backups = client.call("/Backup.List", {"Name": args.name})["Backups"]
+    if not args.name and not args.backup_target:
+        raise UsageError("backups: give a volume, or --target TARGET for every volume there")
+    body = {"Name": args.name or "", "BackupTarget": args.backup_target or ""}
+    backups = client.call("/Backup.List", body, timeout=LONG)["Backups"]
     if args.json:
         print(json.dumps(backups, indent=2), file=out)
         return EXIT_OK
-    print(table(backups, BACKUP_COLUMNS), file=out)
+    print(table(backups, COPY_COLUMNS if args.backup_target else BACKUP_COLUMNS), file=out)
     for backup in backups:
         if backup.get("Problem"):
+            volume = backup.get("Volume", args.name)
             print(f"backup {backup['Id']} is {backup.get('State', 'damaged')} and cannot be restored: "
-                  f"{backup['Problem']} (vsphere-volume delete {args.name} {backup['Id']} deletes it)", file=out)
+                  f"{backup['Problem']} (vsphere-volume delete {volume} {backup['Id']} deletes it)", file=out)
+    return EXIT_OK
+
+
+def cmd_targets(client, args, out):
+    reply = client.call("/Backup.Targets", timeout=LONG)
+    if args.json:
+        print(json.dumps({k: v for k, v in reply.items() if k != "Err"}, indent=2), file=out)
+        return EXIT_OK
+    rows = [dict(t, Available="yes" if t.get("Available") else "no",
+                 Verified=t.get("LastVerification", {}).get("Time", ""),
+                 Result=t.get("LastVerification", {}).get("Result", "")) for t in reply["Targets"]]
+    print(table(rows, TARGET_COLUMNS), file=out)
+    for problem in reply.get("Problems", []):
+        print(f"problem: {problem}", file=out)
+    return EXIT_OK
+
+
+def cmd_copy(client, args, out):
+    body = {"Name": args.name, "BackupTarget": args.backup_target or ""}
+    copies = _with_progress(client, args.name, lambda: client.call("/Backup.Copy", body, timeout=LONG)["Copies"],
+                            f"copying {args.name}", out)
+    for copy in copies:
+        print(f"copy {copy['Id']} of {args.name} made on backup target {copy['Target']} (snapshot "
+              f"{copy.get('Snapshot', '?')}, {copy.get('BytesAdded', 0)} bytes added of {copy.get('Size', 0)})",
+              file=out)
+    return EXIT_OK
+
+
+def cmd_verify(client, args, out):
+    body = {"BackupTarget": args.target, "Read": args.read or ""}
+    done = client.call("/Backup.Verify", body, timeout=LONG)["Verification"]
+    line = f"backup target {args.target}: {done['Result']}"
+    if done.get("Read"):
+        line += f" (read {done['Read']})"
+    if done.get("TestRestore"):
+        restored = done["TestRestore"]
+        line += (f"; test restore of copy {restored['Id']} of {restored['Volume']}: {restored['Entries']} entries, "
+                 f"{restored['Bytes']} bytes, as recorded")
+    print(line, file=out)
     return EXIT_OK
 
 
 def cmd_restore(client, args, out):
-    body = {"Name": args.name, "Backup": args.backup, "Target": args.target or "", "Force": args.force}
+    body = {"Name": args.name, "Backup": args.backup, "Target": args.target or "", "Force": args.force,
+            "BackupTarget": args.backup_target or "", "Path": args.path or ""}
     done = _with_progress(client, args.target or args.name,
                           lambda: client.call("/Backup.Restore", body, timeout=LONG)["Restore"],
                           f"restoring {args.name}", out)
     line = f"volume {done['Volume']} restored from backup {done['Backup']} of {args.name}"
+    if done.get("Target"):
+        line += f" on backup target {done['Target']}"
     if done.get("Why"):
         line += f" ({done['Why']})"
     if done.get("SafetyBackup"):
@@ -135,15 +189,30 @@ def build_parser():
         command.set_defaults(run=run)
         return command
 
+    def on_a_target(command, what):
+        command.add_argument("--target", dest="backup_target", metavar="TARGET", help=what)
+
     on_a_volume("backup", cmd_backup, "back a volume up now")
-    backups = on_a_volume("backups", cmd_backups, "list a volume's backups (also of a removed volume)")
+    backups = on_a_volume("backups", cmd_backups, "list a volume's backups (also of a removed volume)", nargs="?")
     backups.add_argument("--json", action="store_true")
+    on_a_target(backups, "the backups on this backup target (without a volume: of every volume there)")
     restore = on_a_volume("restore", cmd_restore, "restore a backup, as a new volume or in place",
                           help="the backed-up volume")
     restore.add_argument("--backup", default="latest", help="a backup id, or latest (default)")
     restore.add_argument("--as", dest="target", metavar="NEW", help="create volume NEW from the backup")
     restore.add_argument("--force", action="store_true",
                          help="restore in place: replace the volume's data (a backup of it is taken first)")
+    on_a_target(restore, "restore from this backup target (default: the local tier)")
+    restore.add_argument("--path", help="only this folder or file of the backup, into a new volume (--as)")
+    copy = on_a_volume("copy", cmd_copy, "copy a volume to its off-site targets now (BackupCopy)")
+    on_a_target(copy, "copy it to this backup target only")
+    verify = commands.add_parser("verify", help="verify a backup target now (restic check)")
+    verify.add_argument("target", help="the backup target's label")
+    verify.add_argument("--read", help="how much of the data to read: 5%%, 1/10, 2G (default: the target's)")
+    verify.set_defaults(run=cmd_verify)
+    targets = commands.add_parser("targets", help="show the backup targets and their last verification")
+    targets.add_argument("--json", action="store_true")
+    targets.set_defaults(run=cmd_targets)
     on_a_volume("prune", cmd_prune, "apply the volume's BackupKeep retention now")
     on_a_volume("delete", cmd_delete, "delete one backup").add_argument("backup")
     return parser
@@ -158,6 +227,9 @@ def main(argv=None, out=sys.stdout, err=sys.stderr):
     try:
         client = PluginClient(args.socket or find_socket(args.plugin))
         return args.run(client, args, out)
+    except UsageError as error:
+        print(f"vsphere-volume: {error}", file=err)
+        return EXIT_USAGE
     except PluginUnreachable as error:
         print(f"vsphere-volume: {error}", file=err)
         return EXIT_UNREACHABLE

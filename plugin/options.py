@@ -25,11 +25,15 @@ MAX_NAME = 255
 
 VOLUME_STORE, CAPACITY = "VolumeStore", "Capacity"
 BACKUP, BACKUP_KEEP, BACKUP_STORE, RESTORE_FROM = "Backup", "BackupKeep", "BackupStore", "RestoreFrom"
+#: Off-site copies (``plugin.offsite.copypolicy`` reads them against the backup targets)
+#: and the one path of a backup a restore takes.
+BACKUP_COPY, BACKUP_COPY_KEEP, RESTORE_PATH = "BackupCopy", "BackupCopyKeep", "RestorePath"
 #: Keys a VCH records for the volumes it makes for containers (``docker run -v /dir``):
 #: the mount flags, the container's name and its image. VIC accepts them at create and
 #: keeps them in DockerMetaData; so does this plugin (they change nothing of the volume).
 FLAGS, CONTAINER, IMAGE = "flags", "container", "image"
-KNOWN = (VOLUME_STORE, CAPACITY, BACKUP, BACKUP_KEEP, BACKUP_STORE, RESTORE_FROM, FLAGS, CONTAINER, IMAGE)
+KNOWN = (VOLUME_STORE, CAPACITY, BACKUP, BACKUP_KEEP, BACKUP_STORE, BACKUP_COPY, BACKUP_COPY_KEEP, RESTORE_FROM,
+         RESTORE_PATH, FLAGS, CONTAINER, IMAGE)
 _BY_LOWER = {key.lower(): key for key in KNOWN}
 
 #: Options that VIC itself understands (and a VCH accepts); the rest are this plugin's own.
@@ -37,6 +41,12 @@ VIC_OPTIONS = (VOLUME_STORE, CAPACITY, FLAGS, CONTAINER, IMAGE)
 _RECORDS = (FLAGS, CONTAINER, IMAGE)
 
 DEFAULT_STORE = "default"
+
+#: A backup target's label (``BACKUP_TARGETS``): it also names the target's settings
+#: (``BACKUP_TARGET_<LABEL>_...``), so it is stricter than a volume store's label.
+TARGET_LABEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+#: The target ``RestoreFrom`` means when it names none: the local tier.
+LOCAL_TARGET = "local"
 DEFAULT_CAPACITY_MB = 1024
 
 # VIC's Capacity grammar (lib/apiservers/engine/proxy/storage_proxy.go): what Go's
@@ -124,30 +134,55 @@ def parse_capacity_mb(value):
 
 @dataclass(frozen=True)
 class RestoreRef:
-    """A parsed ``RestoreFrom`` value: ``volume@backup-id`` or ``volume@latest``."""
+    """A parsed ``RestoreFrom`` value: ``[target:]volume@backup-id`` or ``[target:]volume@latest``.
+
+    ``target`` is the backup target's label, "" for the local tier (``local:`` says so too).
+    """
 
     volume: str
     backup: str  # a backup id, or "latest"
+    target: str = ""
 
     def __str__(self):
-        return f"{self.volume}@{self.backup}"
+        where = f"{self.target}:" if self.target else ""
+        return f"{where}{self.volume}@{self.backup}"
+
+
+RESTORE_ACCEPTED = ("use <volume>@<backup-id> (such as mydata@20261123T020000Z), <volume>@latest, or "
+                    "<target>:<volume>@latest for a backup target other than the local tier (offsite:mydata@latest)")
 
 
 def parse_restore_ref(value):
     text = str(value)
-    volume, sep, backup = text.partition("@")
-    accepted = "use <volume>@<backup-id> (such as mydata@20261123T020000Z) or <volume>@latest"
+    target, colon, rest = text.partition(":")
+    if not colon:
+        target, rest = "", text
+    elif not TARGET_LABEL_RE.fullmatch(target):
+        raise InvalidOption(f"RestoreFrom={shown(value)}: {shown(target)} is not a backup target label; "
+                            f"{RESTORE_ACCEPTED}")
+    volume, sep, backup = rest.partition("@")
     if not sep or not volume or not backup:
-        raise InvalidOption(f"RestoreFrom={value!r} is not valid: {accepted}")
+        raise InvalidOption(f"RestoreFrom={shown(value)} is not valid: {RESTORE_ACCEPTED}")
     try:
         validate_name(volume)
     except InvalidName as err:
-        raise InvalidOption(f"RestoreFrom={value!r}: {err}") from None
+        raise InvalidOption(f"RestoreFrom={shown(value)}: {err}") from None
     if backup.lower() == "latest":
         backup = "latest"
     elif not is_backup_id(backup):
-        raise InvalidOption(f"RestoreFrom={value!r}: {backup!r} is not a backup id; {accepted}")
-    return RestoreRef(volume, backup)
+        raise InvalidOption(f"RestoreFrom={shown(value)}: {shown(backup)} is not a backup id; {RESTORE_ACCEPTED}")
+    return RestoreRef(volume, backup, "" if target == LOCAL_TARGET else target)
+
+
+def parse_restore_path(value):
+    """A ``RestorePath`` value: a relative path inside the backup (``reports/2026``), without
+    ``..``; returned without leading, trailing or doubled slashes."""
+    text = str(value)
+    parts = [part for part in text.split("/") if part not in ("", ".")]
+    if not parts or ".." in parts or any(char in text for char in "\n\r\0"):
+        raise InvalidOption(f"RestorePath={shown(value)} is not valid: give a folder or file inside the "
+                            "backup, such as reports/2026 (no '..')")
+    return "/".join(parts)
 
 
 @dataclass(frozen=True)
@@ -165,6 +200,9 @@ class VolumeOptions:
     keep: object            # policy.retention.Retention
     backup_store: str       # a store label; defaults to ``store``
     restore_from: object = None  # RestoreRef or None
+    copies: str = ""        # BackupCopy as given ("" when absent): read against the targets by the backups
+    copy_keep: str = ""     # BackupCopyKeep as given
+    restore_path: str = ""  # RestorePath, normalised ("" when absent)
 
     def records(self):
         """VIC's bookkeeping options as given (flags, container, image), by canonical key."""
@@ -180,6 +218,9 @@ class VolumeOptions:
             BACKUP_KEEP: self.keep.text,
             BACKUP_STORE: self.backup_store,
             RESTORE_FROM: str(self.restore_from) if self.restore_from else "",
+            BACKUP_COPY: self.copies,
+            BACKUP_COPY_KEEP: self.copy_keep,
+            RESTORE_PATH: self.restore_path,
         }
 
     def describe(self):
@@ -191,8 +232,10 @@ class VolumeOptions:
             BACKUP_KEEP: self.keep.text,
             BACKUP_STORE: self.backup_store,
         }
-        if self.restore_from:
-            described[RESTORE_FROM] = str(self.restore_from)
+        for option, value in ((BACKUP_COPY, self.copies), (BACKUP_COPY_KEEP, self.copy_keep),
+                              (RESTORE_FROM, str(self.restore_from or "")), (RESTORE_PATH, self.restore_path)):
+            if value:
+                described[option] = value
         described.update(self.records())
         return described
 
@@ -274,6 +317,13 @@ def parse_options(given, store_labels, default_store=DEFAULT_STORE):
     schedule = parse_schedule(value.get(BACKUP, "off"))
     keep = parse_keep(value.get(BACKUP_KEEP))
     backup_store = store_label(BACKUP_STORE, store) if store or BACKUP_STORE in value else None
+    path = parse_restore_path(value[RESTORE_PATH]) if RESTORE_PATH in value else ""
+    if path and not (restore and restore.target):
+        raise InvalidOption(f"RestorePath={shown(value[RESTORE_PATH])} restores one path of a copy on an off-site "
+                            "target (the local tier restores whole volumes): it needs "
+                            "RestoreFrom=<target>:<volume>@<backup> (offsite:mydata@latest)")
     return VolumeOptions(given={str(k): str(v) for k, v in given.items()}, store=store,
                          capacity_mb=capacity, backup=schedule, keep=keep,
-                         backup_store=backup_store, restore_from=restore)
+                         backup_store=backup_store, restore_from=restore,
+                         copies=value.get(BACKUP_COPY, "").strip(), copy_keep=value.get(BACKUP_COPY_KEEP, "").strip(),
+                         restore_path=path)

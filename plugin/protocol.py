@@ -72,10 +72,11 @@ def create_app(driver, backup_api=None, observe=None, describe=None):
     """The plugin's WSGI app over ``driver`` (a driver.VolumeDriver or a stand-in).
 
     ``backup_api``, when given, serves the ``/Backup.*`` endpoints: an object with
-    api_create(name), api_list(name), api_restore(name, backup, target, force),
-    api_delete(name, backup), api_prune(name), api_progress(name)
-    (``backup.service.BackupService``). ``observe``: see the module docstring.
-    ``describe()`` answers ``/Plugin.Status`` (default: ``driver.describe``).
+    api_create(name), api_list(name, backup_target), api_restore(name, backup, target,
+    force, backup_target, path), api_delete(name, backup), api_prune(name),
+    api_progress(name), and for backup targets api_targets(), api_copy(name,
+    backup_target), api_verify(backup_target, read) (``backup.service.BackupService``).
+    ``observe``: see the module docstring. ``describe()`` answers ``/Plugin.Status`` (default: ``driver.describe``).
     """
     app = Flask("vsphere-volume")
     app.json.sort_keys = False   # Docker does not care; sorting a List of 1,000 volumes does cost
@@ -161,14 +162,31 @@ def create_app(driver, backup_api=None, observe=None, describe=None):
 
         @endpoint("/Backup.List")
         def backup_list(body):
-            return {"Backups": backup_api.api_list(_field(body, "Name")), "Err": ""}
+            # With a BackupTarget, the Name may be left out: every volume's backups there.
+            where = _field(body, "BackupTarget", required=False)
+            return {"Backups": backup_api.api_list(_field(body, "Name", required=not where), where), "Err": ""}
 
         @endpoint("/Backup.Restore")
         def backup_restore(body):
             result = backup_api.api_restore(
                 _field(body, "Name"), _field(body, "Backup", required=False) or "latest",
-                _field(body, "Target", required=False), _field(body, "Force", bool, required=False))
+                _field(body, "Target", required=False), _field(body, "Force", bool, required=False),
+                _field(body, "BackupTarget", required=False), _field(body, "Path", required=False))
             return {"Restore": result, "Err": ""}
+
+        @endpoint("/Backup.Targets")
+        def backup_targets(_):
+            return {**backup_api.api_targets(), "Err": ""}
+
+        @endpoint("/Backup.Copy")
+        def backup_copy(body):
+            return {"Copies": backup_api.api_copy(_field(body, "Name"), _field(body, "BackupTarget", required=False)),
+                    "Err": ""}
+
+        @endpoint("/Backup.Verify")
+        def backup_verify(body):
+            result = backup_api.api_verify(_field(body, "BackupTarget"), _field(body, "Read", required=False))
+            return {"Verification": result, "Err": ""}
 
         @endpoint("/Backup.Delete")
         def backup_delete(body):

@@ -137,9 +137,11 @@ class BackupOperations:
         # Status says why this backup, not "as asked" (the create asked for it by id).
         self.board.restored(target, name, manifest.backup_id, found.why)
 
-    def restore_in_place(self, name, found):
+    def restore_in_place(self, name, found, restore=None):
         """Replace volume ``name``'s data with the Found backup; return the Manifest of
-        the safety backup of its current data, taken first. Refused while mounted."""
+        the safety backup of its current data, taken first. Refused while mounted.
+        ``restore(found, volume)``: how (default ``restore``; a copy on a backup target
+        is restored its own way)."""
         with self.volumes.lock(name):
             volume = existing(self.volumes, name)
             mounted = self.volumes.mount_count(name)
@@ -147,7 +149,7 @@ class BackupOperations:
                 raise InUse(f"volume {name} is mounted {mounted} time(s): stop its containers "
                             "before restoring it in place")
             safety = self.backup(volume, PRE_RESTORE)
-            self.restore(found, volume)
+            (restore or self.restore)(found, volume)
         return safety
 
     # --- deleting ------------------------------------------------------------------------
@@ -165,11 +167,11 @@ class BackupOperations:
             target.repository.delete(name, backup_id)
         self.board.counted(name, target.scan(name))
 
-    def prune(self, name):
-        """Apply the volume's BackupKeep (the default one for a removed volume) in every
-        target holding its backups; return the ids deleted."""
+    def prune(self, name, keep=None):
+        """Apply ``keep`` (default: the volume's BackupKeep, the default one for a removed
+        volume) in every target holding its backups; return the ids deleted."""
         volume = self.volumes.find(name)
-        keep = volume.options.keep if volume else parse_keep(None)
+        keep = keep or (volume.options.keep if volume else parse_keep(None))
         deleted = []
         for target, _ in self.targets.catalogs(name):
             with target.hold(name, "pruning its backups"):

@@ -390,6 +390,11 @@ class BackupScheduler:
                              LastBackup=state.get("last_backup", ""), LastError=state.get("last_error", ""))
             return shown
 
+    @property
+    def executor(self):
+        """Where runs go: other schedulers that share it share its bound on concurrency."""
+        return self._executor
+
     def names(self):
         """The volumes the scheduler knows."""
         with self._lock:

@@ -15,18 +15,21 @@ The work is done by its parts, each with one job:
 - ``final.FinalBackups``: the final backup a remove waits for;
 - ``housekeeping.StartupCleanup``: what a store needs when it first answers;
 - ``scheduler.BackupScheduler``: running each volume's backups at its times;
-- ``api.BackupApi``: the ``/Backup.*`` calls (``api``; the service answers them too).
+- ``api.BackupApi``: the ``/Backup.*`` calls (``api``; the service answers them too);
+- ``copies``: the off-site copies (``copyhooks``: what it is asked, and when), which
+  also answer a ``RestoreFrom`` and the calls that name a backup target.
 
 Nothing here runs on Docker's request path except the final backup of ``docker volume
 rm`` (the volume must not go before its data is safe) and the restore of ``RestoreFrom``.
 """
 
-from ..errors import InvalidOption
+from ..errors import BackendError, InvalidOption, InvalidRequest
 from ..options import CAPACITY, VOLUME_STORE, canonical_keys
 from ..policy.retention import SCHEDULE
 from ..policy.schedule import OFF, ON_UNMOUNT
 from ..timefmt import utc_now
 from .api import BackupApi
+from .copyhooks import NoCopies
 from .final import DEFAULT_WAIT, FinalBackups
 from .housekeeping import StartupCleanup
 from .operations import BackupOperations
@@ -41,12 +44,13 @@ class BackupService:
     stores: {label: VolumeStore}; engines: list of BackupEngine (one per kind of store);
     repositories / leases: {label: BackupRepository / Leases} for every store that can
     hold backups (the same labels); state_store: where the scheduler keeps its plan;
-    clock: aware now; final_wait: the most seconds a remove waits for a final backup.
-    Call ``bind(volumes)`` before use.
+    clock: aware now; final_wait: the most seconds a remove waits for a final backup;
+    copies: the off-site copies (``copyhooks``; default none). Call ``bind(volumes)`` before use.
     """
 
     def __init__(self, stores, engines, repositories, leases, state_store=None, clock=utc_now,
-                 tz="UTC", concurrency=2, executor=None, scheduler_thread=True, final_wait=DEFAULT_WAIT):
+                 tz="UTC", concurrency=2, executor=None, scheduler_thread=True, final_wait=DEFAULT_WAIT,
+                 copies=None):
         self.stores = stores
         self.engines = {kind: engine for engine in engines for kind in engine.kinds}
         self._targets = {label: BackupTarget(label, repository, leases[label])
@@ -58,6 +62,7 @@ class BackupService:
                                          executor=executor)
         self.scheduler_thread = scheduler_thread  # False: tests call scheduler.tick() themselves
         self.final_wait = final_wait
+        self.copies = copies or NoCopies()
         # The parts that need the driver's volumes are made by bind().
         self.volumes = self.targets = self.operations = self.final = self.housekeeping = self.api = None
 
@@ -70,6 +75,7 @@ class BackupService:
         self.final = FinalBackups(self.operations.backup, self.clock, self.final_wait)
         self.housekeeping = StartupCleanup(self.stores, self.engines, self.targets, volumes, self.board, self.clock)
         self.api = BackupApi(self.operations, self.targets, volumes, self.board)
+        self.copies.bind(volumes, self)
 
     # --- creating and restoring volumes ----------------------------------------------------
     def check_policy(self, options):
@@ -86,12 +92,20 @@ class BackupService:
             raise InvalidOption(
                 f"BackupStore={options.backup_store!r} is a {target.spec.kind} store: backups of "
                 f"{store.spec.kind} volumes go to a store of the same family ({', '.join(sorted(engine.kinds))})")
+        self.copies.check_policy(options)
 
     def check_restorable(self, ref):
+        ref = self.copies.resolve(ref)
+        if ref.target:
+            self.copies.find(ref)
+            return
         self.targets.find(ref.volume, ref.backup)
 
     def restore_defaults(self, ref, given):
         """``given`` completed with the backed-up volume's Capacity and store, when absent."""
+        ref = self.copies.resolve(ref)
+        if ref.target:
+            return self.copies.restore_defaults(ref, given)
         manifest = self.targets.find(ref.volume, ref.backup).manifest
         keys = canonical_keys(given)
         completed = dict(given)
@@ -107,11 +121,16 @@ class BackupService:
 
     def restore_into(self, volume, ref):
         """Fill the new, empty ``volume`` from backup ``ref`` (the driver holds its lock)."""
+        ref = self.copies.resolve(ref)
+        if ref.target:
+            self.copies.restore_into(volume, ref)
+            return
         self.operations.restore(self.targets.find(ref.volume, ref.backup), volume)
 
     # --- volumes come and go ---------------------------------------------------------------
     def volume_added(self, volume):
         self.scheduler.set(volume.name, volume.options.backup)
+        self.copies.volume_added(volume)
 
     def before_remove(self, volume, wait=None):
         """Return once ``volume``'s final backup committed, waiting at most ``wait``
@@ -121,11 +140,13 @@ class BackupService:
     def volume_removed(self, volume):
         self.scheduler.remove(volume.name)
         self.board.removed(volume.name)
+        self.copies.volume_removed(volume)
 
     def last_unmount(self, volume):
         self.final.unmounted(volume.name)
         if volume.options.backup.kind == ON_UNMOUNT:
             self.scheduler.request(volume.name)
+        self.copies.last_unmount(volume)
 
     def _scheduled_backup(self, name):
         volume = self.volumes.find(name)
@@ -137,14 +158,17 @@ class BackupService:
     def store_opened(self, label):
         """Store ``label`` answered for the first time since start (``StartupCleanup``)."""
         self.housekeeping.store_opened(label)
+        self.copies.store_opened(label)
 
     def started(self):
         """After the stores were first tried: start the scheduler."""
         self.scheduler.forget_others()
         if self.scheduler_thread:
             self.scheduler.start()
+        self.copies.started()
 
     def stop(self):
+        self.copies.stop()      # first: it runs on the scheduler's executor
         if self.scheduler_thread:
             self.scheduler.stop()
 
@@ -154,16 +178,22 @@ class BackupService:
         # The scheduler knows its own runs only; the last backup of any origin is the board's.
         scheduled = self.scheduler.status(name)
         shown = {key: scheduled[key] for key in ("Policy", "NextRun", "Running", "ScheduleError") if key in scheduled}
-        return {**shown, **self.board.shown(name)}
+        return {**shown, **self.board.shown(name), **self.copies.status(name)}
 
     # --- the /Backup.* calls (BackupApi's; protocol.create_app is given this service) ------
     def api_create(self, name):
         return self.api.api_create(name)
 
-    def api_list(self, name):
+    def api_list(self, name, backup_target=""):
+        if backup_target:
+            return self._copy_api().api_list(name, backup_target)
         return self.api.api_list(name)
 
-    def api_restore(self, name, backup="latest", target="", force=False):
+    def api_restore(self, name, backup="latest", target="", force=False, backup_target="", path=""):
+        if backup_target:
+            return self._copy_api().api_restore(name, backup, target, force, backup_target, path)
+        if path:
+            raise InvalidRequest("restoring one path of a backup needs the backup target it is on (--target offsite)")
         return self.api.api_restore(name, backup, target, force)
 
     def api_delete(self, name, backup_id):
@@ -173,4 +203,21 @@ class BackupService:
         return self.api.api_prune(name)
 
     def api_progress(self, name):
-        return self.api.api_progress(name)
+        shown = self.api.api_progress(name)
+        copies = self.copies.api.api_progress(name) if self.copies.api else {}
+        return {**shown, "Copies": copies} if copies else shown
+
+    # --- the calls that name a backup target (the off-site copies') ------------------------
+    def api_targets(self):
+        return self._copy_api().api_targets()
+
+    def api_copy(self, name, backup_target=""):
+        return self._copy_api().api_copy(name, backup_target)
+
+    def api_verify(self, backup_target, read=""):
+        return self._copy_api().api_verify(backup_target, read)
+
+    def _copy_api(self):
+        if self.copies.api is None:
+            raise BackendError("this plugin build has no backup targets")
+        return self.copies.api

@@ -326,6 +326,20 @@ class VmdkEngine(BackupEngine):
         return CopyOutcome(SNAPSHOT_CLONE, destination.rpartition("/")[2], snapshot.taken, source, size,
                            extra=extra)
 
+    @contextmanager
+    def holding(self, label):
+        """While inside, ``label`` (a staged disk's path, a mountpoint) is in use here:
+        ``cleanup_leftovers`` leaves it alone (an off-site restore filling a staged disk)."""
+        self._hold(label)
+        try:
+            yield
+        finally:
+            self._release(label)
+
+    def in_use(self, label):
+        """True while ``label`` is held here (``holding``, or by a backup of this engine)."""
+        return self._is_busy(label)
+
     def _hold(self, label):
         with self._busy_lock:
             self._busy.add(label)

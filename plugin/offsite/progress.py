@@ -13,10 +13,11 @@ from .messages import Progress
 
 
 class RestoreMeter:
-    """Reads a restoring restic's written bytes; ``total`` None when not known."""
+    """Reads a restoring restic's written bytes; ``total`` None while not known (it may be
+    given later, from another thread)."""
 
     def __init__(self, total=None, proc="/proc"):
-        self._total = total
+        self.total = total
         self._proc = proc
         self._pid = None
         self._last = None
@@ -30,10 +31,10 @@ class RestoreMeter:
         if written is None or written == self._last:
             return None
         self._last = written
-        if self._total:
-            done = min(written, self._total)
-            return Progress(percent=min(99.9, round(100.0 * done / self._total, 1)),
-                            bytes_done=done, total_bytes=self._total)
+        total = self.total
+        if total:
+            done = min(written, total)
+            return Progress(percent=min(99.9, round(100.0 * done / total, 1)), bytes_done=done, total_bytes=total)
         return Progress(bytes_done=written)
 
     @staticmethod

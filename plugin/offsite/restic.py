@@ -27,6 +27,7 @@ minutes) and tries once more; a lock held by a live process is a ``RepositoryLoc
 import logging
 import os
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -312,15 +313,17 @@ class Restic:
         # Made now, or by another host a moment ago: open it either way.
         return self._open(created=done.returncode == 0)
 
-    def backup(self, path, tags, host, progress=None, parent=None, taken_at=None):
+    def backup(self, path, tags, host, progress=None, parent=None, taken_at=None, ignore_ctime=False):
         """Back up the folder ``path`` (its content is the snapshot's root) as a snapshot.
 
         ``tags``: a mapping such as ``{"volume": v, "backup": id, "kind": "schedule"}``;
         ``host``: the snapshot's host name; ``parent``: the snapshot to compare with
         (default: restic's choice, the newest of the same host and path); ``taken_at``: the
         snapshot's time (an aware datetime; default now); ``progress``: called with
-        ``Progress`` while it runs. Returns BackupResult; a snapshot saved
-        with unreadable files is ``BackupIncomplete`` (which carries its id).
+        ``Progress`` while it runs; ``ignore_ctime``: files of the same size and mtime as
+        in the parent are unchanged, whatever their ctime (copies made with hard links).
+        Returns BackupResult; a snapshot saved with unreadable files is
+        ``BackupIncomplete`` (which carries its id).
         """
         if not os.path.isabs(str(path)) or not os.path.isdir(path):
             raise InvalidRequest(f"backup source {shown(path)} is not an absolute path to a folder")
@@ -331,6 +334,8 @@ class Restic:
             args.append(f"--parent={check_snapshot_id(parent)}")
         if taken_at is not None:
             args.append(f"--time={self._local_time(taken_at)}")
+        if ignore_ctime:
+            args.append("--ignore-ctime")
         what = f"backup of {cut(path)}"
         watch = _Watch(self._clock, self._budget, progress)
         done, redact = self._run_unlocking(what, [*args, "."], self._timeouts.data, watch, cwd=path)
@@ -373,7 +378,8 @@ class Restic:
         ``target_dir`` must be missing or empty unless ``overwrite`` (files there with the
         same names are then replaced). ``progress`` gets ``Progress`` about once a second;
         its percentage is of ``total_bytes`` (what the backup recorded), read from the
-        repository (``restore_size``, one more restic call) when not given.
+        repository when not given (``restore_size``, one more restic call, run beside the
+        restore: the percentage shows once it answered; a failure of it only leaves it out).
         Returns RestoreResult: the regular files and bytes now under the target (under
         ``target_dir/include`` for a sub-path).
         """
@@ -391,10 +397,9 @@ class Restic:
             args.append(f"--include={pattern}")
         meter = None
         if progress:
-            total = total_bytes
-            if total is None and not sub:
-                total = self.restore_size(snapshot_id)[0]
-            meter = RestoreMeter(total)
+            meter = RestoreMeter(total_bytes)
+            if total_bytes is None and not sub:
+                self._size_beside(snapshot_id, meter)
         what = f"restore of snapshot {snapshot_id}"
         watch = _Watch(self._clock, self._budget, progress, meter)
         self._call(what, args, self._timeouts.data, watch)
@@ -406,6 +411,15 @@ class Restic:
         if progress:
             progress(RestoreMeter.final(size, files))
         return RestoreResult(snapshot_id=snapshot_id, target=target, files=files, bytes=size)
+
+    def _size_beside(self, snapshot_id, meter):
+        """Give ``meter`` the snapshot's restore size once a restic call beside it says."""
+        def size():
+            try:
+                meter.total = self.restore_size(snapshot_id)[0]
+            except OffsiteError as err:
+                log.info("the size of snapshot %s is unknown (%s): its restore shows no percentage", snapshot_id, err)
+        threading.Thread(target=size, name=f"size of {snapshot_id}", daemon=True).start()
 
     def forget(self, keep, *, tags, group_by="", prune=True, host=None):
         """Apply retention: restic's ``forget`` with the ``--keep-*`` rules of ``keep``.

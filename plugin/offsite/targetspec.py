@@ -34,6 +34,16 @@ upper case with every character other than a letter or digit written ``_``
   ``daily``, ``weekly``, ``daily@03:00``, cron); default ``weekly``
 - ``VERIFY_READ``: how much data a check reads: ``5%`` (default), ``n/t``, or a size
   such as ``2G``
+- ``VERIFY_RESTORE``: ``1`` also restores the newest copy into a scratch folder at each
+  verification and compares it with what the copy recorded (its files and bytes);
+  default ``0``
+
+A managed plugin takes only the settings its config.json declares, so the settings of
+the label ``offsite`` are declared there; those of other labels go in the file that
+``BACKUP_TARGET_SETTINGS_FILE`` names (``KEY=VALUE`` lines, ``#`` comments), which is
+also the place for secrets given as values (``docker plugin inspect`` shows settings).
+A setting given both ways is a problem, and the plugin setting is the one used
+(``targets_from_env``). Empty settings count as not given.
 
 Nothing here raises: a spec or setting that is wrong makes THAT target unavailable,
 with the reason (``Targets.unavailable``); the others are used. Settings named
@@ -47,6 +57,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError, InvalidOption, InvalidRequest, cut, shown
+from ..options import TARGET_LABEL_RE
 from ..policy.schedule import ON_UNMOUNT, Schedule, parse_schedule
 from ..settingvalues import flag
 from .restic import RepositoryConfig, check_subset
@@ -57,14 +68,11 @@ DEFAULT_VERIFY, DEFAULT_VERIFY_READ = "weekly", "5%"
 MAX_LIMIT_KIB = 10_000_000      # 10 GB/s: a bound, to refuse typos
 BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 RESTIC_SETTINGS = ("PASSWORD_FILE", "PASSWORD", "LIMIT_UPLOAD", "LIMIT_DOWNLOAD", "VERIFY",
-                   "VERIFY_READ")
+                   "VERIFY_READ", "VERIFY_RESTORE")
+SETTINGS_FILE = "BACKUP_TARGET_SETTINGS_FILE"
 S3_SETTINGS = ("S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY_FILE", "S3_SECRET_ACCESS_KEY",
                "S3_REGION", "CA_FILE", "TLS_VERIFY")
 FORMS = "s3:https://host:port/bucket/prefix:label, file:///abs/path:label or local:label"
-
-# A target's label also names its settings (BACKUP_TARGET_<LABEL>_...): stricter than a
-# volume store's label, which VIC lets hold almost anything.
-TARGET_LABEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 class TargetSpecError(Exception):
@@ -82,6 +90,7 @@ class TargetSpec:
     generate_password: bool = False
     verify: Schedule = None
     verify_read: str = ""
+    verify_restore: bool = False
 
     @property
     def is_restic(self):
@@ -103,6 +112,7 @@ class TargetSpec:
         repo = self.repository
         if repo:
             shown_.update(location=repo.location, verify=self.verify.text, verify_read=self.verify_read,
+                          verify_restore=self.verify_restore,
                           password="file " + repo.password_file if repo.password_file else "setting")
             if repo.limit_upload or repo.limit_download:
                 shown_.update(limit_upload_kib=repo.limit_upload, limit_download_kib=repo.limit_download)
@@ -155,7 +165,7 @@ def parse_targets(text, env, data_dir="/var/lib/vsphere-volume"):
     given = {key: {} for key in keys}
     problems = []
     for name in sorted(env):
-        if not name.startswith(PREFIX):
+        if not name.startswith(PREFIX) or name == SETTINGS_FILE or not env[name].strip():
             continue
         owner = next((key for key in keys if name.startswith(key)), None)   # the longest
         if owner is None:
@@ -283,6 +293,9 @@ def _restic_target(raw, label, kind, location, key, given, is_embedded, data_dir
         verify_read = check_subset(given.get("VERIFY_READ", "").strip() or DEFAULT_VERIFY_READ)
     except (InvalidOption, InvalidRequest) as err:
         raise TargetSpecError(f"backup target {label}: {key}VERIFY / {key}VERIFY_READ: {err}") from None
+    verify_restore = flag(given, "VERIFY_RESTORE", False, name=f"backup target {label}: {key}VERIFY_RESTORE",
+                          meaning=("restore the newest copy and compare", "check only, the default"),
+                          error=TargetSpecError)
     try:
         repository = RepositoryConfig(
             location=location, password=password, password_file=password_file,
@@ -292,7 +305,8 @@ def _restic_target(raw, label, kind, location, key, given, is_embedded, data_dir
     except ConfigError as err:
         raise TargetSpecError(f"backup target {label}: {err}") from None
     return TargetSpec(label=label, kind=kind, spec=raw, repository=repository,
-                      generate_password=generate, verify=verify, verify_read=verify_read)
+                      generate_password=generate, verify=verify, verify_read=verify_read,
+                      verify_restore=verify_restore)
 
 
 def _s3_settings(raw, label, key, given, location):
@@ -317,3 +331,47 @@ def _s3_settings(raw, label, key, given, location):
             "s3_secret_access_key_file": secret_file,
             "s3_region": given.get("S3_REGION", "").strip(), "ca_file": ca_file,
             "insecure_tls": verify is False}
+
+
+def read_settings_file(path, read=None):
+    """``({KEY: VALUE}, problems)`` of a settings file: ``KEY=VALUE`` lines (blank lines and
+    ``#`` comments skipped), only ``BACKUP_TARGET_...`` keys. Never raises: what cannot be
+    read or used is a problem, named by its line number (values are never echoed)."""
+    try:
+        if read is None:
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read()
+        else:
+            text = read(path)
+    except (OSError, UnicodeDecodeError) as err:
+        return {}, (f"{SETTINGS_FILE}={shown(path)} cannot be read: {getattr(err, 'strerror', None) or err}",)
+    found, problems = {}, []
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not key.startswith(PREFIX) or key == SETTINGS_FILE:
+            problems.append(f"{SETTINGS_FILE} {shown(path)}, line {number}: not a BACKUP_TARGET_<LABEL>_<NAME>=VALUE "
+                            "line; skipped")
+        elif key in found:
+            problems.append(f"{SETTINGS_FILE} {shown(path)}, line {number}: {key} is given twice; the first is used")
+        else:
+            found[key] = value.strip()
+    return found, tuple(problems)
+
+
+def targets_from_env(env, data_dir="/var/lib/vsphere-volume", read=None):
+    """The Targets of the plugin settings ``env``: ``BACKUP_TARGETS``, the per-target
+    settings, and those of the file ``BACKUP_TARGET_SETTINGS_FILE`` names (a setting given
+    both as a plugin setting and in the file is refused: the file's is dropped)."""
+    env = {str(k): str(v) for k, v in (env or {}).items()}
+    path = env.get(SETTINGS_FILE, "").strip()
+    extra, problems = read_settings_file(path, read) if path else ({}, ())
+    clashes = sorted(key for key in extra if env.get(key, "").strip())
+    problems += tuple(f"{key} is given both as a plugin setting and in {SETTINGS_FILE}: the plugin setting is "
+                      "used" for key in clashes)
+    merged = {**{k: v for k, v in extra.items() if k not in clashes}, **env}
+    targets = parse_targets(env.get("BACKUP_TARGETS", ""), merged, data_dir)
+    return Targets(targets.available, targets.unavailable, problems + targets.problems)

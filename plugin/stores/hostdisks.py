@@ -14,7 +14,12 @@ HostVM``), its block device found by the device resolver (``stores.devices``); a
 the block it is detached and the device released. A new, staged disk gets its
 filesystem so for a moment at create (``make_filesystem``, mounted at
 ``mount_root/.making-<staging>``); ``undo_staged`` undoes what a create killed midway
-left of that at the next start.
+left of that at the next start. A restore from an off-site copy fills such a new
+filesystem before it replaces a volume's disk (``new_filesystem``).
+
+**Read-only** (``read_only``): a backup's clone is attached in a mode vSphere drops
+writes to (``vmdisks.READ_ONLY``) and mounted ``ro,noload`` (no journal replay: nothing is
+written to it), for an off-site copy to read its files.
 """
 
 import hashlib
@@ -23,6 +28,7 @@ import os
 from contextlib import contextmanager
 
 from ..errors import MountError, VolumeError
+from ..vsphere.vmdisks import PERSISTENT, READ_ONLY
 from .devices import DiskInfo, Formatter
 
 log = logging.getLogger(__name__)
@@ -86,12 +92,12 @@ class HostDisks:
     # --- plugging -----------------------------------------------------------------------
 
     @contextmanager
-    def plugged(self, info, mounted_at=None):
-        """Disk ``info`` (a DiskInfo) attached to this host's VM for the block; detached and
-        its device released after. When the block fails, that failure is the one raised:
-        the undoing (``mounted_at`` unmounted first, if given) is tried quietly, and what it
-        could not undo is undone at the next start."""
-        self.host_vm.attach_disk(info.ds_path, capacity_kb(info.capacity_mb))
+    def plugged(self, info, mounted_at=None, mode=PERSISTENT):
+        """Disk ``info`` (a DiskInfo) attached to this host's VM (in disk mode ``mode``) for
+        the block; detached and its device released after. When the block fails, that
+        failure is the one raised: the undoing (``mounted_at`` unmounted first, if given)
+        is tried quietly, and what it could not undo is undone at the next start."""
+        self.host_vm.attach_disk(info.ds_path, capacity_kb(info.capacity_mb), mode=mode)
         try:
             yield
         except BaseException:
@@ -121,6 +127,13 @@ class HostDisks:
         """Give the new disk ``info`` (its UUID known) of volume ``name``, in staging folder
         ``staging``, VIC's filesystem, attaching it to this host's VM for the while.
         MountError when this host does not see the disk."""
+        with self.new_filesystem(name, info, staging):
+            pass
+
+    @contextmanager
+    def new_filesystem(self, name, info, staging):
+        """``make_filesystem``, with the new filesystem mounted for the block: it gets the
+        folder containers will see (``.vic.vol.data``, empty) to fill."""
         target = self.making_mountpoint(staging)
         with self.plugged(info, mounted_at=target):
             try:
@@ -129,6 +142,16 @@ class HostDisks:
                 raise MountError(f"cannot make the filesystem of new volume {name}: this host does not see "
                                  f"its disk {info.ds_path}: {err}") from None
             self._format_and_mount(device, name, target)
+            yield os.path.join(target, VIC_DATA_DIR)
+            self.mounter.unmount(target)
+
+    @contextmanager
+    def read_only(self, info, target):
+        """Disk ``info`` (a backup's clone) attached read-only and its filesystem mounted
+        ``ro,noload`` at ``target`` for the block; gives the folder containers saw."""
+        with self.plugged(info, mounted_at=target, mode=READ_ONLY):
+            self.mounter.mount(self.device(info), target, options=("ro", "noload"), fstype="ext4")
+            yield self.exposed(target)
             self.mounter.unmount(target)
 
     def mount(self, name, info):

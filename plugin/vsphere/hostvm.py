@@ -17,7 +17,7 @@ import uuid as uuidlib
 
 from ..errors import ConfigError, VSphereError
 from .snapshots import nodes
-from .vmdisks import attach_spec, attached_disks, detach_spec, find_attached
+from .vmdisks import PERSISTENT, attach_spec, attached_disks, detach_spec, find_attached
 
 log = logging.getLogger(__name__)
 
@@ -116,15 +116,15 @@ class HostVM:
                 "and power it on again")
         self._enable_uuid_checked = True
 
-    def attach_disk(self, ds_path, capacity_kb, users=None):
+    def attach_disk(self, ds_path, capacity_kb, users=None, mode=PERSISTENT):
         """Attach existing disk ``ds_path`` under ``lock``; return its slot, ``SCSI(bus:unit)``.
 
         ``users``: an inventory.DiskUsers read under ``lock``, whose device list of this VM
-        is used (else the devices are read first).
+        is used (else the devices are read first); ``mode``: the disk mode (vmdisks).
         """
         with self.lock:
             devices = users.devices(self.ref) if users is not None else self.devices()
-            return self.add_disk(devices, ds_path, capacity_kb)
+            return self.add_disk(devices, ds_path, capacity_kb, mode)
 
     def detach_disk(self, ds_path):
         """Detach disk ``ds_path`` under ``lock`` if it is attached (also under a snapshot's
@@ -136,12 +136,12 @@ class HostVM:
             self.remove_disk(disk)
             return True
 
-    def add_disk(self, devices, ds_path, capacity_kb):
+    def add_disk(self, devices, ds_path, capacity_kb, mode=PERSISTENT):
         """Attach existing disk ``ds_path``; ``devices`` is a fresh read taken under ``lock``.
 
         Returns the slot, ``SCSI(bus:unit)``.
         """
-        spec, slot = attach_spec(devices, ds_path, capacity_kb, self.name)
+        spec, slot = attach_spec(devices, ds_path, capacity_kb, self.name, mode)
         self.session.call_task(self.ref, "ReconfigVM_Task", spec=spec,
                                what=f"attaching {ds_path} to VM {self.name} at {slot}")
         return slot

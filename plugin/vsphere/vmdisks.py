@@ -129,8 +129,14 @@ def _free_slot(devices):
     return None
 
 
-def attach_spec(devices, ds_path, capacity_kb, vm_name="the VM"):
-    """A ``vim.vm.ConfigSpec`` adding existing disk ``ds_path`` to a VM with ``devices``.
+#: Disk modes: volumes are attached persistent (see stores.vmdk); a backup's clone that
+#: is only read is attached so that vSphere drops whatever would be written to it.
+PERSISTENT, READ_ONLY = "persistent", "independent_nonpersistent"
+
+
+def attach_spec(devices, ds_path, capacity_kb, vm_name="the VM", mode=PERSISTENT):
+    """A ``vim.vm.ConfigSpec`` adding existing disk ``ds_path`` to a VM with ``devices``,
+    in disk mode ``mode``.
 
     Returns (spec, slot) where slot reads ``SCSI(bus:unit)``. Raises VSphereError when
     no SCSI bus is left for a new controller.
@@ -153,7 +159,7 @@ def attach_spec(devices, ds_path, capacity_kb, vm_name="the VM"):
     else:
         bus = next(d.busNumber for d in devices if d.key == slot[0])
     backing = vim.vm.device.VirtualDisk.FlatVer2BackingInfo(
-        fileName=ds_path, diskMode="persistent", thinProvisioned=True)
+        fileName=ds_path, diskMode=mode, thinProvisioned=True)
     disk = vim.vm.device.VirtualDisk(key=_NEW_DISK_KEY, controllerKey=slot[0], unitNumber=slot[1],
                                      capacityInKB=capacity_kb, backing=backing)
     changes.append(vim.vm.device.VirtualDeviceSpec(

@@ -102,3 +102,23 @@ class S3Server:
     @property
     def log(self):
         return "\n".join(self._log)
+
+
+def main(argv):
+    """``python3 -m tests.offsite.s3server ROOT ACCESS_KEY SECRET_KEY_FILE``: serve until
+    SIGTERM (for scripts/demo --s3); prints ``ENDPOINT=http://127.0.0.1:PORT``, then ``READY``."""
+    root, access_key, secret_file = argv
+    with open(secret_file, encoding="utf-8") as handle:
+        secret = handle.read().strip()
+    server = S3Server(Path(root), access_key, secret).start()
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    print(f"ENDPOINT={server.endpoint}\nREADY", flush=True)
+    stopping.wait()
+    server.stop()
+
+
+if __name__ == "__main__":
+    import sys
+    main(sys.argv[1:])

@@ -111,8 +111,8 @@ def test_defaults():
 
 def test_unknown_option_gets_vics_text_then_the_supported_ones():
     with pytest.raises(InvalidOption, match="^bad driver value - Size is not a supported option; supported are "
-                                            "VolumeStore, Capacity, Backup, BackupKeep, BackupStore, RestoreFrom, "
-                                            "flags, container, image$"):
+                                            "VolumeStore, Capacity, Backup, BackupKeep, BackupStore, BackupCopy, "
+                                            "BackupCopyKeep, RestoreFrom, RestorePath, flags, container, image$"):
         parse_options({"Size": "1"}, STORES)
 
 
@@ -185,6 +185,39 @@ def test_restore_from():
     for bad in ("mydata", "@latest", "my data@latest", "mydata@yesterday"):
         with pytest.raises(InvalidOption, match="RestoreFrom="):
             parse_restore_ref(bad)
+
+
+def test_restore_from_a_backup_target():
+    ref = parse_restore_ref("offsite:mydata@latest")
+    assert (ref.target, ref.volume, ref.backup, str(ref)) == ("offsite", "mydata", "latest", "offsite:mydata@latest")
+    local = parse_restore_ref("local:mydata@20261123T020000Z")
+    assert (local.target, str(local)) == ("", "mydata@20261123T020000Z")     # the local tier, as without a target
+    for bad, said in (("off site:mydata@latest", "is not a backup target label"),
+                      ("offsite:@latest", "is not valid"), ("offsite:my:data@latest", "invalid characters"),
+                      ("offsite:mydata@snapshot1", "is not a backup id")):
+        with pytest.raises(InvalidOption, match=f"RestoreFrom=.*{said}"):
+            parse_restore_ref(bad)
+
+
+def test_restore_path_takes_one_path_of_a_copy_on_a_target():
+    options = parse_options({"RestoreFrom": "offsite:mydata@latest", "RestorePath": "/reports//2026/"}, STORES)
+    assert options.restore_path == "reports/2026"
+    assert options.describe()["RestorePath"] == "reports/2026"
+    with pytest.raises(InvalidOption, match="RestorePath=.* needs RestoreFrom=<target>:"):
+        parse_options({"RestoreFrom": "mydata@latest", "RestorePath": "reports"}, STORES)
+    with pytest.raises(InvalidOption, match="RestorePath=.* needs RestoreFrom"):
+        parse_options({"RestorePath": "reports"}, STORES)
+    for bad in ("..", "a/../b", "/", "a\nb"):
+        with pytest.raises(InvalidOption, match="no '..'"):
+            parse_options({"RestoreFrom": "offsite:mydata@latest", "RestorePath": bad}, STORES)
+
+
+def test_backup_copy_options_are_kept_as_given_and_part_of_identity():
+    options = parse_options({"backupcopy": " offsite@daily ", "BackupCopyKeep": "daily=7"}, STORES)
+    assert (options.copies, options.copy_keep) == ("offsite@daily", "daily=7")
+    assert options.describe()["BackupCopy"] == "offsite@daily"
+    assert options.identity() != parse_options({"BackupCopy": "offsite@weekly"}, STORES).identity()
+    assert "BackupCopy" not in parse_options({}, STORES).describe()
 
 
 def test_duplicate_keys_differing_in_case():

@@ -206,3 +206,47 @@ def test_plugin_status_answers_what_it_is_given(driver):
     client = create_app(driver, describe=lambda: {"Stores": [], "Volumes": [], "Operations": {"Errors": {}}}) \
         .test_client()
     assert call(client, "/Plugin.Status", {})[1]["Operations"] == {"Errors": {}}
+
+
+# --- the endpoints on backup targets (the defaults: the local tier and the embedded one) -----
+
+def test_backup_targets_lists_the_default_targets_without_secrets(client, tmp_path):
+    status, body = call(client, "/Backup.Targets")
+    assert status == 200 and body["Err"] == "" and body["Problems"] == []
+    local, offsite = body["Targets"]
+    assert (local["Label"], local["Kind"], local["Available"]) == ("local", "local", True)
+    assert (offsite["Label"], offsite["Kind"], offsite["Location"]) == ("offsite", "file", f"{tmp_path}/data/offsite")
+    assert offsite["Password"] == f"file {tmp_path}/data/state/offsite-target.key"
+    assert offsite["Verify"] == "weekly" and offsite["NextVerification"]
+
+
+def test_backup_calls_naming_a_target_check_what_they_are_given(client):
+    call(client, "/VolumeDriver.Create", {"Name": "v"})
+    status, refused = call(client, "/Backup.List", {})
+    assert status == 500 and refused["Err"] == "the request has no Name"
+    status, refused = call(client, "/Backup.List", {"BackupTarget": "off site"})
+    assert status == 500 and "'off site' is not a backup target label" in refused["Err"]
+    status, refused = call(client, "/Backup.Copy", {"Name": "v"})
+    assert status == 500 and "volume v has no BackupCopy: name the target" in refused["Err"]
+    status, refused = call(client, "/Backup.Copy", {"Name": "v", "BackupTarget": "nowhere"})
+    assert status == 500 and "no backup target is labelled nowhere (targets: local, offsite" in refused["Err"]
+    status, refused = call(client, "/Backup.Verify", {"BackupTarget": "offsite", "Read": "200%"})
+    assert status == 500 and "read_data_subset='200%' is not valid" in refused["Err"]
+    status, refused = call(client, "/Backup.Restore", {"Name": "v", "Path": "a/b"})
+    assert status == 500 and "needs the backup target it is on" in refused["Err"]
+
+
+def test_the_local_tier_through_the_target_contract(client):
+    call(client, "/VolumeDriver.Create", {"Name": "v"})
+    made = call(client, "/Backup.Create", {"Name": "v"})[1]["Backup"]
+    status, body = call(client, "/Backup.List", {"BackupTarget": "local"})
+    assert status == 200
+    [listed] = body["Backups"]
+    assert (listed["Id"], listed["Volume"], listed["Target"], listed["Method"]) == (made["Id"], "v", "local",
+                                                                                    "directory")
+    status, body = call(client, "/Backup.Restore", {"Name": "v", "BackupTarget": "local", "Target": "w"})
+    assert status == 200 and body["Restore"]["Volume"] == "w"
+    assert call(client, "/Backup.Verify", {"BackupTarget": "local"})[1]["Verification"]["Result"] == "ok"
+    status, refused = call(client, "/Backup.Restore", {"Name": "v", "BackupTarget": "local", "Target": "x",
+                                                       "Path": "sub"})
+    assert status == 500 and "the local tier restores whole volumes" in refused["Err"]

@@ -26,10 +26,12 @@ def err(*texts):
 
 
 class FakeRunner:
-    """Answers calls in order; records ``(argv, env, cwd, timeout)`` of each."""
+    """Answers calls in order (or, given ``by_command``, by their restic sub-command: calls
+    may then come from several threads); records ``(argv, env, cwd, timeout)`` of each."""
 
-    def __init__(self, *answers, clock=None):
+    def __init__(self, *answers, clock=None, by_command=None):
         self.answers = list(answers)
+        self.by_command = by_command
         self.calls = []
         self.clock = clock
 
@@ -40,7 +42,10 @@ class FakeRunner:
 
     def run(self, argv, *, env, cwd=None, timeout=None, watch=None):
         self.calls.append((list(argv), dict(env), cwd, timeout))
-        answer = self.answers.pop(0)
+        if self.by_command is not None:
+            answer = self.by_command[next(a for a in argv[1:] if not a.startswith("-"))]
+        else:
+            answer = self.answers.pop(0)
         if answer.effect:
             answer.effect(argv, cwd)
         done = Completed(argv=list(argv), returncode=answer.returncode, stopped=answer.stopped)

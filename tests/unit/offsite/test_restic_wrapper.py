@@ -1,6 +1,7 @@
 """The restic wrapper's arguments, environment, parsing and error mapping, with a fake runner."""
 
 import json
+import threading
 from datetime import UTC, datetime
 
 import pytest
@@ -18,6 +19,7 @@ from plugin.offsite.errors import (
     WrongPassword,
 )
 from plugin.offsite.process import TIMEOUT
+from plugin.offsite.progress import RestoreMeter
 from plugin.offsite.restic import (
     RepositoryConfig,
     Restic,
@@ -242,26 +244,42 @@ def test_snapshots_are_read_oldest_first_with_labels_and_summary_when_present():
     assert second.summary == {"data_added": 10} and second.host == "h2"
 
 
-def test_restore_with_progress_sizes_the_snapshot_and_counts_what_it_wrote(tmp_path):
+def test_restore_with_progress_sizes_the_snapshot_beside_it_and_counts_what_it_wrote(tmp_path):
     target = tmp_path / "target"
+    sized = threading.Event()
 
     def write_files(argv, cwd):
+        assert sized.wait(10), "the restore size was never asked"      # both run at once
         (target / "d").mkdir(parents=True)
         (target / "d" / "f1").write_bytes(b"x" * 300)
         (target / "f2").write_bytes(b"y" * 200)
 
-    restic, runner = make(
-        Answer(lines=out(json.dumps({"total_size": 500, "total_file_count": 2}))),
-        Answer(effect=write_files))
+    runner = FakeRunner(by_command={
+        "stats": Answer(lines=out(json.dumps({"total_size": 500, "total_file_count": 2})),
+                        effect=lambda argv, cwd: sized.set()),
+        "restore": Answer(effect=write_files)})
+    restic = Restic(RepositoryConfig(location="/srv/repo", password="pw-123456"), runner=runner)
     seen = []
 
     result = restic.restore("a" * 64, str(target), progress=seen.append)
 
-    assert runner.commands == ["stats", "restore"]
-    assert runner.calls[0][0][3:] == ["stats", "--json", "--mode=restore-size", "a" * 64]
-    assert runner.calls[1][0][3:] == ["restore", "a" * 64, f"--target={target}"]
+    assert sorted(runner.commands) == ["restore", "stats"]
+    assert ["stats", "--json", "--mode=restore-size", "a" * 64] in [argv[3:] for argv, *_ in runner.calls]
+    assert ["restore", "a" * 64, f"--target={target}"] in [argv[3:] for argv, *_ in runner.calls]
     assert (result.files, result.bytes) == (2, 500)
     assert seen[-1].percent == 100.0 and seen[-1].bytes_done == 500
+
+
+def test_a_restore_meter_shows_a_percentage_once_the_size_is_known(tmp_path):
+    (tmp_path / "4242").mkdir()
+    io = tmp_path / "4242" / "io"
+    meter = RestoreMeter(proc=str(tmp_path))
+    meter.started(4242)
+    io.write_text("rchar: 1\nwchar: 100\n")
+    assert (meter.read().percent, meter.read()) == (None, None)        # moved once; then not again
+    meter.total = 400
+    io.write_text("rchar: 1\nwchar: 200\n")
+    assert meter.read().percent == 50.0
 
 
 def test_restore_with_the_size_known_makes_no_stats_call(tmp_path):

@@ -4,7 +4,7 @@ import pytest
 
 from plugin.errors import InvalidRequest
 from plugin.offsite.restic import RepositoryConfig
-from plugin.offsite.targetspec import FILE, LOCAL, S3, parse_targets, settings_key
+from plugin.offsite.targetspec import FILE, LOCAL, S3, parse_targets, settings_key, targets_from_env
 
 S3_SPEC = "s3:https://objects.example.com:9000/backups/site-a/vols:offsite"
 S3_ENV = {"BACKUP_TARGET_OFFSITE_PASSWORD_FILE": "/var/lib/vsphere-volume/keys/offsite",
@@ -177,3 +177,49 @@ def test_public_shows_where_secrets_come_from_never_the_secrets():
     assert "the-s3-secret-value" not in shown and "the-password" not in shown
     assert target.public()["password"] == "setting"
     assert target.public()["tls"] == "verified against the system CA store"
+
+
+def test_empty_settings_are_not_given():
+    # config.json declares the settings of the label "offsite": unset, they are empty.
+    env = {"BACKUP_TARGET_OFFSITE_PASSWORD": "", "BACKUP_TARGET_OFFSITE_S3_ACCESS_KEY_ID": " ",
+           "BACKUP_TARGET_NAS_PASSWORD_FILE": "/k/nas"}
+    [nas] = only(parse_targets("file:///mnt/nas:nas", env))
+    assert nas.repository.password_file == "/k/nas"
+
+
+def test_verify_restore_is_a_boolean_setting():
+    [plain] = only(parse_targets("file:///mnt/nas:nas", {"BACKUP_TARGET_NAS_PASSWORD": "p"}))
+    [restoring] = only(parse_targets("file:///mnt/nas:nas", {"BACKUP_TARGET_NAS_PASSWORD": "p",
+                                                             "BACKUP_TARGET_NAS_VERIFY_RESTORE": "1"}))
+    assert (plain.verify_restore, restoring.verify_restore) == (False, True)
+    assert restoring.public()["verify_restore"] is True
+    assert "VERIFY_RESTORE='maybe' is not valid: use 1" in reason(
+        "file:///mnt/nas:nas", {"BACKUP_TARGET_NAS_PASSWORD": "p", "BACKUP_TARGET_NAS_VERIFY_RESTORE": "maybe"})
+
+
+def test_the_settings_file_holds_the_settings_of_other_labels(tmp_path):
+    settings = tmp_path / "targets.env"
+    settings.write_text("# the vault, off site\n\nBACKUP_TARGET_VAULT_PASSWORD = a secret \n"
+                        "BACKUP_TARGET_VAULT_VERIFY=daily\nnot a setting\nBACKUP_TARGET_VAULT_VERIFY=weekly\n"
+                        "BACKUP_TARGET_NAS_PASSWORD=from-the-file\n")
+    env = {"BACKUP_TARGETS": "file:///srv/vault:vault;file:///mnt/nas:nas",
+           "BACKUP_TARGET_SETTINGS_FILE": str(settings), "BACKUP_TARGET_NAS_PASSWORD": "from-the-setting"}
+
+    targets = targets_from_env(env)
+
+    vault, nas = targets.available
+    assert (vault.repository.password, vault.verify.text) == ("a secret", "daily")
+    assert nas.repository.password == "from-the-setting"
+    problems = "\n".join(targets.problems)
+    assert "line 5: not a BACKUP_TARGET_<LABEL>_<NAME>=VALUE line" in problems
+    assert "line 6: BACKUP_TARGET_VAULT_VERIFY is given twice" in problems
+    assert "BACKUP_TARGET_NAS_PASSWORD is given both as a plugin setting and in BACKUP_TARGET_SETTINGS_FILE" in problems
+    assert "a secret" not in problems and "from-the-file" not in problems
+
+
+def test_a_settings_file_that_cannot_be_read_is_a_problem_not_a_failure(tmp_path):
+    targets = targets_from_env({"BACKUP_TARGETS": "local:local",
+                                "BACKUP_TARGET_SETTINGS_FILE": str(tmp_path / "missing.env")})
+    assert [t.label for t in targets.available] == ["local"]
+    [problem] = targets.problems
+    assert "missing.env" in problem and "cannot be read: No such file or directory" in problem

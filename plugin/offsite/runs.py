@@ -1,0 +1,100 @@
+"""The work of off-site copies: copy a volume to a target, restore one from it, verify a target.
+
+Each reports to the ``CopyBoard`` (what runs, what happened) and says what it did in the
+log; a failure is a ``VolumeError`` that names the volume and the target, recorded in
+the board before it is raised. A copy made by a schedule then applies the copy's
+retention on the target; a retention that fails is the copy's last error, not its
+failure (the copy stands).
+"""
+
+import logging
+import os
+
+from ..backup.contract import EMPTY_RESULTS, OK
+from ..errors import BackupError, NotFound, VolumeError
+from ..policy.retention import SCHEDULE
+from .errors import CheckFailed
+
+log = logging.getLogger(__name__)
+
+
+class CopyRuns:
+    """``targets``: {label: contract.Target}; ``unavailable``: {label: why}; ``board``:
+    CopyBoard; ``views``: views.Views; ``local_board``: the backup service's StatusBoard
+    (a restore's RestoredFrom); ``scratch``: the folder test restores use; ``clock``."""
+
+    def __init__(self, targets, unavailable, board, views, local_board, scratch, clock):
+        self.targets = targets
+        self.unavailable = unavailable
+        self.board = board
+        self.views = views
+        self.local_board = local_board
+        self.scratch = scratch
+        self.clock = clock
+
+    def target(self, label):
+        """The target ``label``; BackupError saying why not when it cannot be used."""
+        target = self.targets.get(label)
+        if target is not None:
+            return target
+        if label in self.unavailable:
+            raise BackupError(f"backup target {label} is unavailable: {self.unavailable[label]}")
+        raise NotFound(f"no backup target is labelled {label} (targets: {', '.join(sorted(self.targets)) or 'none'}; "
+                       "see BACKUP_TARGETS)")
+
+    def copy(self, volume, label, origin, keep=None):
+        """Copy ``volume`` to target ``label`` now; with ``keep`` (a Retention), apply it to
+        its scheduled copies there after. Returns the Record."""
+        target = self.target(label)
+        started = self.clock()
+        try:
+            with self.board.reporting(volume.name, label, "copy") as progress, \
+                    target.lock(volume.name, "copying it"):
+                record = target.put(self.views.source(volume, origin), origin, progress)
+        except VolumeError as err:
+            self.board.failed(volume.name, label, started, origin, err)
+            log.error("volume %s: %s copy to backup target %s failed: %s", volume.name, origin, label, err)
+            raise
+        failed = self._retain(target, volume.name, keep) if keep is not None and origin == SCHEDULE else None
+        self.board.copied(volume.name, label, record)       # once the run is over, retention included
+        if failed:
+            self.board.error(volume.name, label, f"the copy was made, but its retention failed: {failed}")
+        return record
+
+    def _retain(self, target, name, keep):
+        """Apply ``keep``; the error when that failed (the copy stands), else None."""
+        try:
+            with target.lock(name, "applying its retention"):
+                deleted = target.retain(name, keep)
+        except VolumeError as err:
+            log.error("volume %s: retention on backup target %s failed: %s", name, target.label, err)
+            return err
+        if deleted:
+            log.info("volume %s: retention deleted copies %s on backup target %s", name, ", ".join(deleted),
+                     target.label)
+        return None
+
+    def restore(self, volume, found, label, include=None):
+        """Fill ``volume`` (its lock held, unmounted) from Found copy ``found`` of target ``label``."""
+        target = self.target(label)
+        record = found.record
+        with self.board.reporting(volume.name, label, "restore") as progress, \
+                target.lock(record.volume, f"restoring its copy {record.id} into volume {volume.name}"):
+            target.restore(record, self.views.sink(volume), include=include, progress=progress)
+        self.local_board.restored(volume.name, record.volume, record.id, found.why)
+        log.info("volume %s restored from copy %s of %s on backup target %s (%s)", volume.name, record.id,
+                 record.volume, label, found.why)
+
+    def verify(self, label, read=None):
+        """Verify target ``label`` now; the Verification, recorded. CheckFailed (a
+        BackupError) when it found damage or could not check."""
+        target = self.target(label)
+        verification = target.verify(os.path.join(self.scratch, label), read)
+        self.board.verified(verification)
+        if verification.result in (OK, *EMPTY_RESULTS):
+            log.info("backup target %s verified: %s (%s)", label, verification.result, verification.read)
+            return verification
+        said = " / ".join(verification.problems) or verification.error
+        log.error("backup target %s: verification %s: %s", label, verification.result, said)
+        raise CheckFailed(f"verification of backup target {label} {verification.result}: {said}",
+                          verification.problems)
