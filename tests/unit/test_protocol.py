@@ -159,3 +159,34 @@ def test_every_backup_endpoint_refuses_a_bad_name(client, path, body):
     assert response.status_code == 500
     assert 'volume name "../../etc" includes invalid characters' in response.get_json()["Err"] or \
         "'../../etc' is not a backup id" in response.get_json()["Err"]
+
+
+# --- /Volume.Detach (vsphere-volume detach) ------------------------------------------------
+
+def test_volume_detach_of_a_folder_volume_has_nothing_to_detach(client):
+    call(client, "/VolumeDriver.Create", {"Name": "v"})
+    assert call(client, "/Volume.Detach", {"Name": "v", "Plan": True}) == (200, {"Disk": "", "Holders": [],
+                                                                                "Err": ""})
+    assert call(client, "/Volume.Detach", {"Name": "v", "Force": True, "From": []}) == (
+        200, {"Disk": "", "Detached": [], "Err": ""})
+
+
+@pytest.mark.parametrize("body, err", [
+    ({}, "the request has no Name"),
+    ({"Name": "ghost"}, "no volume named ghost"),
+    ({"Name": "v", "Force": "yes"}, "Force must be a bool"),
+    ({"Name": "v", "From": "vm-1"}, "From must be a list of VM names"),
+    ({"Name": "v", "From": [1]}, "From must be a list of VM names"),
+    ({"Name": "../../etc"}, 'volume name "../../etc" includes invalid characters'),
+])
+def test_volume_detach_requests_are_checked(client, body, err):
+    call(client, "/VolumeDriver.Create", {"Name": "v"})
+    status, reply = call(client, "/Volume.Detach", body)
+    assert status == 500 and reply["Err"].startswith(err)
+
+
+def test_volume_detach_is_refused_while_containers_here_mount_the_volume(client):
+    call(client, "/VolumeDriver.Create", {"Name": "v"})
+    call(client, "/VolumeDriver.Mount", {"Name": "v", "ID": "c1"})
+    status, reply = call(client, "/Volume.Detach", {"Name": "v", "Force": True})
+    assert status == 500 and reply["Err"].startswith("volume v is in use: mounted 1 time(s) by 1 container(s)")
