@@ -359,23 +359,26 @@ class VolumeDriver:
         from powered-off VMs, from running ones too with ``force`` (another Docker host
         known to be down), from the VMs named in ``only`` alone when given (those the
         operator confirmed), and from this host's VM when no container here mounts it;
-        ``{"Disk", "Detached"}`` names the VMs it was detached from. Refused while
-        containers on this host mount it."""
+        ``{"Disk", "Detached"}`` names the VMs it was detached from. Other hosts' VMs are
+        released without this volume's lock: a Mount here may be waiting for just that."""
         deadline = self.budgets.deadline("detach")
         validate_name(name)
         self._wait_ready()
         if self.registry.get(name) is None:
             self.discovery.look_up(name)            # made by another host since the last listing
-        await_job(existing(self, name), deadline)
-        with self._locks.hold(name):
-            volume = existing(self, name)
-            store = self.store(volume.store)
-            disk = store.status(name).get("Disk", "")
-            if plan:
-                return {"Disk": disk, "Holders": store.holders(name)}
-            self.mounts.check_unmounted(name)
-            detached = run_job(volume, f"detaching volume {name} from the VMs holding it",
-                               lambda: store.release(name, force=force, only=only), deadline, self._clock)
+        volume = existing(self, name)
+        store = self.store(volume.store)
+        disk = store.status(name).get("Disk", "")
+        if plan:
+            return {"Disk": disk, "Holders": store.holders(name)}
+        detached, here = store.release(name, force=force, only=only)
+        if here:
+            await_job(volume, deadline)
+            with self._locks.hold(name):
+                self.mounts.check_unmounted(name)
+                run_job(existing(self, name), f"detaching volume {name}", lambda: store.detach(name), deadline,
+                        self._clock)
+            detached.append(here)
         log.warning("volume %s: detached by hand from %s", name, ", ".join(detached) or "no VM")
         return {"Disk": disk, "Detached": detached}
 

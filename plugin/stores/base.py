@@ -146,10 +146,12 @@ class VolumeStore(abc.ABC):
         return []
 
     def release(self, name, force=False, only=None):
-        """Detach volume ``name``'s disk from the VMs that hold it (``stores.fencing``):
+        """Detach volume ``name``'s disk from the other VMs that hold it (``stores.fencing``):
         powered-off ones, running ones with ``force``, those named in ``only`` alone when
-        given; return their names. Nothing to do for a store whose volumes are not disks."""
-        return []
+        given. Returns (their names, this host's VM name when it holds the disk too, else
+        ""): the caller detaches it here with ``detach``, once no container mounts it.
+        Nothing to do for a store whose volumes are not disks."""
+        return [], ""
 
     def status(self, name):
         """Extra ``docker volume inspect`` Status fields, from memory only (no I/O)."""

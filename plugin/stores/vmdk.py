@@ -308,10 +308,7 @@ class DatastoreStore(VolumeStore):
 
     def release(self, name, force=False, only=None):
         detached, here = self.fence.release(name, self.disk_path(name), force, only)
-        if here:
-            self.detach(name)
-            detached.append(self.host_vm.name)
-        return detached
+        return detached, self.host_vm.name if here else ""
 
 
 class DatastoreStores:

@@ -112,12 +112,13 @@ def test_release_by_hand_detaches_from_a_running_vm_only_when_forced(vcsim, make
     with pytest.raises(InUse, match=r"detached from a running VM only with --force"):
         store.release("fenced")
     assert vcsim.vms_with_disk(disk) == [OTHER_VM]
-    assert store.release("fenced", force=True, only=[OTHER_VM]) == [OTHER_VM]
+    assert store.release("fenced", force=True, only=[OTHER_VM]) == ([OTHER_VM], "")
     assert vcsim.vms_with_disk(disk) == []
     store.attach("fenced")
     assert store.holders("fenced") == [{"VM": vcsim.host_vm, "PowerState": "poweredOn", "ThisHost": True}]
-    assert store.release("fenced") == [vcsim.host_vm]      # this host's own attachment, not mounted
-    assert vcsim.vms_with_disk(disk) == [] and not store.host_disks.is_mounted("fenced")
+    assert store.release("fenced") == ([], vcsim.host_vm)   # this host's own: the driver detaches it
+    assert vcsim.vms_with_disk(disk) == [vcsim.host_vm]
+    store.detach("fenced")
 
 
 def test_detach_by_hand_through_the_driver_of_another_host(plugins, vcsim):
