@@ -10,6 +10,7 @@ import sys
 
 from .client import PluginClient, PluginUnreachable, find_socket
 from .errors import VolumeError
+from .stores.fencing import POWERED_OFF, shown_vm
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
@@ -130,13 +131,8 @@ def cmd_delete(client, args, out):
     return EXIT_OK
 
 
-POWERED_OFF = "poweredOff"
-
-
 def _shown(holder):
-    state = "this Docker host" if holder.get("ThisHost") else {
-        "poweredOn": "powered on", POWERED_OFF: "powered off"}.get(holder.get("PowerState"), holder.get("PowerState"))
-    return f"VM {holder['VM']} ({state})"
+    return shown_vm(holder["VM"], holder.get("PowerState", ""), holder.get("ThisHost", False))
 
 
 def _confirmed(args, out, disk, running):

@@ -56,12 +56,17 @@ class Holder:
 
     def shown(self):
         """``VM docker-1 (powered on)``, ``VM docker-2 (this Docker host)``."""
-        state = "this Docker host" if self.here else _POWER_WORDS.get(self.power, self.power or "power state unknown")
-        return f"VM {self.name} ({state})"
+        return shown_vm(self.name, self.power, self.here)
 
     def describe(self):
         """As ``/Volume.Detach`` shows it."""
         return {"VM": self.name, "PowerState": self.power, "ThisHost": self.here}
+
+
+def shown_vm(name, power, here=False):
+    """A VM holding a disk as messages name it: ``VM docker-1 (powered on)``."""
+    state = "this Docker host" if here else _POWER_WORDS.get(power, power or "power state unknown")
+    return f"VM {name} ({state})"
 
 
 def holders(users, ds_path, host_vm):
