@@ -238,6 +238,18 @@ class Simulator:
                 if disk is not None:
                     session.call_task(vm, "ReconfigVM_Task", spec=detach_spec(disk))
 
+    # --- what it served ----------------------------------------------------------------
+
+    def calls(self) -> dict[str, dict[str, int]]:
+        """{client address: {SOAP method or http.GET, http.PUT...: count}} of every call it
+        served so far (the harness counts them)."""
+        import requests
+
+        base = self.url.rsplit("/sdk", 1)[0]
+        reply = requests.get(f"{base}/vcsim/calls", verify=str(self.ca_file), timeout=30)
+        reply.raise_for_status()
+        return reply.json()
+
     # --- loop devices ------------------------------------------------------------------
 
     def release_loop_devices(self) -> None:
