@@ -3,6 +3,7 @@ that host to release it, takes it from a powered-off VM (which then still boots)
 it while a running VM keeps it, and ``release`` (``vsphere-volume detach``) frees it by hand."""
 
 import os
+from contextlib import ExitStack
 
 import pytest
 
@@ -12,51 +13,34 @@ from tests.simulator import Simulator
 from .helpers import DS, OTHER_VM, create, disk_devices, vm_ref
 
 
-def disk_of(store, name):
-    return f"[{DS}] {store.spec.path}/volumes/{name}/{name}.vmdk"
-
-
 @pytest.fixture
-def other_vm(vcsim: Simulator):
-    """OTHER_VM (another Docker host's VM), powered on again after the test (the simulator
-    is shared); ``attach(disk)`` gives it a disk, as its plugin would."""
-    class Other:
-        name = OTHER_VM
+def held(vcsim: Simulator, make_store):
+    """``held(name)`` -> (a new store, the disk path of its new volume ``name``), the disk
+    attached to OTHER_VM (another Docker host's VM); OTHER_VM powered on again and its
+    disks let go after the test (the simulator is shared)."""
+    def powered_on_again():
+        if vcsim.power_state(OTHER_VM) != "poweredOn":
+            vcsim.power_on(OTHER_VM)
+    with ExitStack() as undo:
+        undo.callback(powered_on_again)
 
-        @staticmethod
-        def attach(disk):
-            from plugin.vsphere.vmdisks import attach_spec
-
-            with vcsim.session() as session:
-                vm = vm_ref(session, OTHER_VM)
-                devices = session.get_properties(vm, ["config.hardware.device"])["config.hardware.device"]
-                spec, _ = attach_spec(devices, disk, 64 * 1024, OTHER_VM)
-                session.call_task(vm, "ReconfigVM_Task", spec=spec)
-
-        @staticmethod
-        def detach(disk):
-            from plugin.vsphere.vmdisks import detach_spec, find_disk
-
-            with vcsim.session() as session:
-                vm = vm_ref(session, OTHER_VM)
-                devices = session.get_properties(vm, ["config.hardware.device"])["config.hardware.device"]
-                session.call_task(vm, "ReconfigVM_Task", spec=detach_spec(find_disk(devices, disk)))
-    yield Other
-    if vcsim.power_state(OTHER_VM) != "poweredOn":
-        vcsim.power_on(OTHER_VM)
+        def make(name):
+            store = make_store()
+            create(store, name)
+            disk = f"[{DS}] {store.spec.path}/volumes/{name}/{name}.vmdk"
+            undo.enter_context(vcsim.disk_attached_to(OTHER_VM, disk))
+            return store, disk
+        yield make
 
 
-def test_mount_waits_until_the_other_host_has_detached_the_disk(vcsim, make_store, other_vm):
-    store = make_store()
-    create(store, "moving")
-    disk = disk_of(store, "moving")
-    other_vm.attach(disk)
+def test_mount_waits_until_the_other_host_has_detached_the_disk(vcsim, held):
+    store, disk = held("moving")
     waits = []
 
     def other_host_detaches_meanwhile(seconds):
         waits.append(seconds)
         if len(waits) == 2:          # the other host's Unmount, while this host's Mount waits
-            other_vm.detach(disk)
+            vcsim.detach_disk(OTHER_VM, disk)
     store.fence.sleep = other_host_detaches_meanwhile
     folder = store.attach("moving", wait=30)
     assert waits == [1.0, 1.0]
@@ -66,11 +50,8 @@ def test_mount_waits_until_the_other_host_has_detached_the_disk(vcsim, make_stor
     store.detach("moving")
 
 
-def test_a_running_vm_keeps_the_disk_and_mount_says_so_after_waiting(vcsim, make_store, other_vm):
-    store = make_store()
-    create(store, "kept")
-    disk = disk_of(store, "kept")
-    other_vm.attach(disk)
+def test_a_running_vm_keeps_the_disk_and_mount_says_so_after_waiting(vcsim, held):
+    store, disk = held("kept")
     store.fence.sleep = lambda seconds: None
     clock = iter(range(1000))
     store.fence.clock = lambda: next(clock)      # one second per look
@@ -81,14 +62,10 @@ def test_a_running_vm_keeps_the_disk_and_mount_says_so_after_waiting(vcsim, make
         "its Docker host to release it. If that Docker host is down (its Docker engine does not run), detach the "
         "disk from its VM by hand: vsphere-volume detach --force kept")
     assert vcsim.vms_with_disk(disk) == [OTHER_VM]
-    other_vm.detach(disk)
 
 
-def test_the_disk_of_a_powered_off_vm_is_taken_and_that_vm_still_boots(vcsim, make_store, other_vm):
-    store = make_store()
-    create(store, "orphan")
-    disk = disk_of(store, "orphan")
-    other_vm.attach(disk)
+def test_the_disk_of_a_powered_off_vm_is_taken_and_that_vm_still_boots(vcsim, held):
+    store, disk = held("orphan")
     vcsim.power_off(OTHER_VM)                      # its ESXi host failed
     with store.session.counting() as trips:
         store.attach("orphan")                     # at once: a powered-off VM writes nothing
@@ -103,11 +80,8 @@ def test_the_disk_of_a_powered_off_vm_is_taken_and_that_vm_still_boots(vcsim, ma
     store.detach("orphan")
 
 
-def test_release_by_hand_detaches_from_a_running_vm_only_when_forced(vcsim, make_store, other_vm):
-    store = make_store()
-    create(store, "fenced")
-    disk = disk_of(store, "fenced")
-    other_vm.attach(disk)
+def test_release_by_hand_detaches_from_a_running_vm_only_when_forced(vcsim, held):
+    store, disk = held("fenced")
     assert store.holders("fenced") == [{"VM": OTHER_VM, "PowerState": "poweredOn", "ThisHost": False}]
     with pytest.raises(InUse, match=r"detached from a running VM only with --force"):
         store.release("fenced")
