@@ -82,9 +82,12 @@ from .vmdklisting import VolumeListing, metadata_capacity_mb
 
 log = logging.getLogger(__name__)
 
-# The most seconds a Mount waits for another Docker host to release a volume's disk
-# (MOUNT_RELEASE_WAIT): within Mount's budget (jobs.CallBudgets), with room for the attach.
-RELEASE_WAIT = 60
+# Seconds a Mount waits for another Docker host to release a volume's disk
+# (MOUNT_RELEASE_WAIT), and the most it may be set to. Docker 20.10 cuts every call of a
+# managed plugin at the timeout it was enabled with (``docker plugin enable --timeout``,
+# 30 s by default; scripts/build-plugin: 60 s), whatever the call's own limit: the
+# default wait and the attach after it fit in 30 s.
+RELEASE_WAIT, MAX_RELEASE_WAIT = 20, 60
 
 
 @dataclass
@@ -338,7 +341,7 @@ class DatastoreStores:
         from_env``; the device resolver from ``devices.resolver_from_env``; MOUNT_RELEASE_WAIT).
         Raises ConfigError for invalid settings."""
         settings = from_env(env, **({"read_file": read_file} if read_file else {}))
-        release_wait = whole_number(env, "MOUNT_RELEASE_WAIT", RELEASE_WAIT, 0, RELEASE_WAIT)
+        release_wait = whole_number(env, "MOUNT_RELEASE_WAIT", RELEASE_WAIT, 0, MAX_RELEASE_WAIT)
         session = session or Session(settings)
         host_vm = HostVM(session, Inventory(session), name=settings.vm)
         return cls(session, host_vm, resolver_from_env(env), mounter, mount_root, release_wait)

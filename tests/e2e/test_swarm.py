@@ -15,9 +15,6 @@ node, and the disk's attachment in vCenter.
   refused saying so, until an operator fences it with ``vsphere-volume detach --force``.
 - Backups: the node whose VM has the volume makes each scheduled backup, once; the final
   backup of ``docker volume rm`` works on any node.
-
-The plugins wait MOUNT_RELEASE_WAIT=20 s (not the default 60 s) for another node to
-release a disk, so that the refusal after that wait comes sooner.
 """
 
 import json
@@ -32,7 +29,6 @@ from .user import unique
 from ..waiting import wait_until
 
 SWARM_NODES = 2
-SWARM_SETTINGS = {"MOUNT_RELEASE_WAIT": "20"}
 WRITE_TIMEOUT = 60    # seconds for a started task to have written its file
 LOST_TIMEOUT = 180    # seconds for a lost node's task to run elsewhere (the manager sees it down first)
 BACKUP_TIMEOUT = 150  # seconds for a scheduled backup (every minute) to be made

@@ -355,9 +355,9 @@ def test_the_factory_builds_stores_from_plugin_settings(vcsim, store_path, mount
     assert os.path.isdir(folder)
     second.detach("via-factory")
     second.remove("via-factory")
-    assert first.release_wait == 60                      # MOUNT_RELEASE_WAIT's default
-    assert DatastoreStores.from_env({**env, "MOUNT_RELEASE_WAIT": "20"}, Mounter(), str(mount_root),
-                                    read_file=lambda path: vcsim.password).release_wait == 20
+    assert first.release_wait == 20                      # MOUNT_RELEASE_WAIT's default
+    assert DatastoreStores.from_env({**env, "MOUNT_RELEASE_WAIT": "45"}, Mounter(), str(mount_root),
+                                    read_file=lambda path: vcsim.password).release_wait == 45
     with pytest.raises(ConfigError, match=r"^MOUNT_RELEASE_WAIT='90' is not valid: use a whole number from 0 to 60"):
         DatastoreStores.from_env({**env, "MOUNT_RELEASE_WAIT": "90"}, Mounter(), str(mount_root),
                                  read_file=lambda path: vcsim.password)
