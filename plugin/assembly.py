@@ -65,10 +65,10 @@ class UnavailableStore(VolumeStore):
         super().__init__(spec)
         self.reason = reason
 
-    def _fail(self, *_):
+    def _fail(self, *_, **__):
         raise ConfigError(self.reason)
 
-    open = discover = lookup = create = remove = attach = detach = _fail
+    open = discover = lookup = create = remove = attach = detach = holders = release = _fail
 
 
 @dataclass

@@ -12,6 +12,7 @@ import sys
 from .client import PluginClient, PluginUnreachable, find_socket
 from .cliviews import status_text, table
 from .errors import VolumeError
+from .stores.fencing import POWERED_OFF, shown_vm
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
@@ -173,6 +174,39 @@ def cmd_delete(client, args, out):
     return EXIT_OK
 
 
+def _shown(holder):
+    return shown_vm(holder["VM"], holder.get("PowerState", ""), holder.get("ThisHost", False))
+
+
+def _confirmed(args, out, disk, running):
+    """True when the operator confirms detaching ``disk`` from the ``running`` VMs (or gave --yes)."""
+    print(f"volume {args.name}: its disk {disk} is attached to {', '.join(map(_shown, running))}.\n"
+          "Detaching it removes it from that running VM at once: whatever runs there loses the volume, and what "
+          "that VM has not written to the disk yet is lost. Do it only when that Docker host is down (its Docker "
+          "engine does not run). The disk's files are kept.", file=out)
+    if args.yes:
+        return True
+    print("Type yes to detach it: ", end="", file=out, flush=True)
+    return args.input.readline().strip().lower() == "yes"
+
+
+def cmd_detach(client, args, out):
+    plan = client.call("/Volume.Detach", {"Name": args.name, "Plan": True})
+    holders = plan["Holders"]
+    if not holders:
+        print(f"volume {args.name} is not attached to any VM: nothing to detach", file=out)
+        return EXIT_OK
+    running = [h for h in holders if not h.get("ThisHost") and h.get("PowerState") != POWERED_OFF]
+    if running and args.force and not _confirmed(args, out, plan["Disk"], running):
+        print(f"\nvolume {args.name} was not detached (not confirmed; --yes confirms in a script)", file=out)
+        return EXIT_REFUSED
+    done = client.call("/Volume.Detach", {"Name": args.name, "Force": args.force,
+                                          "From": [h["VM"] for h in holders]})
+    print(f"volume {args.name}: its disk {done['Disk']} was detached from VM {', '.join(done['Detached'])}",
+          file=out)
+    return EXIT_OK
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="vsphere-volume", description=__doc__.splitlines()[0])
     parser.add_argument("--plugin", default="vsphere", help="the Docker plugin's name (default: vsphere)")
@@ -215,15 +249,20 @@ def build_parser():
     targets.set_defaults(run=cmd_targets)
     on_a_volume("prune", cmd_prune, "apply the volume's BackupKeep retention now")
     on_a_volume("delete", cmd_delete, "delete one backup").add_argument("backup")
+    detach = on_a_volume("detach", cmd_detach, "detach a volume's disk from the VM of a Docker host that is down")
+    detach.add_argument("--force", action="store_true",
+                        help="also from a running VM (that host's Docker engine is down); asks for a confirmation")
+    detach.add_argument("--yes", action="store_true", help="confirm --force without asking (scripts)")
     return parser
 
 
-def main(argv=None, out=sys.stdout, err=sys.stderr):
+def main(argv=None, out=sys.stdout, err=sys.stderr, stdin=None):
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:
         return EXIT_USAGE if exit_.code else EXIT_OK
+    args.input = stdin or sys.stdin
     try:
         client = PluginClient(args.socket or find_socket(args.plugin))
         return args.run(client, args, out)

@@ -21,6 +21,8 @@ The protocol layer (``plugin.protocol``) calls these methods; stores
 - Every call answers within Docker's limit (``jobs.CallBudgets``): slow work goes on
   as a job and the call says so.
 - Calls for one name are serialized by a per-name lock; different names run in parallel.
+- ``detach`` (``vsphere-volume detach``, not one of Docker's calls) frees a volume's
+  disk from the VM of another Docker host that died with it attached (``stores.fencing``).
 """
 
 import logging
@@ -348,6 +350,37 @@ class VolumeDriver:
             volume = existing(self, name)
             if self.mounts.unmount(volume, caller, deadline):
                 self.backups.last_unmount(volume)
+
+    # --- fencing (not one of Docker's calls) --------------------------------------------------
+    def detach(self, name, force=False, plan=False, only=None):
+        """``/Volume.Detach``: free volume ``name``'s disk from the VMs that hold it.
+
+        ``plan``: only say who holds it, ``{"Disk", "Holders"}``. Otherwise detach it
+        from powered-off VMs, from running ones too with ``force`` (another Docker host
+        known to be down), from the VMs named in ``only`` alone when given (those the
+        operator confirmed), and from this host's VM when no container here mounts it;
+        ``{"Disk", "Detached"}`` names the VMs it was detached from. Other hosts' VMs are
+        released without this volume's lock: a Mount here may be waiting for just that."""
+        deadline = self.budgets.deadline("detach")
+        validate_name(name)
+        self._wait_ready()
+        if self.registry.get(name) is None:
+            self.discovery.look_up(name)            # made by another host since the last listing
+        volume = existing(self, name)
+        store = self.store(volume.store)
+        disk = store.status(name).get("Disk", "")
+        if plan:
+            return {"Disk": disk, "Holders": store.holders(name)}
+        detached, here = store.release(name, force=force, only=only)
+        if here:
+            await_job(volume, deadline)
+            with self._locks.hold(name):
+                self.mounts.check_unmounted(name)
+                run_job(existing(self, name), f"detaching volume {name}", lambda: store.detach(name), deadline,
+                        self._clock)
+            detached.append(here)
+        log.warning("volume %s: detached by hand from %s", name, ", ".join(detached) or "no VM")
+        return {"Disk": disk, "Detached": detached}
 
     # --- description ---------------------------------------------------------------------
     def describe(self):

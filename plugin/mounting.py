@@ -17,6 +17,8 @@ from .jobs import run_job
 
 log = logging.getLogger(__name__)
 
+ATTACH_RESERVE = 25.0   # seconds of a Mount's budget kept for the attach and mount themselves
+
 
 class HostMounts:
     """``table``: MountTable; ``mounter``: mounter.Mounter; ``mount_root``: the plugin's
@@ -60,7 +62,11 @@ class HostMounts:
         store = self.health.require(volume.store, retry=False)
         name = volume.name
         try:
-            source = run_job(volume, f"attaching volume {name}", lambda: store.attach(name), deadline, self.clock)
+            # What the budget leaves beyond the attach itself may go to waiting for another
+            # Docker host to release the volume (a swarm task moving here).
+            wait = max(0.0, deadline.remaining() - ATTACH_RESERVE)
+            source = run_job(volume, f"attaching volume {name}", lambda: store.attach(name, wait=wait), deadline,
+                             self.clock)
         except InUse:
             volume.unclaimed_attach = True   # it goes on: remove must detach it
             raise

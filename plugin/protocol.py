@@ -155,6 +155,16 @@ def create_app(driver, backup_api=None, observe=None, describe=None):
         """Not part of Docker's protocol: what `vsphere-volume status` prints."""
         return describe()
 
+    @endpoint("/Volume.Detach")
+    def volume_detach(body):
+        """Not part of Docker's protocol: `vsphere-volume detach` (see driver.detach)."""
+        only = body.get("From")      # absent: any VM; a list: the VMs the operator confirmed
+        if only is not None and not (isinstance(only, list) and all(isinstance(vm, str) for vm in only)):
+            raise InvalidRequest("From must be a list of VM names")
+        reply = driver.detach(_field(body, "Name"), force=_field(body, "Force", bool, required=False),
+                              plan=_field(body, "Plan", bool, required=False), only=only)
+        return dict(reply, Err="")
+
     if backup_api is not None:
         @endpoint("/Backup.Create")
         def backup_create(body):

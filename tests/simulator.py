@@ -223,7 +223,7 @@ class Simulator:
     def disk_attached_to(self, vm_name: str, ds_path: str, capacity_mb: int = 64) -> Iterator[None]:
         """Disk ``ds_path`` attached to VM ``vm_name`` (say, another Docker host's VM)
         for the duration of the block."""
-        from plugin.vsphere.vmdisks import attach_spec, detach_spec, find_disk
+        from plugin.vsphere.vmdisks import attach_spec
 
         with self.session() as session:
             vm, devices = self._devices(session, vm_name)
@@ -232,11 +232,30 @@ class Simulator:
         try:
             yield
         finally:
-            with self.session() as session:
-                vm, devices = self._devices(session, vm_name)
-                disk = find_disk(devices, ds_path)
-                if disk is not None:
-                    session.call_task(vm, "ReconfigVM_Task", spec=detach_spec(disk))
+            self.detach_disk(vm_name, ds_path)
+
+    def detach_disk(self, vm_name: str, ds_path: str) -> None:
+        """Detach disk ``ds_path`` from VM ``vm_name`` if it has it (its files are kept), as
+        that VM's Docker host does when its last container lets the volume go."""
+        from plugin.vsphere.vmdisks import detach_spec, find_disk
+
+        with self.session() as session:
+            vm, devices = self._devices(session, vm_name)
+            disk = find_disk(devices, ds_path)
+            if disk is not None:
+                session.call_task(vm, "ReconfigVM_Task", spec=detach_spec(disk))
+
+    # --- what it served ----------------------------------------------------------------
+
+    def calls(self) -> dict[str, dict[str, int]]:
+        """{client address: {SOAP method or http.GET, http.PUT...: count}} of every call it
+        served so far (the harness counts them)."""
+        import requests
+
+        base = self.url.rsplit("/sdk", 1)[0]
+        reply = requests.get(f"{base}/vcsim/calls", verify=str(self.ca_file), timeout=30)
+        reply.raise_for_status()
+        return reply.json()
 
     # --- loop devices ------------------------------------------------------------------
 

@@ -60,6 +60,13 @@ class BackupEngine(abc.ABC):
     def restore_replace(self, manifest, location, store, name, progress=None):
         """Replace a volume's data with a backup's."""
 
+    # attached_elsewhere names the running VM other than this Docker host's that has
+    # ``volume`` (in ``store``) attached, or returns "": that VM's host makes its
+    # scheduled backups (``turns``). Volumes many hosts use at once have none.
+    def attached_elsewhere(self, volume, store):
+        """The running VM of another host that has the volume, or ""."""
+        return ""
+
     # cleanup_leftovers is called at start and after a failed backup: it removes what
     # this engine leaves behind when interrupted (its own snapshots, temporary copies),
     # and never anything it did not make.

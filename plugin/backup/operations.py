@@ -4,7 +4,8 @@ Each holds the backed-up volume's lease on the target the backups are in, so no 
 host backs it up, prunes it or deletes from it meanwhile; each reports to the
 ``StatusBoard``. The engine copies: one per kind of store (``engines``: kind ->
 BackupEngine); it takes the volume's lock itself when it must keep attach and remove
-out. Restores in place run under the volume lock. Volume locks are re-entrant, so a
+out. A scheduled backup of a volume other hosts know too is made once per planned run
+(``turns.ScheduledTurns``). Restores in place run under the volume lock. Volume locks are re-entrant, so a
 backup taken while the lock is held (final, pre-restore) works.
 """
 
@@ -17,6 +18,7 @@ from ..stores.base import docker_metadata
 from .failures import storage_errors
 from .lease import BACKING_UP, LeaseHeld
 from .manifest import UNCHANGED, Manifest
+from .turns import ScheduledTurns
 from .volumes import existing
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,7 @@ class BackupOperations:
         self.board = board
         self.clock = clock
         self.tz = tz
+        self.turns = ScheduledTurns(clock, tz)
 
     # --- backing up ----------------------------------------------------------------------
     def backup(self, volume, origin):
@@ -71,12 +74,17 @@ class BackupOperations:
         self.volumes.store(volume.store)          # it answers (or this says why not)
         store = self.stores[volume.store]         # the store the engines copy from
         engine = engine_for(self.engines, store)
+        planned = self.turns.planned(volume, origin)          # hosts sharing it: one backup per run
+        if planned is not None:
+            self.turns.check_turn(volume, planned, engine.attached_elsewhere(volume, store))
         target = self.targets.get(volume.options.backup_store)
         repository = target.repository
         with target.hold(volume.name, BACKING_UP) as held, \
                 self.board.reporting(volume.name, "backup") as progress:
             repository.cleanup_incomplete(volume=volume.name)
-            previous = repository.latest(volume.name)
+            backups = repository.list(volume.name)
+            self.turns.check_not_made(volume, planned, backups)
+            previous = backups[-1] if backups else None
             staging = repository.begin(volume.name, started)
             try:
                 outcome = engine.backup(volume, store, staging, previous, self.volumes.lock, progress)

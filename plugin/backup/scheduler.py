@@ -17,8 +17,9 @@ at most that much of it, which costs at most one extra run per volume, never a m
 
 A failed run is retried sooner than the next regular run: after ``retry_delay``,
 doubling with each failure in a row up to ``max_retry_delay``, and never later than the
-regular run. ``LeaseHeld`` (another host is backing the volume up) is not a failure:
-that host does the work, this one waits for the next regular run.
+regular run. ``LeaseHeld`` (another host is backing the volume up, or makes this run:
+``turns``) is not a failure: that host does the work, this one waits for the next
+regular run, or until the error's ``retry_at`` when it has one (sooner).
 """
 
 import abc
@@ -297,21 +298,22 @@ class BackupScheduler:
         return started
 
     def _run(self, name, started):
-        result, error, backup_id = OK, "", None
+        result, error, backup_id, retry_at = OK, "", None, None
         try:
             done = self.run_backup(name)
             backup_id = getattr(done, "backup_id", done)
             backup_id = backup_id if isinstance(backup_id, str) else None
         except LeaseHeld as err:
             result, error = SKIPPED, str(err)
+            retry_at = getattr(err, "retry_at", None)      # another host's turn: look again then
         except VolumeError as err:
             result, error = FAILED, str(err)
         except Exception as err:  # a bug: keep scheduling the others
             log.exception("scheduled backup of volume %s failed", name)
             result, error = FAILED, f"internal error: {type(err).__name__}: {err}"
-        self._finish(name, started, result, error, backup_id)
+        self._finish(name, started, result, error, backup_id, retry_at)
 
-    def _finish(self, name, started, result, error, backup_id):
+    def _finish(self, name, started, result, error, backup_id, retry_at=None):
         finished = self.clock()
         with self._lock:
             self._running -= 1
@@ -334,6 +336,8 @@ class BackupScheduler:
             elif failures and regular is not None:
                 delay = min(self.retry_delay * 2 ** (failures - 1), self.max_retry_delay)
                 volume.next_run = min(regular, finished + delay)
+            elif retry_at is not None and regular is not None:
+                volume.next_run = min(regular, max(retry_at, finished))
             else:
                 volume.next_run = regular
             self._record_plan(name, volume)

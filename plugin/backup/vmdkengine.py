@@ -213,6 +213,13 @@ class VmdkEngine(BackupEngine):
             snapshot = self._take_snapshot(access, name, staging.backup_id, attachment)
         return self._clone_snapshot(snapshot, source, f"{staging.location}/{data}", size, progress)
 
+    def attached_elsewhere(self, volume, store):
+        access = StoreAccess(store)
+        users = access.inventory.disk_users()
+        running = [vm for vm in users.users(access.disk(volume.name))
+                   if users.running(vm) and not access.host_vm.same_as(vm)]
+        return running[0].name if running else ""
+
     def _attachment(self, access, name):
         """(_Attachment of the running VM with the disk or None, names of stopped VMs with it)."""
         users = access.inventory.disk_users()

@@ -190,6 +190,41 @@ def _no_run(what, after, reason):
     return InvalidOption(f"Backup={shown(what)}: no run after {after.isoformat()} can be computed ({reason})")
 
 
+_LONGEST_PERIOD = {"hourly": timedelta(hours=1), "daily": timedelta(days=1, hours=1),
+                   "weekly": timedelta(days=7, hours=1), "monthly": timedelta(days=31, hours=1)}
+
+
+def _previous_cron(expression, at, tz):
+    # croniter steps back from a naive wall time; a minute's match at ``at`` itself counts.
+    local = at.astimezone(tz).replace(tzinfo=None) + timedelta(seconds=1)
+    try:
+        times = croniter(expression, local)
+        for _ in range(1000):
+            run = _localize(times.get_prev(datetime), tz)
+            if run <= at:
+                return run
+    except (CroniterError, ValueError, OverflowError) as err:
+        raise _no_run(expression, at, err) from None
+    raise _no_run(expression, at, "no matching time in 1000 steps back")
+
+
+def previous_run(schedule, at, volume_name, tz=None):
+    """The last time at or before ``at`` at which ``schedule`` fires for a volume, as
+    ``next_run`` computes its runs: the planned run that a scheduled backup started at
+    ``at`` is for. None for OFF and ON_UNMOUNT. Raises InvalidOption as ``next_run``."""
+    if at.tzinfo is None:
+        raise ValueError("previous_run needs an aware datetime (with a time zone)")
+    if not schedule.scheduled:
+        return None
+    if schedule.kind == CRON:
+        return _previous_cron(schedule.cron, at, zone(tz))
+    # A period holds one run: the runs after a point one (longest) period back reach ``at``.
+    found, run = None, next_run(schedule, at - _LONGEST_PERIOD[schedule.period], volume_name, tz)
+    while run <= at:
+        found, run = run, next_run(schedule, run, volume_name, tz)
+    return found
+
+
 def next_run(schedule, after, volume_name, tz=None):
     """The first time strictly after ``after`` at which ``schedule`` fires for a volume.
 

@@ -126,16 +126,32 @@ class VolumeStore(abc.ABC):
         """Delete the volume's data and metadata. Raises InUse if attached elsewhere."""
 
     @abc.abstractmethod
-    def attach(self, name):
+    def attach(self, name, wait=0.0):
         """Make the volume usable on this host; return the folder to bind into containers.
 
         Idempotent: when the volume is already attached (for example after a plugin
-        restart) it returns the same folder without doing the work again.
+        restart) it returns the same folder without doing the work again. ``wait``: the
+        most seconds to wait for another Docker host to release the volume (Mount's; a
+        store whose volumes many hosts use at once ignores it).
         """
 
     @abc.abstractmethod
     def detach(self, name):
         """Undo ``attach``. Idempotent."""
+
+    def holders(self, name):
+        """The VMs that have volume ``name``'s disk attached, ``[{"VM", "PowerState",
+        "ThisHost"}]`` (``vsphere-volume detach`` shows them); none for a store whose
+        volumes are not disks."""
+        return []
+
+    def release(self, name, force=False, only=None):
+        """Detach volume ``name``'s disk from the other VMs that hold it (``stores.fencing``):
+        powered-off ones, running ones with ``force``, those named in ``only`` alone when
+        given. Returns (their names, this host's VM name when it holds the disk too, else
+        ""): the caller detaches it here with ``detach``, once no container mounts it.
+        Nothing to do for a store whose volumes are not disks."""
+        return [], ""
 
     def status(self, name):
         """Extra ``docker volume inspect`` Status fields, from memory only (no I/O)."""

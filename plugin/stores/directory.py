@@ -396,7 +396,7 @@ class DirectoryStore(VolumeStore):
             os.rename(ready, self.data_path(name))
             shutil.rmtree(trash, ignore_errors=True)
 
-    def attach(self, name):
+    def attach(self, name, wait=0.0):
         data = self.data_path(name)
         with self.acting():
             if not os.path.isdir(data):

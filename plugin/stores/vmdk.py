@@ -36,8 +36,11 @@ found by the disk's UUID, and its filesystem mounted on ``mount_root/NAME``. A d
 without a filesystem (made by an earlier version of this plugin) gets VIC's at its
 first attach. Detach: unmount, remove the disk from the VM (the file stays), ``release``
 the device. Both are idempotent, and a mounted volume found after a plugin restart is
-returned as it is. Remove refuses a disk attached to any VM ("in use by VM X") and
-otherwise deletes the volume's folder.
+returned as it is. A disk another VM holds (another Docker host of a swarm) is taken from
+a powered-off VM, waited for (up to ``wait``, at most ``release_wait`` seconds) while a
+running one has it, and then refused (``stores.fencing``: "in use by VM X (powered
+on)"); ``release`` detaches it by hand (``vsphere-volume detach``). Remove refuses a
+disk attached to any VM and otherwise deletes the volume's folder.
 
 The disk mode is ``persistent`` (VIC attaches volumes ``independent_persistent``):
 backups snapshot this host's VM, and independent disks are left out of VM snapshots.
@@ -47,7 +50,8 @@ volumes attached at that time, their writes go to delta disks until it is remove
 Round trips (SOAP + HTTP): create 12 + 1 PUT, plus the VM's disk.EnableUUID once
 (make the staging folder; create the disk; its UUID; the VM's devices and a
 reconfiguration, twice: attach and detach; move into place; each task awaited);
-attach 3 (+1, the disk's UUID, for a volume this process did not create); detach 3;
+attach 3 (+1, the disk's UUID, for a volume this process did not create; +1 per second
+waited for another host; +2 per powered-off VM it is taken from); detach 3;
 remove 3; discover 3 per store + 1 GET per volume's metadata (read concurrently);
 status: none (memory only).
 
@@ -61,6 +65,7 @@ from dataclasses import dataclass, replace
 
 from ..errors import InUse, VSphereError
 from ..options import DEFAULT_CAPACITY_MB
+from ..settingvalues import whole_number
 from ..vsphere.disks import VirtualDisks
 from ..vsphere.files import DatastoreFiles
 from ..vsphere.folders import DatastoreFolder
@@ -70,11 +75,19 @@ from ..vsphere.session import Session
 from ..vsphere.settings import from_env
 from .base import VolumeStore
 from .devices import DiskInfo, resolver_from_env
+from .fencing import DiskFence, in_use_message
 from .hostdisks import HostDisks, capacity_kb
 from .vmdkfolders import StagingArea, VolumeLayout
 from .vmdklisting import VolumeListing, metadata_capacity_mb
 
 log = logging.getLogger(__name__)
+
+# Seconds a Mount waits for another Docker host to release a volume's disk
+# (MOUNT_RELEASE_WAIT), and the most it may be set to. Docker 20.10 cuts every call of a
+# managed plugin at the timeout it was enabled with (``docker plugin enable --timeout``,
+# 30 s by default; scripts/build-plugin: 60 s), whatever the call's own limit: the
+# default wait and the attach after it fit in 30 s.
+RELEASE_WAIT, MAX_RELEASE_WAIT = 20, 60
 
 
 @dataclass
@@ -131,7 +144,7 @@ class DatastoreStore(VolumeStore):
     """
 
     def __init__(self, spec, session, host_vm, device_resolver, mounter, mount_root,
-                 formatter=None, metadata_workers=8):
+                 formatter=None, metadata_workers=8, release_wait=RELEASE_WAIT):
         super().__init__(spec)
         self.session = session
         self.host_vm = host_vm
@@ -145,6 +158,8 @@ class DatastoreStore(VolumeStore):
         self.staging = StagingArea(self.layout, self.folder)
         self.listing = VolumeListing(self.layout, self.folder, self.inventory, metadata_workers)
         self.host_disks = HostDisks(spec.datastore, host_vm, device_resolver, mounter, mount_root, formatter)
+        self.fence = DiskFence(self.inventory, host_vm)
+        self.release_wait = release_wait
         self.known = KnownVolumes()
 
     @property
@@ -236,31 +251,28 @@ class DatastoreStore(VolumeStore):
         self.known.put(_Volume(name, options.capacity_mb, uuid=disk.uuid))
 
     def remove(self, name):
-        users = self.inventory.disk_users().users(self.disk_path(name))
-        if users:
-            raise InUse(self._in_use_message(name, users))
+        found = self.fence.holders(self.disk_path(name))
+        if found:
+            raise InUse(in_use_message(name, self.disk_path(name), found))
         folder = self.layout.volume_folder(name)
         if not self.folder.delete(folder):
             log.info("%s was already gone", self.layout.ds(folder))
         self.forget(name)
 
-    def attach(self, name):
+    def attach(self, name, wait=0.0):
         volume = self._volume(name)
         if self.host_disks.is_mounted(name):          # attached and mounted already (a restart)
             volume.attached_to = self.host_vm.name
             return self.host_disks.exposed(self.mountpoint(name))
         disk = self.disk_path(name)
         self.host_vm.require_enable_uuid()
-        with self.host_vm.lock:
-            users = self.inventory.disk_users()
-            attached_to = users.users(disk)
-            others = [vm for vm in attached_to if not self.host_vm.same_as(vm)]
-            if others:
-                raise InUse(self._in_use_message(name, others))
-            attached_now = not attached_to
-            if attached_now:
+
+        def plug(users, here):
+            if not here:
                 slot = self.host_vm.attach_disk(disk, capacity_kb(volume.capacity_mb), users=users)
                 log.info("volume %s: attached %s to VM %s at %s", name, disk, self.host_vm.name, slot)
+            return not here
+        attached_now = self.fence.claim(name, disk, min(wait, self.release_wait), plug)
         volume.attached_to = self.host_vm.name
         try:
             return self.host_disks.mount(name, self._disk_info(volume))
@@ -294,11 +306,12 @@ class DatastoreStore(VolumeStore):
             fields["Capacity"] = f"{volume.capacity_mb}MB"
         return fields
 
-    def _in_use_message(self, name, users):
-        names = ", ".join(vm.name for vm in users)
-        here = " (this Docker host)" if any(self.host_vm.same_as(vm) for vm in users) else ""
-        return (f"volume {name} is in use by VM {names}{here}: its disk "
-                f"{self.disk_path(name)} is attached there")
+    def holders(self, name):
+        return [holder.describe() for holder in self.fence.holders(self.disk_path(name))]
+
+    def release(self, name, force=False, only=None):
+        detached, here = self.fence.release(name, self.disk_path(name), force, only)
+        return detached, self.host_vm.name if here else ""
 
 
 class DatastoreStores:
@@ -310,12 +323,13 @@ class DatastoreStores:
     vCenter here: the first store's ``open`` logs in.
     """
 
-    def __init__(self, session, host_vm, resolver, mounter, mount_root):
+    def __init__(self, session, host_vm, resolver, mounter, mount_root, release_wait=RELEASE_WAIT):
         self.session = session
         self.host_vm = host_vm
         self.resolver = resolver
         self.mounter = mounter
         self.mount_root = mount_root
+        self.release_wait = release_wait
 
     @property
     def inventory(self):
@@ -324,13 +338,15 @@ class DatastoreStores:
     @classmethod
     def from_env(cls, env, mounter, mount_root, session=None, read_file=None):
         """The DatastoreStores of the VSPHERE_* settings in ``env`` (``vsphere.settings.
-        from_env``; the device resolver from ``devices.resolver_from_env``). Raises
-        ConfigError for invalid settings."""
+        from_env``; the device resolver from ``devices.resolver_from_env``; MOUNT_RELEASE_WAIT).
+        Raises ConfigError for invalid settings."""
         settings = from_env(env, **({"read_file": read_file} if read_file else {}))
+        release_wait = whole_number(env, "MOUNT_RELEASE_WAIT", RELEASE_WAIT, 0, MAX_RELEASE_WAIT)
         session = session or Session(settings)
         host_vm = HostVM(session, Inventory(session), name=settings.vm)
-        return cls(session, host_vm, resolver_from_env(env), mounter, mount_root)
+        return cls(session, host_vm, resolver_from_env(env), mounter, mount_root, release_wait)
 
     def store(self, spec):
         """The DatastoreStore of datastore spec ``spec`` (a storespec.StoreSpec)."""
-        return DatastoreStore(spec, self.session, self.host_vm, self.resolver, self.mounter, self.mount_root)
+        return DatastoreStore(spec, self.session, self.host_vm, self.resolver, self.mounter, self.mount_root,
+                              release_wait=self.release_wait)

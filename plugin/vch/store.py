@@ -183,7 +183,7 @@ class VchStore(VolumeStore):
         if forget is not None:
             forget(name)
 
-    def attach(self, name):
+    def attach(self, name, wait=0.0):
         inner = self.inner
         if self.spec.kind == DATASTORE and not inner.mounter.is_mounted(inner.mountpoint(name)):
             disk = inner.disk_path(name)
@@ -196,6 +196,13 @@ class VchStore(VolumeStore):
 
     def detach(self, name):
         self.inner.detach(name)
+
+    def holders(self, name):
+        return self.inner.holders(name)
+
+    def release(self, name, force=False, only=None):
+        raise InUse(f"volume {name} is the VCH's: its disk is detached from a container VM by the VCH "
+                    "(stop that container there), never by this plugin")
 
     def status(self, name):
         return dict(self.inner.status(name), VCH=self.connection.status())

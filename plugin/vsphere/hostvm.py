@@ -6,9 +6,10 @@ the first three fields byte-swapped, which older virtual hardware and kernels sh
 
 ``lock`` serializes the reconfigurations of the VM (two attaches choosing the same
 free SCSI unit would collide); it is held from reading the devices to the end of the
-ReconfigVM task: ``attach_disk`` and ``detach_disk`` take it, callers of ``add_disk``
-and ``remove_disk`` hold it. Disks are ``vmdisks.AttachedDisk``; VMs of the inventory
-(``inventory.VMRef``) are told from this one with ``same_as``.
+ReconfigVM task: ``attach_disk`` and ``detach_disk`` take it, callers of ``add_disk``,
+``remove_disk`` and ``remove_disk_from`` (another VM's disk) hold it. Disks are
+``vmdisks.AttachedDisk``; VMs of the inventory (``inventory.VMRef``) are told from this
+one with ``same_as``.
 """
 
 import logging
@@ -150,6 +151,14 @@ class HostVM:
         """Detach AttachedDisk ``disk`` (its files are kept); the caller holds ``lock``."""
         self.session.call_task(self.ref, "ReconfigVM_Task", spec=detach_spec(disk.device),
                                what=f"detaching {disk.files[0]} from VM {self.name}")
+
+    def remove_disk_from(self, vm, disk):
+        """Detach AttachedDisk ``disk`` from another VM ``vm`` (an inventory.VMRef): the
+        disk leaves that VM's configuration and its files are kept, so the VM still boots.
+        Taking a volume from another Docker host's VM (``stores.fencing``); the caller
+        holds ``lock`` and has decided that VM may lose it."""
+        self.session.call_task(vm.ref, "ReconfigVM_Task", spec=detach_spec(disk.device),
+                               what=f"detaching {disk.files[0]} from VM {vm.name}")
 
     def __repr__(self):
         return f"HostVM({self._vm.name if self._vm else self._wanted_name or 'by SMBIOS UUID'})"

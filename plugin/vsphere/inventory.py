@@ -2,9 +2,9 @@
 
 All reads go through the PropertyCollector of ``session.Session``. VMs are read through
 one ContainerView of the datacenter, created on first use and again after a new login
-(views belong to a session), so that "which VMs have this disk attached" costs one
-round trip: one ``RetrievePropertiesEx`` of ``name`` and ``config.hardware.device`` of
-every VM in the datacenter.
+(views belong to a session), so that "which VMs have this disk attached, and are they
+running" costs one round trip: one ``RetrievePropertiesEx`` of ``name``,
+``config.hardware.device`` and ``runtime.powerState`` of every VM in the datacenter.
 """
 
 import threading
@@ -33,16 +33,18 @@ class VMRef:
 
 
 class DiskUsers:
-    """A snapshot of the disks attached to the datacenter's VMs."""
+    """A snapshot of the disks attached to the datacenter's VMs, and of their power states."""
 
     def __init__(self, contents):
         self._devices = {}
         self._users = {}
+        self._power = {}
         for content in contents:
             values = props(content)
             vm = VMRef(values.get("name", content.obj._moId), content.obj)
             devices = list(values.get("config.hardware.device") or [])
             self._devices[content.obj] = devices
+            self._power[content.obj] = str(values.get("runtime.powerState") or "")
             for device in devices:
                 path = disk_path(device)
                 if path:
@@ -59,6 +61,15 @@ class DiskUsers:
     def disk(self, vm, ds_path):
         """The AttachedDisk of disk ``ds_path`` on VM ``vm`` (a VMRef), or None."""
         return find_attached(self.devices(vm.ref), ds_path)
+
+    def power_state(self, vm):
+        """``poweredOn``, ``poweredOff`` or ``suspended``: VM ``vm`` (a VMRef) at the time
+        of the snapshot ("" when vCenter did not say)."""
+        return self._power.get(vm.ref, "")
+
+    def running(self, vm):
+        """True when VM ``vm`` was powered on at the time of the snapshot."""
+        return self.power_state(vm) == POWERED_ON
 
 
 class Inventory:
@@ -111,8 +122,8 @@ class Inventory:
         raise AssertionError("unreachable")
 
     def disk_users(self):
-        """DiskUsers of every VM in the datacenter (one round trip)."""
-        return DiskUsers(self._read_vms(["name", "config.hardware.device"]))
+        """DiskUsers of every VM in the datacenter, with their power states (one round trip)."""
+        return DiskUsers(self._read_vms(["name", "config.hardware.device", "runtime.powerState"]))
 
     def powered_on(self, vms):
         """For each VMRef in ``vms``, True when that VM is powered on (one round trip)."""

@@ -252,9 +252,11 @@ def swarm_cluster(request, engine: str, test_image: str) -> Iterator[multihost.S
     """A swarm of several Docker hosts on this machine, each in its own network namespace
     with the plugin as a different VM of one simulator (tests/e2e/multihost.py), for the
     tests of one module: ``SWARM_NODES`` nodes (a module attribute, default 2), the first
-    the manager. The session's engine builds the plugin; the nodes install it."""
+    the manager, their plugins with ``SWARM_SETTINGS`` (a module attribute, default none)
+    besides their own. The session's engine builds the plugin; the nodes install it."""
     count = getattr(request.module, "SWARM_NODES", 2)
-    with multihost.swarm_cluster(count, build_host=engine, image=test_image) as cluster:
+    settings = getattr(request.module, "SWARM_SETTINGS", {})
+    with multihost.swarm_cluster(count, build_host=engine, image=test_image, settings=settings) as cluster:
         yield cluster
 
 

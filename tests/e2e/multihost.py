@@ -28,6 +28,7 @@ and detached) with ``restart``. ``reset`` brings it back to a fresh swarm betwee
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -123,6 +124,14 @@ class Node:
         return run([sys.executable, "-m", "plugin.cli", "--plugin", PLUGIN_NAME, *args], check=check,
                    env=self.engine.env, cwd=REPO_ROOT, timeout=CLI_TIMEOUT)
 
+    def volume_status(self, volume: str) -> dict:
+        """``Status`` of ``docker volume inspect VOLUME`` on this node."""
+        return self.docker_json("volume", "inspect", volume)[0]["Status"]
+
+    def backups(self, volume: str) -> list[dict]:
+        """``vsphere-volume backups VOLUME --json`` on this node."""
+        return json.loads(self.vsphere_volume("backups", volume, "--json").stdout)
+
     def plugin_log(self, lines: int = 40) -> str:
         """The end of its dockerd log: its plugin's lines and the errors (for messages)."""
         try:
@@ -200,19 +209,29 @@ class Swarm:
                      container=t["Status"].get("ContainerStatus", {}).get("ContainerID", ""))
                 for t in self.manager.docker_json("inspect", "--type", "task", *ids)]
 
+    def wait_for_history(self, service: str, *texts: str, timeout: float = SWARM_TIMEOUT) -> str:
+        """``service_history`` once it shows every one of ``texts`` (a task's error, say)."""
+        def shown() -> str:
+            history = self.service_history(service)
+            return history if all(text in history for text in texts) else ""
+        return wait_until(shown, timeout, lambda: f"{texts} in the history of {service}; "
+                                                  f"{self.service_history(service)}", poll=1)
+
     def service_history(self, service: str) -> str:
         """``docker service ps --no-trunc``: every task, its node and error (for messages)."""
         done = self.manager.docker("service", "ps", "--no-trunc", service, check=False)
         return f"docker service ps --no-trunc {service}:\n{done.stdout}{done.stderr}"
 
-    def wait_for_task(self, service: str, on: Node | None = None, timeout: float = SWARM_TIMEOUT) -> Task:
-        """The running task of ``service`` (on node ``on`` if given), waited for."""
+    def wait_for_task(self, service: str, on: Node | None = None, timeout: float = SWARM_TIMEOUT,
+                      poll: float = 0.5) -> Task:
+        """The running task of ``service`` (on node ``on`` if given), waited for (looked at
+        every ``poll`` seconds)."""
         def running() -> Task | None:
             return next((t for t in self.tasks(service)
                          if t.state == "running" and t.container and (on is None or t.node is on)), None)
         where = f" on {on}" if on else ""
         return wait_until(running, timeout, lambda: f"a running task of {service}{where}; "
-                                                    f"{self.service_history(service)}", poll=0.5)
+                                                    f"{self.service_history(service)}", poll=poll)
 
     def remove_services(self) -> None:
         """Remove every service, then wait until their containers are gone from every node."""
@@ -296,14 +315,15 @@ def _copy_secrets(source: Path, node: Node) -> None:
     os.chmod(target, 0o700)
 
 
-def plugin_settings(node: Node, sim: Simulator, datastores_dir: Path) -> dict[str, str]:
-    """The `docker plugin set` values of ``node``'s plugin."""
+def plugin_settings(node: Node, sim: Simulator, datastores_dir: Path, extra: dict[str, str]) -> dict[str, str]:
+    """The `docker plugin set` values of ``node``'s plugin (``extra``: more of them)."""
     return {**sim.plugin_settings(),
             "data.source": str(node.state_dir),
             "test-only-datastores.source": str(datastores_dir),
             "metrics-textfile.source": str(node.state_dir),
             "VOLUME_STORES": STORE,
-            "VSPHERE_VM": node.vm}
+            "VSPHERE_VM": node.vm,
+            **extra}
 
 
 def _import_image(node: Node, image: str, build_host: str) -> None:
@@ -330,9 +350,11 @@ def _provision(node: Node, settings: dict[str, str], image: str, build_host: str
 
 
 @contextmanager
-def swarm_cluster(count: int = 2, *, build_host: str, image: str = DEFAULT_IMAGE) -> Iterator[Swarm]:
-    """A swarm of ``count`` nodes (see the module's docstring); everything it made is
-    stopped and removed when the block ends, however it ends."""
+def swarm_cluster(count: int = 2, *, build_host: str, image: str = DEFAULT_IMAGE,
+                  settings: dict[str, str] | None = None) -> Iterator[Swarm]:
+    """A swarm of ``count`` nodes (see the module's docstring), their plugins with
+    ``settings`` besides their own; everything it made is stopped and removed when the
+    block ends, however it ends."""
     assert 2 <= count <= len(NODE_VMS), f"{count} nodes: the simulator has VMs for 2 to {len(NODE_VMS)}"
     run_dir = Path(tempfile.mkdtemp(prefix="vvs-", dir="/tmp"))   # short: socket paths stay short
     with ExitStack() as cleanup:
@@ -359,7 +381,7 @@ def swarm_cluster(count: int = 2, *, build_host: str, image: str = DEFAULT_IMAGE
         # The first node alone first: its build fills build_host's cache (and the base
         # image's tarball, if missing) that the others' builds then reuse at once.
         def provision(node: Node) -> None:
-            _provision(node, plugin_settings(node, sim, datastores_dir), image, build_host)
+            _provision(node, plugin_settings(node, sim, datastores_dir, settings or {}), image, build_host)
         provision(nodes[0])
         each(provision, nodes[1:])
         swarm = Swarm(network, sim, nodes)

@@ -174,7 +174,7 @@ def test_a_volume_attached_to_another_vm_is_refused_clearly(plugin, volume, test
     docker("volume", "create", "-d", plugin.name, "--opt", "VolumeStore=ds0", "--opt", "Capacity=64MB", name)
     disk = f"[{DS0}] {ROOT0}/volumes/{name}/{name}.vmdk"
     other = next(vm for vm in plugin.simulator.info["vms"] if vm != plugin.simulator.host_vm)
-    says = f"volume {name} is in use by VM {other}: its disk {disk} is attached there"
+    says = f"volume {name} is in use by VM {other} (powered on): its disk {disk} is attached there"
     with plugin.simulator.disk_attached_to(other, disk):      # another Docker host uses it
         refused = docker("volume", "rm", name, check=False)
         assert refused.returncode != 0 and says in refused.stderr

@@ -154,3 +154,71 @@ def test_status_json_is_the_plugins_answer_for_scripts(monkeypatch):
     import json
     _, out, _ = run(monkeypatch, StatusClient(), ["status", "--json"])
     assert json.loads(out) == STATUS
+
+
+# --- detach -------------------------------------------------------------------------------
+
+DISK = "[LocalDS_0] swarm/volumes/db/db.vmdk"
+
+
+class FencingClient:
+    """Answers /Volume.Detach as the plugin would for a disk ``holders`` hold."""
+
+    def __init__(self, holders):
+        self.holders = holders
+        self.calls = []
+
+    def call(self, path, body=None, timeout=None):
+        assert path == "/Volume.Detach"
+        self.calls.append(body)
+        if body.get("Plan"):
+            return {"Disk": DISK, "Holders": self.holders}
+        return {"Disk": DISK, "Detached": [h["VM"] for h in self.holders]}
+
+
+def detach(monkeypatch, client, argv, answer=""):
+    monkeypatch.setattr(cli, "PluginClient", lambda socket: client)
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.main(["--socket", "/nowhere.sock", "detach", *argv], out=out, err=err, stdin=io.StringIO(answer))
+    return code, out.getvalue(), err.getvalue()
+
+
+RUNNING = {"VM": "docker-1", "PowerState": "poweredOn", "ThisHost": False}
+
+
+def test_detach_force_says_what_it_does_and_waits_for_a_yes(monkeypatch):
+    client = FencingClient([RUNNING])
+    code, out, _ = detach(monkeypatch, client, ["--force", "db"], answer="yes\n")
+    assert code == 0
+    assert out.startswith(f"volume db: its disk {DISK} is attached to VM docker-1 (powered on).\nDetaching it "
+                          "removes it from that running VM at once: whatever runs there loses the volume")
+    assert "Type yes to detach it: " in out
+    assert out.endswith(f"volume db: its disk {DISK} was detached from VM docker-1\n")
+    assert client.calls == [{"Name": "db", "Plan": True}, {"Name": "db", "Force": True, "From": ["docker-1"]}]
+
+
+@pytest.mark.parametrize("answer", ["", "no\n", "y\n"])
+def test_detach_force_without_a_yes_detaches_nothing(monkeypatch, answer):
+    client = FencingClient([RUNNING])
+    code, out, _ = detach(monkeypatch, client, ["--force", "db"], answer=answer)
+    assert code == 1 and out.endswith("volume db was not detached (not confirmed; --yes confirms in a script)\n")
+    assert client.calls == [{"Name": "db", "Plan": True}]
+
+
+def test_detach_force_yes_confirms_for_scripts(monkeypatch):
+    client = FencingClient([RUNNING])
+    code, out, _ = detach(monkeypatch, client, ["--force", "--yes", "db"])
+    assert code == 0 and "Type yes" not in out and out.endswith("was detached from VM docker-1\n")
+
+
+def test_detach_from_a_powered_off_vm_asks_nothing(monkeypatch):
+    client = FencingClient([{"VM": "docker-1", "PowerState": "poweredOff", "ThisHost": False}])
+    code, out, _ = detach(monkeypatch, client, ["db"])
+    assert code == 0 and out == f"volume db: its disk {DISK} was detached from VM docker-1\n"
+    assert client.calls[1] == {"Name": "db", "Force": False, "From": ["docker-1"]}
+
+
+def test_detach_of_a_volume_no_vm_holds(monkeypatch):
+    client = FencingClient([])
+    assert detach(monkeypatch, client, ["db"]) == (0, "volume db is not attached to any VM: nothing to detach\n", "")
+    assert len(client.calls) == 1

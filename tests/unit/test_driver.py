@@ -202,10 +202,10 @@ class SlowStore:
         self.entered, self.opened = threading.Event(), threading.Event()
         real = getattr(store, method)
 
-        def slow(name):
+        def slow(name, **options):
             self.entered.set()
             assert self.opened.wait(10), "the test never let the store go on"
-            return real(name)
+            return real(name, **options)
         setattr(store, method, slow)
 
 

@@ -250,3 +250,28 @@ def test_the_local_tier_through_the_target_contract(client):
     status, refused = call(client, "/Backup.Restore", {"Name": "v", "BackupTarget": "local", "Target": "x",
                                                        "Path": "sub"})
     assert status == 500 and "the local tier restores whole volumes" in refused["Err"]
+
+
+# --- /Volume.Detach (vsphere-volume detach) ------------------------------------------------
+
+def test_volume_detach_of_a_folder_volume_has_nothing_to_detach(client):
+    call(client, "/VolumeDriver.Create", {"Name": "v"})
+    assert call(client, "/Volume.Detach", {"Name": "v", "Plan": True}) == (200, {"Disk": "", "Holders": [],
+                                                                                "Err": ""})
+    assert call(client, "/Volume.Detach", {"Name": "v", "Force": True, "From": []}) == (
+        200, {"Disk": "", "Detached": [], "Err": ""})
+
+
+@pytest.mark.parametrize("body, err", [
+    ({}, "the request has no Name"),
+    ({"Name": "ghost"}, "no volume named ghost"),
+    ({"Name": "v", "Force": "yes"}, "Force must be a bool"),
+    ({"Name": "v", "From": "vm-1"}, "From must be a list of VM names"),
+    ({"Name": "v", "From": [1]}, "From must be a list of VM names"),
+    ({"Name": "../../etc"}, 'volume name "../../etc" includes invalid characters'),
+])
+def test_volume_detach_requests_are_checked(client, body, err):
+    call(client, "/VolumeDriver.Create", {"Name": "v"})
+    status, reply = call(client, "/Volume.Detach", body)
+    assert status == 500 and reply["Err"].startswith(err)
+

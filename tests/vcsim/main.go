@@ -12,10 +12,16 @@
 // and then serves until SIGTERM or SIGINT, when it closes the server, removes the
 // datastore folders and exits 0.
 //
+// It counts the calls it serves per client address: every SOAP method by name and the
+// datastore file requests as http.GET, http.PUT... GET /vcsim/calls answers them as
+// {"ADDRESS": {"METHOD": N}} (tests and benchmarks tell one Docker host's calls from
+// another's by its address).
+//
 // Build: GO111MODULE=off GOPATH=/usr/share/gocode go build (see scripts/build-vcsim).
 package main
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -35,10 +41,13 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"net/http"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -128,6 +137,8 @@ func main() {
 	model.Service.Listen = &url.URL{Host: *listen, User: url.UserPassword(*user, *password)}
 	model.DelayConfig = simulator.DelayConfig{Delay: *delayAll, MethodDelay: methodDelay}
 	server := model.Service.NewServer()
+	// Before any client connects: the server reads its handler for each request.
+	server.Config.Handler = &callCounter{next: server.Config.Handler, calls: map[string]map[string]int{}}
 
 	info := ready{
 		URL:              (&url.URL{Scheme: "https", Host: server.URL.Host, Path: server.URL.Path}).String(),
@@ -256,4 +267,52 @@ func datastoreFolders() map[string]string {
 		folders[ds.Name] = ds.Info.GetDatastoreInfo().Url
 	}
 	return folders
+}
+
+// soapMethod finds the first element in a SOAP envelope's Body: the method called.
+var soapMethod = regexp.MustCompile(`<(?:[A-Za-z0-9_]+:)?Body[^>]*>\s*<(?:[A-Za-z0-9_]+:)?([A-Za-z0-9_]+)`)
+
+// callCounter counts the requests it passes on, per client address and method, and
+// answers GET /vcsim/calls with the counts.
+type callCounter struct {
+	next  http.Handler
+	mu    sync.Mutex
+	calls map[string]map[string]int
+}
+
+func (c *callCounter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/vcsim/calls" {
+		c.mu.Lock()
+		data, err := json.Marshal(c.calls)
+		c.mu.Unlock()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(data)
+		return
+	}
+	method := "http." + r.Method
+	if r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/sdk") {
+		body, err := ioutil.ReadAll(r.Body)
+		r.Body.Close()
+		if err == nil {
+			if found := soapMethod.FindSubmatch(body); found != nil {
+				method = string(found[1])
+			}
+		}
+		r.Body = ioutil.NopCloser(bytes.NewReader(body))
+	}
+	client, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		client = r.RemoteAddr
+	}
+	c.mu.Lock()
+	if c.calls[client] == nil {
+		c.calls[client] = map[string]int{}
+	}
+	c.calls[client][method]++
+	c.mu.Unlock()
+	c.next.ServeHTTP(w, r)
 }

@@ -210,10 +210,13 @@ def test_a_disk_attached_to_another_vm_is_in_use(vcsim, make_store):
     create(store, "shared")
     path = f"[{DS}] {store.spec.path}/volumes/shared/shared.vmdk"
     vm = _attach_elsewhere(store.session, "DC0_H0_VM1", path)
-    for action in (store.remove, store.attach):
+    in_use = f"volume shared is in use by VM DC0_H0_VM1 (powered on): its disk {path} is attached there"
+    fence_by_hand = (". If that Docker host is down (its Docker engine does not run), detach the disk from its VM "
+                     "by hand: vsphere-volume detach --force shared")
+    for action, says in ((store.remove, in_use), (store.attach, in_use + fence_by_hand)):
         with pytest.raises(InUse) as raised:
             action("shared")
-        assert str(raised.value) == f"volume shared is in use by VM DC0_H0_VM1: its disk {path} is attached there"
+        assert str(raised.value) == says
     disk = next(d for d in disk_devices(store.session, vm) if d.backing.fileName == path)
     store.session.call_task(vm, "ReconfigVM_Task", spec=detach_spec(disk))
     with store.session.counting() as trips:
@@ -241,7 +244,8 @@ def test_a_disk_under_a_vm_snapshot_is_found_through_its_delta(vcsim, make_store
     assert f"in use by VM {vcsim.host_vm} (this Docker host)" in str(raised.value)
     with pytest.raises(InUse) as raised:
         store.attach("elsewhere")
-    assert str(raised.value) == f"volume elsewhere is in use by VM DC0_H0_VM1: its disk {path} is attached there"
+    assert str(raised.value).startswith(
+        f"volume elsewhere is in use by VM DC0_H0_VM1 (powered on): its disk {path} is attached there. ")
     store.discover()
     assert store.status("elsewhere")["AttachedTo"] == "DC0_H0_VM1"
     store.detach("snapped")
@@ -351,4 +355,10 @@ def test_the_factory_builds_stores_from_plugin_settings(vcsim, store_path, mount
     assert os.path.isdir(folder)
     second.detach("via-factory")
     second.remove("via-factory")
+    assert first.release_wait == 20                      # MOUNT_RELEASE_WAIT's default
+    assert DatastoreStores.from_env({**env, "MOUNT_RELEASE_WAIT": "45"}, Mounter(), str(mount_root),
+                                    read_file=lambda path: vcsim.password).release_wait == 45
+    with pytest.raises(ConfigError, match=r"^MOUNT_RELEASE_WAIT='90' is not valid: use a whole number from 0 to 60"):
+        DatastoreStores.from_env({**env, "MOUNT_RELEASE_WAIT": "90"}, Mounter(), str(mount_root),
+                                 read_file=lambda path: vcsim.password)
     stores.session.close()

@@ -197,6 +197,28 @@ def test_a_lease_held_elsewhere_is_a_skip_not_a_failure(clock, inline_executor):
     assert (status["LastResult"], status["NextRun"]) == ("skipped", "2026-11-24T02:00:00Z")
 
 
+def test_another_hosts_turn_is_a_skip_looked_at_again_at_its_time(clock, inline_executor):
+    class OtherHostsTurn(LeaseHeld):
+        retry_at = datetime(2026, 11, 23, 2, 5, tzinfo=UTC)
+    scheduler, run = build(clock, inline_executor, {"db": "daily@02:00"},
+                           {"db": OtherHostsTurn("made by the Docker host of VM b")})
+    run_minutes(scheduler, clock, 2 * 60)
+    status = scheduler.status("db")
+    assert (status["LastResult"], status["NextRun"]) == ("skipped", "2026-11-23T02:05:00Z")
+    run.errors.clear()
+    run_minutes(scheduler, clock, 5)
+    assert run.times("db") == [datetime(2026, 11, 23, 2, 0, tzinfo=UTC), datetime(2026, 11, 23, 2, 5, tzinfo=UTC)]
+    assert scheduler.status("db")["NextRun"] == "2026-11-24T02:00:00Z"
+
+
+def test_a_retry_time_past_the_regular_run_waits_for_the_regular_run(clock, inline_executor):
+    class OtherHostsTurn(LeaseHeld):
+        retry_at = datetime(2026, 11, 25, tzinfo=UTC)
+    scheduler, _ = build(clock, inline_executor, {"db": "daily@02:00"}, {"db": OtherHostsTurn("its turn")})
+    run_minutes(scheduler, clock, 2 * 60)
+    assert scheduler.status("db")["NextRun"] == "2026-11-24T02:00:00Z"
+
+
 def test_a_bug_in_one_backup_does_not_stop_the_others(clock, inline_executor):
     scheduler, _ = build(clock, inline_executor, {"a": "daily@02:00", "b": "daily@02:00"},
                          {"a": RuntimeError("boom")})

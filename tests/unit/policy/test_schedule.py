@@ -11,6 +11,7 @@ from plugin.policy.schedule import (
     jitter_fraction,
     next_run,
     parse_schedule,
+    previous_run,
     zone,
 )
 
@@ -141,3 +142,34 @@ def test_a_schedule_that_cannot_be_computed_is_a_typed_error():
     with pytest.raises(InvalidOption, match=r"Backup='0 0 31 2 \*': no run after 2026-11-23T00:00:00\+00:00 "
                                             r"can be computed"):
         next_run(stored, datetime(2026, 11, 23, tzinfo=UTC), "v")
+
+
+# --- the planned run a time belongs to (previous_run) ------------------------------------------
+
+@pytest.mark.parametrize("text, tz", [
+    ("hourly", None), ("daily", None), ("weekly", "Europe/Berlin"), ("monthly", NEW_YORK),
+    ("daily@02:30", NEW_YORK), ("daily@01:30", NEW_YORK), ("0 * * * *", NEW_YORK), ("*/20 9-17 * * 1-5", None),
+])
+def test_previous_run_is_the_last_planned_run_at_or_before_a_time(text, tz):
+    """Across both DST changes of 2026 in New York: the run found is the last one of the
+    runs next_run plans (from well before) that is at or before the time."""
+    schedule, start = parse_schedule(text), datetime(2026, 1, 1, tzinfo=UTC)
+    planned = [next_run(schedule, start, "vol", tz)]
+    while planned[-1] < datetime(2026, 5, 1, tzinfo=UTC):
+        planned.append(next_run(schedule, planned[-1], "vol", tz))
+    for hours in range(0, 24 * 70, 7):
+        at = datetime(2026, 2, 20, tzinfo=UTC) + timedelta(hours=hours, minutes=hours % 60)
+        assert previous_run(schedule, at, "vol", tz) == max(run for run in planned if run <= at), (text, at)
+
+
+def test_previous_run_counts_a_run_at_that_very_time():
+    at = datetime(2026, 11, 23, 2, 30, tzinfo=UTC)
+    assert previous_run(parse_schedule("daily@02:30"), at, "v") == at
+    assert previous_run(parse_schedule("daily@02:30"), at - timedelta(seconds=1), "v") == at - timedelta(days=1)
+    assert previous_run(parse_schedule("* * * * *"), at + timedelta(seconds=59), "v") == at
+
+
+def test_previous_run_of_schedules_not_fired_by_the_clock_is_none():
+    now = datetime(2026, 11, 23, tzinfo=UTC)
+    assert previous_run(parse_schedule("off"), now, "v") is None
+    assert previous_run(parse_schedule("on-unmount"), now, "v") is None
