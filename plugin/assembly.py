@@ -257,7 +257,8 @@ def build_driver(settings, mounter=None, vsphere=None, backups=True, clock=utc_n
 
     ``vsphere.store(spec)`` builds datastore stores (default: ``vsphere_factory``); ``sidecar``
     wraps stores for VCH sidecar mode (default: ``vch_sidecar``, None in direct mode);
-    ``budgets``: the Docker calls' jobs.CallBudgets (default: Docker's limits with margin);
+    ``budgets``: the Docker calls' jobs.CallBudgets (default: ``settings.budgets``, inside
+    Docker's limits and PLUGIN_ENABLE_TIMEOUT);
     ``backup_args`` go to ``build_backups`` (executor, scheduler_thread).
     """
     mounter = mounter or Mounter()
@@ -281,7 +282,7 @@ def build_driver(settings, mounter=None, vsphere=None, backups=True, clock=utc_n
     restores = RestoreMarks(os.path.join(settings.state_dir, RESTORES_FILE))
     driver = VolumeDriver(stores, mounts, mounter, settings.mount_root, default_store=default,
                           backups=service, clock=clock, registry=registry, marks=restores,
-                          budgets=budgets, watch={"refresh": settings.store_refresh})
+                          budgets=budgets or settings.budgets, watch={"refresh": settings.store_refresh})
     if service is not None:
         service.bind(driver)
     if sidecar is not None:

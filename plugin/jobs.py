@@ -1,8 +1,9 @@
 """Slow work run off Docker's request path, awaited for a bounded time.
 
 moby 20.10 gives a volume plugin 2 minutes for Create and Mount and 1 minute for every
-other call (Remove, Unmount, Get, List, Path, Capabilities); then it reports a deadline
-error while the plugin goes on. A restore, a final backup, an attach or a detach can
+other call (Remove, Unmount, Get, List, Path, Capabilities), and no call of a managed
+plugin more than the timeout it was enabled with (30 s by default); then it reports a
+deadline error while the plugin goes on. A restore, a final backup, an attach or a detach can
 take longer, so the driver runs such work as a ``Job`` and waits for it only as long as
 the call's ``Deadline`` allows (``CallBudgets``: the whole call, every wait in it
 together, well inside Docker's limit); otherwise the call answers with a clear message
@@ -20,18 +21,37 @@ from .timefmt import rfc3339, utc_now
 log = logging.getLogger(__name__)
 
 
+#: Docker's own limit of each call (moby 20.10 volume/drivers/proxy.go): Create and
+#: Mount 2 minutes, every other call 1 minute.
+CALL_LIMITS = {"create": 120.0, "mount": 120.0}
+OTHER_LIMIT = 60.0
+#: Docker 20.10 also cuts every call of a managed plugin at the timeout the plugin was
+#: enabled with (``docker plugin enable --timeout``, 30 s unless given): PLUGIN_ENABLE_TIMEOUT.
+ENABLE_TIMEOUT = 30
+#: The share of a call's limit its waits may take: the rest is for the work around the
+#: waits and Docker's own round trip.
+SHARE = 0.75
+
+
 @dataclass(frozen=True)
 class CallBudgets:
-    """Seconds one Docker call may spend in all its waits together.
+    """Seconds one Docker call may spend in all its waits together: ``SHARE`` of what
+    Docker allows it (see ``within``; the defaults are those of Docker's default enable
+    timeout)."""
 
-    Docker's limits are 120 s (Create, Mount) and 60 s (the others); the budgets leave
-    the margin for the work around the waits and for Docker's own round trip.
-    """
-
-    create: float = 90.0
-    mount: float = 90.0
-    other: float = 40.0    # Remove, Unmount
+    create: float = ENABLE_TIMEOUT * SHARE
+    mount: float = ENABLE_TIMEOUT * SHARE
+    other: float = ENABLE_TIMEOUT * SHARE    # Remove, Unmount
     monotonic: object = time.monotonic   # the clock deadlines are measured on
+
+    @classmethod
+    def within(cls, enable_timeout, monotonic=time.monotonic):
+        """The budgets of a plugin Docker cuts at ``enable_timeout`` seconds (0: at the
+        calls' own limits alone, as for a plugin enabled by ``docker plugin install``)."""
+        def budget(limit):
+            return SHARE * (min(limit, enable_timeout) if enable_timeout else limit)
+        return cls(create=budget(CALL_LIMITS["create"]), mount=budget(CALL_LIMITS["mount"]),
+                   other=budget(OTHER_LIMIT), monotonic=monotonic)
 
     def deadline(self, call):
         """A new Deadline for Docker call ``call`` ("create", "mount", "remove", ...)."""

@@ -17,7 +17,8 @@ from .jobs import run_job
 
 log = logging.getLogger(__name__)
 
-ATTACH_RESERVE = 25.0   # seconds of a Mount's budget kept for the attach and mount themselves
+ATTACH_RESERVE = 25.0   # seconds of a Mount's budget kept for the attach and mount themselves,
+#                        at most half of the budget (the rest may wait for a release)
 
 
 class HostMounts:
@@ -64,7 +65,8 @@ class HostMounts:
         try:
             # What the budget leaves beyond the attach itself may go to waiting for another
             # Docker host to release the volume (a swarm task moving here).
-            wait = max(0.0, deadline.remaining() - ATTACH_RESERVE)
+            left = deadline.remaining()
+            wait = max(0.0, left - min(ATTACH_RESERVE, left / 2))
             source = run_job(volume, f"attaching volume {name}", lambda: store.attach(name, wait=wait), deadline,
                              self.clock)
         except InUse:

@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass, field
 
 from .errors import ConfigError
+from .jobs import ENABLE_TIMEOUT, CallBudgets
 from .redact import redact_url
 from .settingvalues import whole_number
 from .storespec import parse_store_specs
@@ -28,6 +29,7 @@ class Settings:
     tz: str = "UTC"
     backup_concurrency: int = 2
     store_refresh: float = 30.0     # seconds between listings of shared stores (0: never)
+    enable_timeout: int = ENABLE_TIMEOUT   # docker plugin enable --timeout (0: none)
     env: dict = field(default_factory=dict)   # the raw environment, for the vSphere settings
 
     @property
@@ -39,11 +41,17 @@ class Settings:
         """VCH_URL: the VCH's Docker API in sidecar mode ("" in direct mode)."""
         return self.env.get("VCH_URL", "").strip()
 
+    @property
+    def budgets(self):
+        """The Docker calls' jobs.CallBudgets: inside Docker's limits and the enable timeout."""
+        return CallBudgets.within(self.enable_timeout)
+
     def public(self):
         """The settings safe to print: no secrets."""
         shown = {"VOLUME_STORES": [redact_url(s.spec) for s in self.volume_stores], "DATA_DIR": self.data_dir,
                  "MOUNT_ROOT": self.mount_root, "TZ": self.tz,
-                 "BACKUP_CONCURRENCY": self.backup_concurrency, "STORE_REFRESH_INTERVAL": self.store_refresh}
+                 "BACKUP_CONCURRENCY": self.backup_concurrency, "STORE_REFRESH_INTERVAL": self.store_refresh,
+                 "PLUGIN_ENABLE_TIMEOUT": self.enable_timeout}
         if self.vch_url:
             shown["VCH_URL"] = redact_url(self.vch_url)
         return shown
@@ -77,5 +85,16 @@ def from_env(env=None):
         tz=tz,
         backup_concurrency=whole_number(env, "BACKUP_CONCURRENCY", 2, 1, 64),
         store_refresh=float(whole_number(env, "STORE_REFRESH_INTERVAL", 30, 0, 86400)),
+        enable_timeout=enable_timeout(env),
         env=env,
     )
+
+
+def enable_timeout(env):
+    """PLUGIN_ENABLE_TIMEOUT: the ``docker plugin enable --timeout`` the plugin runs under
+    (0: none, enabled by ``docker plugin install`` or at the engine's start)."""
+    seconds = whole_number(env, "PLUGIN_ENABLE_TIMEOUT", ENABLE_TIMEOUT, 0, 3600)
+    if 0 < seconds < 10:
+        raise ConfigError(f"PLUGIN_ENABLE_TIMEOUT={seconds} is not valid: use 0 (no timeout) or 10 to 3600 "
+                          "seconds, the --timeout given to docker plugin enable")
+    return seconds

@@ -83,10 +83,8 @@ from .vmdklisting import VolumeListing, metadata_capacity_mb
 log = logging.getLogger(__name__)
 
 # Seconds a Mount waits for another Docker host to release a volume's disk
-# (MOUNT_RELEASE_WAIT), and the most it may be set to. Docker 20.10 cuts every call of a
-# managed plugin at the timeout it was enabled with (``docker plugin enable --timeout``,
-# 30 s by default; scripts/build-plugin: 60 s), whatever the call's own limit: the
-# default wait and the attach after it fit in 30 s.
+# (MOUNT_RELEASE_WAIT), and the most it may be set to. The Mount's own budget bounds the
+# wait too (``mounting``: what the budget leaves beyond the attach; ``jobs.CallBudgets``).
 RELEASE_WAIT, MAX_RELEASE_WAIT = 20, 60
 
 

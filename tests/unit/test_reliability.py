@@ -302,9 +302,49 @@ def test_every_wait_of_a_remove_shares_one_budget_under_dockers_limit(driver, tm
     assert waits == [10] and driver.find("v") is None
 
 
-def test_the_budgets_are_inside_dockers_limits():
-    budgets = CallBudgets()
-    assert budgets.create < 120 and budgets.mount < 120 and budgets.other < 60
+def test_the_budgets_are_inside_dockers_limits_and_the_enable_timeout():
+    default = CallBudgets()                       # docker plugin enable's default --timeout: 30 s
+    assert max(default.create, default.mount, default.other) < 30
+    for seconds in (10, 30, 60, 119):
+        budgets = CallBudgets.within(seconds)
+        assert max(budgets.create, budgets.mount, budgets.other) < seconds
+    uncut = CallBudgets.within(0)                 # docker plugin install: the calls' own limits
+    assert 60 < uncut.create < 120 and 60 < uncut.mount < 120 and 30 < uncut.other < 60
+
+
+@pytest.mark.parametrize("given, budgets", [({}, CallBudgets.within(30)),
+                                            ({"PLUGIN_ENABLE_TIMEOUT": "60"}, CallBudgets.within(60)),
+                                            ({"PLUGIN_ENABLE_TIMEOUT": "0"}, CallBudgets.within(0))])
+def test_the_driver_takes_its_budgets_from_plugin_enable_timeout(tmp_path, given, budgets):
+    from plugin.assembly import build_driver
+    from plugin.settings import from_env
+    settings = from_env({"DATA_DIR": str(tmp_path), "VOLUME_STORES": f"file://{tmp_path}/v:default", **given})
+    assert build_driver(settings, backups=False).budgets == budgets
+
+
+@pytest.mark.parametrize("value", ["5", "3601", "30s", "-1"])
+def test_a_plugin_enable_timeout_docker_cannot_have_is_refused(value):
+    from plugin.errors import ConfigError
+    from plugin.settings import from_env
+    with pytest.raises(ConfigError, match=r"PLUGIN_ENABLE_TIMEOUT=.* is not valid: .*(0|10) .*3600"):
+        from_env({"PLUGIN_ENABLE_TIMEOUT": value})
+
+
+@pytest.mark.parametrize("budget, wait", [(22.5, 11.25), (45.0, 22.5), (90.0, 65.0)])
+def test_a_mount_waits_for_a_release_with_what_its_budget_leaves_beyond_the_attach(driver, budget, wait):
+    class Store:
+        def __init__(self):
+            self.asked = []
+
+        def attach(self, name, wait=0.0):
+            self.asked.append(wait)
+            return "/src"
+    store = Store()
+    driver.create("v", {})
+    driver.budgets = CallBudgets(create=budget, mount=budget, other=budget, monotonic=lambda: 0.0)
+    driver.mounts.health.require = lambda label, retry=False: store
+    driver.mount("v", "c1")
+    assert store.asked == [wait]
 
 
 # --- 18. CreatedAt ---------------------------------------------------------------------------------
