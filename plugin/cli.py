@@ -34,9 +34,10 @@ def cmd_status(client, args, out):
 PROGRESS_EVERY = 1.0   # seconds between two looks at /Backup.Progress
 
 
-def _with_progress(client, name, call, what, out):
+def _with_progress(client, name, call, what, out, every=PROGRESS_EVERY):
     """Run ``call()`` in a thread; on a terminal, show what the plugin says the backup or
-    restore of ``name`` is doing (``/Backup.Progress``) until it returns its result."""
+    restore of ``name`` is doing (``/Backup.Progress``, asked ``every`` seconds) until it
+    returns its result."""
     import threading
     import time
 
@@ -54,7 +55,7 @@ def _with_progress(client, name, call, what, out):
     tty = getattr(out, "isatty", lambda: False)()
     shown = 0
     while worker.is_alive():
-        worker.join(PROGRESS_EVERY)
+        worker.join(every)
         if worker.is_alive() and tty:
             try:
                 now = client.call("/Backup.Progress", {"Name": name}, timeout=5)["Progress"]
@@ -83,7 +84,7 @@ LONG = 24 * 3600  # a backup or restore may copy for a long time; the plugin ans
 def cmd_backup(client, args, out):
     backup = _with_progress(client, args.name,
                             lambda: client.call("/Backup.Create", {"Name": args.name}, timeout=LONG)["Backup"],
-                            f"backing up {args.name}", out)
+                            f"backing up {args.name}", out, args.progress_every)
     print(f"backup {backup['Id']} of {args.name} committed ({backup['Method']}, {backup['Size']} bytes)", file=out)
     return EXIT_OK
 
@@ -122,7 +123,7 @@ def cmd_targets(client, args, out):
 def cmd_copy(client, args, out):
     body = {"Name": args.name, "BackupTarget": args.backup_target or ""}
     copies = _with_progress(client, args.name, lambda: client.call("/Backup.Copy", body, timeout=LONG)["Copies"],
-                            f"copying {args.name}", out)
+                            f"copying {args.name}", out, args.progress_every)
     for copy in copies:
         print(f"copy {copy['Id']} of {args.name} made on backup target {copy['Target']} (snapshot "
               f"{copy.get('Snapshot', '?')}, {copy.get('BytesAdded', 0)} bytes added of {copy.get('Size', 0)})",
@@ -149,7 +150,7 @@ def cmd_restore(client, args, out):
             "BackupTarget": args.backup_target or "", "Path": args.path or ""}
     done = _with_progress(client, args.target or args.name,
                           lambda: client.call("/Backup.Restore", body, timeout=LONG)["Restore"],
-                          f"restoring {args.name}", out)
+                          f"restoring {args.name}", out, args.progress_every)
     line = f"volume {done['Volume']} restored from backup {done['Backup']} of {args.name}"
     if done.get("Target"):
         line += f" on backup target {done['Target']}"
@@ -256,15 +257,18 @@ def build_parser():
     return parser
 
 
-def main(argv=None, out=sys.stdout, err=sys.stderr, stdin=None):
+def main(argv=None, out=sys.stdout, err=sys.stderr, stdin=None, connect=PluginClient,
+         progress_every=PROGRESS_EVERY):
+    """Run the command ``argv``; ``connect(socket)``: the plugin's client; ``progress_every``:
+    seconds between two looks at a running backup's or restore's progress."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:
         return EXIT_USAGE if exit_.code else EXIT_OK
-    args.input = stdin or sys.stdin
+    args.input, args.progress_every = stdin or sys.stdin, progress_every
     try:
-        client = PluginClient(args.socket or find_socket(args.plugin))
+        client = connect(args.socket or find_socket(args.plugin))
         return args.run(client, args, out)
     except UsageError as error:
         print(f"vsphere-volume: {error}", file=err)

@@ -47,24 +47,24 @@ class FakeClient:
         raise AssertionError(path)
 
 
-def run(monkeypatch, client, argv, out=None):
-    monkeypatch.setattr(cli, "PluginClient", lambda socket: client)
+def run(client, argv, out=None):
+    """``vsphere-volume argv`` against ``client``: (exit code, stdout, stderr)."""
     out, err = out or io.StringIO(), io.StringIO()
-    code = cli.main(["--socket", "/nowhere.sock", *argv], out=out, err=err)
+    code = cli.main(["--socket", "/nowhere.sock", *argv], out=out, err=err, connect=lambda socket: client,
+                    progress_every=0.01)
     return code, out.getvalue(), err.getvalue()
 
 
-def test_backup_shows_progress_on_a_terminal(monkeypatch):
+def test_backup_shows_progress_on_a_terminal():
     client = FakeClient()
-    monkeypatch.setattr(cli, "PROGRESS_EVERY", 0.01)
-    code, out, _ = run(monkeypatch, client, ["backup", "mydata"], out=Terminal())
+    code, out, _ = run(client, ["backup", "mydata"], out=Terminal())
     assert code == 0
     assert "backing up mydata: copying the disk 40%" in out
     assert out.rstrip().endswith("backup 20261123T020000Z of mydata committed (snapshot-clone, 1024 bytes)")
 
 
-def test_backups_table(monkeypatch):
-    code, out, _ = run(monkeypatch, FakeClient(), ["backups", "mydata"])
+def test_backups_table():
+    code, out, _ = run(FakeClient(), ["backups", "mydata"])
     assert code == 0
     lines = out.splitlines()
     assert lines[0].split() == ["ID", "CREATED", "METHOD", "ORIGIN", "SIZE", "STORE", "STATE"]
@@ -75,8 +75,8 @@ def test_backups_table(monkeypatch):
                         "JSON: Expecting value (vsphere-volume delete mydata 20261124T020000Z deletes it)")
 
 
-def test_restore_says_which_backup_was_used_and_why(monkeypatch):
-    code, out, _ = run(monkeypatch, FakeClient(), ["restore", "mydata", "--as", "copy"])
+def test_restore_says_which_backup_was_used_and_why():
+    code, out, _ = run(FakeClient(), ["restore", "mydata", "--as", "copy"])
     assert code == 0
     assert out == ("volume copy restored from backup 20261123T020000Z of mydata (latest usable backup "
                    "20261123T020000Z; 20261124T020000Z is damaged: ...)\n")
@@ -84,13 +84,13 @@ def test_restore_says_which_backup_was_used_and_why(monkeypatch):
 
 @pytest.mark.parametrize("error, code", [(VolumeError("volume x has no backups"), 1),
                                          (PluginUnreachable("the plugin does not answer"), 3)])
-def test_exit_codes(monkeypatch, error, code):
-    got, out, err = run(monkeypatch, FakeClient(fail=error), ["backups", "x"])
+def test_exit_codes(error, code):
+    got, out, err = run(FakeClient(fail=error), ["backups", "x"])
     assert got == code and out == "" and err == f"vsphere-volume: {error}\n"
 
 
-def test_usage_error_exit_code(monkeypatch):
-    assert run(monkeypatch, FakeClient(), ["restore"])[0] == 2
+def test_usage_error_exit_code():
+    assert run(FakeClient(), ["restore"])[0] == 2
 
 
 STATUS = {
@@ -124,7 +124,7 @@ class StatusClient:
 
 def test_status_shows_each_volumes_backup_health(monkeypatch):
     monkeypatch.delenv("NO_COLOR", raising=False)
-    code, out, _ = run(monkeypatch, StatusClient(), ["status"])
+    code, out, _ = run(StatusClient(), ["status"])
     assert code == 0 and "\033[" not in out                          # no colour off a terminal
     lines = out.splitlines()
     header = lines.index("Volumes:") + 1
@@ -142,17 +142,17 @@ def test_status_shows_each_volumes_backup_health(monkeypatch):
 
 def test_status_colours_health_on_a_terminal_unless_no_color(monkeypatch):
     monkeypatch.delenv("NO_COLOR", raising=False)
-    _, out, _ = run(monkeypatch, StatusClient(), ["status"], out=Terminal())
+    _, out, _ = run(StatusClient(), ["status"], out=Terminal())
     assert "\033[31mfailed\033[0m" in out and "\033[32mok\033[0m" in out and "\033[33m" not in out
     monkeypatch.setenv("NO_COLOR", "1")
-    _, plain, _ = run(monkeypatch, StatusClient(), ["status"], out=Terminal())
+    _, plain, _ = run(StatusClient(), ["status"], out=Terminal())
     assert "\033[" not in plain
     assert re.sub(r"\033\[[0-9]+m", "", out) == plain                 # the columns stay aligned
 
 
-def test_status_json_is_the_plugins_answer_for_scripts(monkeypatch):
+def test_status_json_is_the_plugins_answer_for_scripts():
     import json
-    _, out, _ = run(monkeypatch, StatusClient(), ["status", "--json"])
+    _, out, _ = run(StatusClient(), ["status", "--json"])
     assert json.loads(out) == STATUS
 
 
@@ -176,19 +176,19 @@ class FencingClient:
         return {"Disk": DISK, "Detached": [h["VM"] for h in self.holders]}
 
 
-def detach(monkeypatch, client, argv, answer=""):
-    monkeypatch.setattr(cli, "PluginClient", lambda socket: client)
+def detach(client, argv, answer=""):
     out, err = io.StringIO(), io.StringIO()
-    code = cli.main(["--socket", "/nowhere.sock", "detach", *argv], out=out, err=err, stdin=io.StringIO(answer))
+    code = cli.main(["--socket", "/nowhere.sock", "detach", *argv], out=out, err=err, stdin=io.StringIO(answer),
+                    connect=lambda socket: client)
     return code, out.getvalue(), err.getvalue()
 
 
 RUNNING = {"VM": "docker-1", "PowerState": "poweredOn", "ThisHost": False}
 
 
-def test_detach_force_says_what_it_does_and_waits_for_a_yes(monkeypatch):
+def test_detach_force_says_what_it_does_and_waits_for_a_yes():
     client = FencingClient([RUNNING])
-    code, out, _ = detach(monkeypatch, client, ["--force", "db"], answer="yes\n")
+    code, out, _ = detach(client, ["--force", "db"], answer="yes\n")
     assert code == 0
     assert out.startswith(f"volume db: its disk {DISK} is attached to VM docker-1 (powered on).\nDetaching it "
                           "removes it from that running VM at once: whatever runs there loses the volume")
@@ -198,27 +198,27 @@ def test_detach_force_says_what_it_does_and_waits_for_a_yes(monkeypatch):
 
 
 @pytest.mark.parametrize("answer", ["", "no\n", "y\n"])
-def test_detach_force_without_a_yes_detaches_nothing(monkeypatch, answer):
+def test_detach_force_without_a_yes_detaches_nothing(answer):
     client = FencingClient([RUNNING])
-    code, out, _ = detach(monkeypatch, client, ["--force", "db"], answer=answer)
+    code, out, _ = detach(client, ["--force", "db"], answer=answer)
     assert code == 1 and out.endswith("volume db was not detached (not confirmed; --yes confirms in a script)\n")
     assert client.calls == [{"Name": "db", "Plan": True}]
 
 
-def test_detach_force_yes_confirms_for_scripts(monkeypatch):
+def test_detach_force_yes_confirms_for_scripts():
     client = FencingClient([RUNNING])
-    code, out, _ = detach(monkeypatch, client, ["--force", "--yes", "db"])
+    code, out, _ = detach(client, ["--force", "--yes", "db"])
     assert code == 0 and "Type yes" not in out and out.endswith("was detached from VM docker-1\n")
 
 
-def test_detach_from_a_powered_off_vm_asks_nothing(monkeypatch):
+def test_detach_from_a_powered_off_vm_asks_nothing():
     client = FencingClient([{"VM": "docker-1", "PowerState": "poweredOff", "ThisHost": False}])
-    code, out, _ = detach(monkeypatch, client, ["db"])
+    code, out, _ = detach(client, ["db"])
     assert code == 0 and out == f"volume db: its disk {DISK} was detached from VM docker-1\n"
     assert client.calls[1] == {"Name": "db", "Force": False, "From": ["docker-1"]}
 
 
-def test_detach_of_a_volume_no_vm_holds(monkeypatch):
+def test_detach_of_a_volume_no_vm_holds():
     client = FencingClient([])
-    assert detach(monkeypatch, client, ["db"]) == (0, "volume db is not attached to any VM: nothing to detach\n", "")
+    assert detach(client, ["db"]) == (0, "volume db is not attached to any VM: nothing to detach\n", "")
     assert len(client.calls) == 1

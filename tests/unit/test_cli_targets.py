@@ -41,22 +41,22 @@ class TargetClient:
         raise AssertionError(path)
 
 
-def test_backups_on_a_target_list_every_volume_there_without_a_name(monkeypatch):
+def test_backups_on_a_target_list_every_volume_there_without_a_name():
     client = TargetClient()
-    code, out, _ = run(monkeypatch, client, ["backups", "--target", "offsite"])
+    code, out, _ = run(client, ["backups", "--target", "offsite"])
     assert code == 0 and client.bodies["/Backup.List"] == {"Name": "", "BackupTarget": "offsite"}
     lines = out.splitlines()
     assert lines[0].split() == ["VOLUME", "ID", "CREATED", "ORIGIN", "SNAPSHOT", "HOST", "CAPACITY", "STATE"]
     assert lines[2].split()[:2] == ["logs", "20261124T020000Z"]
 
 
-def test_backups_needs_a_volume_or_a_target(monkeypatch):
-    code, out, err = run(monkeypatch, TargetClient(), ["backups"])
+def test_backups_needs_a_volume_or_a_target():
+    code, out, err = run(TargetClient(), ["backups"])
     assert code == cli.EXIT_USAGE and "give a volume, or --target TARGET" in err
 
 
-def test_targets_show_their_state_and_last_verification(monkeypatch):
-    code, out, _ = run(monkeypatch, TargetClient(), ["targets"])
+def test_targets_show_their_state_and_last_verification():
+    code, out, _ = run(TargetClient(), ["targets"])
     assert code == 0
     lines = out.splitlines()
     assert lines[0].split() == ["LABEL", "KIND", "AVAILABLE", "LOCATION", "VERIFIED", "RESULT", "REASON"]
@@ -65,22 +65,21 @@ def test_targets_show_their_state_and_last_verification(monkeypatch):
     assert lines[-1] == "problem: setting BACKUP_TARGET_X_PASSWORD belongs to no target"
 
 
-def test_copy_shows_progress_and_what_it_added(monkeypatch):
+def test_copy_shows_progress_and_what_it_added():
     client = TargetClient()
-    monkeypatch.setattr(cli, "PROGRESS_EVERY", 0.01)
-    code, out, _ = run(monkeypatch, client, ["copy", "mydata", "--target", "offsite"], out=Terminal())
+    code, out, _ = run(client, ["copy", "mydata", "--target", "offsite"], out=Terminal())
     assert code == 0 and client.bodies["/Backup.Copy"] == {"Name": "mydata", "BackupTarget": "offsite"}
     assert out.rstrip().endswith("copy 20261123T020000Z of mydata made on backup target offsite (snapshot 1a2b3c4d, "
                                  "2048 bytes added of 65536)")
 
 
-def test_verify_and_restore_from_a_target(monkeypatch):
+def test_verify_and_restore_from_a_target():
     client = TargetClient()
-    code, out, _ = run(monkeypatch, client, ["verify", "offsite", "--read", "10%"])
+    code, out, _ = run(client, ["verify", "offsite", "--read", "10%"])
     assert code == 0 and client.bodies["/Backup.Verify"] == {"BackupTarget": "offsite", "Read": "10%"}
     assert out == ("backup target offsite: ok (read 5%); test restore of copy 20261123T020000Z of mydata: 4 entries, "
                    "9 bytes, as recorded\n")
-    code, out, _ = run(monkeypatch, client, ["restore", "mydata", "--target", "offsite", "--force"], out=io.StringIO())
+    code, out, _ = run(client, ["restore", "mydata", "--target", "offsite", "--force"], out=io.StringIO())
     assert code == 0
     assert client.bodies["/Backup.Restore"] == {"Name": "mydata", "Backup": "latest", "Target": "", "Force": True,
                                                 "BackupTarget": "offsite", "Path": ""}
