@@ -2,7 +2,7 @@
 
 Each message names the target and says what was wrong and what to check; restic's own
 words are quoted where they help. No message ever contains a repository password or an
-S3 secret key (``failures.Redactor`` removes them from anything restic printed).
+S3 secret key (``redact.Redactor`` removes them from anything restic printed).
 """
 
 from ..errors import BackupError

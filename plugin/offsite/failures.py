@@ -6,7 +6,7 @@ phrases matched here are restic's own (cmd/restic/global.go, internal/repository
 internal/restic/lock.go) and those of the Go libraries under it (net, crypto/x509, the
 minio S3 client). Anything unmatched is an ``OffsiteError`` carrying restic's last lines.
 
-``Redactor`` takes every secret out of a text before it goes into a message or a log.
+What restic printed passes through a ``redact.Redactor`` (the target's secrets) first.
 """
 
 import re
@@ -24,7 +24,6 @@ from .errors import (
 )
 
 MESSAGE_LIMIT = 600         # characters of restic's words quoted in one message
-REDACTED = "<redacted>"
 
 # A backend call restic retries (cmd/restic/global.go: "%v returned error, retrying after %v: %v").
 RETRY_RE = re.compile(r"^(?P<what>.+?) returned error, retrying after (?P<after>[^:]+): (?P<error>.*)$")
@@ -41,19 +40,6 @@ _NETWORK = ("connection refused", "no such host", "i/o timeout", "network is unr
             "no route to host", "connection reset", "server misbehaving", "dial tcp",
             "context deadline exceeded", "timeout awaiting response headers",
             "unexpected eof", ": eof")
-
-
-class Redactor:
-    """Replaces each of a set of secret strings by ``REDACTED``."""
-
-    def __init__(self, secrets=()):
-        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
-
-    def __call__(self, text):
-        text = str(text)
-        for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
-        return text
 
 
 def meaningful_lines(lines):

@@ -11,7 +11,7 @@ Secrets: the repository password and the S3 keys reach restic only through the
 environment of its process (``RESTIC_PASSWORD_FILE`` or ``RESTIC_PASSWORD``,
 ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``), which holds nothing else of the
 plugin's environment. They are never on a command line, and every text restic printed
-passes through a ``Redactor`` before it goes into a message or a log.
+passes through a ``redact.Redactor`` before it goes into a message or a log.
 
 Bounds: every call has a timeout (``Timeouts``); on top, when restic keeps retrying a
 failing backend call (it retries for many minutes by default and has no option to
@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from ..errors import ConfigError, InvalidRequest, cut, shown
 from ..policy.retention import BUCKETS, Retention, parse_keep
 from ..policy.schedule import zone
+from ..redact import Redactor
 from . import failures
 from .errors import (
     BackupIncomplete,
@@ -532,7 +533,7 @@ class Restic:
 
     def _run(self, what, args, timeout, watch=None, cwd=None):
         env, secrets = self._environment()
-        redact = failures.Redactor(secrets)
+        redact = Redactor(secrets)
         argv = self._global_arguments() + list(args)
         watch = watch or _Watch(self._clock, self._budget)
         log.debug("restic %s on %s", " ".join(args[:1]), self.config.title)

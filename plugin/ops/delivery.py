@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import requests
 
 from ..errors import ConfigError, shown
+from ..redact import Redactor
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def redact(url):
 
 
 def secret_pieces(url):
-    """The parts of ``url`` that could be secrets (4 characters or more), longest first."""
+    """The parts of ``url`` that could be secrets (4 characters or more)."""
     parts = urllib.parse.urlsplit(url)
     pieces = {url, parts.netloc, parts.path, parts.query, parts.fragment, parts.username or "",
               parts.password or "", urllib.parse.unquote(parts.password or "")}
@@ -68,14 +69,12 @@ def secret_pieces(url):
     pieces.update(value for _, value in urllib.parse.parse_qsl(parts.query))
     if parts.scheme not in ("http", "https"):
         pieces.add(parts.hostname or "")
-    return sorted((p for p in pieces if len(p) >= 4), key=len, reverse=True)
+    return {p for p in pieces if len(p) >= 4}
 
 
-def scrub(text, url, pieces=None):
+def scrub(text, url):
     """``text`` with every piece of ``url`` that could be a secret replaced by ``…``."""
-    for piece in pieces or secret_pieces(url):
-        text = text.replace(piece, "…")
-    return text
+    return Redactor(secret_pieces(url), mask="…")(text)
 
 
 class SecretFilter(logging.Filter):
@@ -86,11 +85,11 @@ class SecretFilter(logging.Filter):
 
     def __init__(self, destinations):
         super().__init__()
-        self.pieces = sorted({p for d in destinations for p in secret_pieces(d.url)}, key=len, reverse=True)
+        self.redact = Redactor({p for d in destinations for p in secret_pieces(d.url)}, mask="…")
 
     def filter(self, record):
         text = record.getMessage()
-        cleaned = scrub(text, "", self.pieces)
+        cleaned = self.redact(text)
         if cleaned != text:
             record.msg, record.args = cleaned, ()
         return True

@@ -56,3 +56,10 @@ def test_the_settings_shown_at_start_never_show_it(tmp_path):
 def test_redact_url_keeps_what_is_not_a_secret():
     assert redact_url("https://vcenter.example/sdk") == "https://vcenter.example/sdk"
     assert redact_url(f"https://u:{SECRET}@h/sdk") == "https://***@h/sdk"
+
+
+def test_a_redactor_takes_the_longest_secret_first_and_leaves_no_part_of_it():
+    from plugin.redact import Redactor
+    redact = Redactor(["abc", "abcdef", ""], mask="…")
+    assert redact("x abcdef y abc z") == "x … y … z"
+    assert Redactor(["s3cret"])("key s3cret") == "key <redacted>"

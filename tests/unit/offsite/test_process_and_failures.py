@@ -19,6 +19,7 @@ from plugin.offsite.errors import (
 )
 from plugin.offsite.process import TIMEOUT, ProcessRunner
 from plugin.offsite.progress import RestoreMeter, tree_size
+from plugin.redact import Redactor
 
 # restic 0.14's words, as it prints them (seen against rclone's S3 server and folders).
 SAID = {
@@ -51,7 +52,7 @@ def test_restics_words_name_the_error(text, kind):
 
 
 def test_messages_quote_restic_without_retry_noise_redacted_and_capped():
-    redact = failures.Redactor(["hunter2-password", ""])
+    redact = Redactor(["hunter2-password", ""])
     lines = ["Load(<key/1>) returned error, retrying after 500ms: boom", "",
              "Fatal: odd hunter2-password " + "x" * 2000]
 
