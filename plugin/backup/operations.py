@@ -18,7 +18,7 @@ from ..stores.base import docker_metadata
 from .failures import storage_errors
 from .lease import BACKING_UP, LeaseHeld
 from .manifest import UNCHANGED, Manifest
-from .turns import ScheduledTurns
+from .turns import AlreadyMade, ScheduledTurns
 from .volumes import existing
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,11 @@ class BackupOperations:
                 self.board.reporting(volume.name, "backup") as progress:
             repository.cleanup_incomplete(volume=volume.name)
             backups = repository.list(volume.name)
-            self.turns.check_not_made(volume, planned, [(m.backup_id, m.origin, m.started) for m in backups])
+            try:
+                self.turns.check_not_made(volume, planned, [(m.backup_id, m.origin, m.started) for m in backups])
+            except AlreadyMade:
+                self.board.found(volume.name, [target.scan(volume.name)])    # another host's backup: the newest
+                raise
             previous = backups[-1] if backups else None
             staging = repository.begin(volume.name, started)
             try:

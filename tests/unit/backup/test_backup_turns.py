@@ -83,6 +83,10 @@ def test_two_hosts_make_one_backup_per_planned_run_and_the_other_records_why_it_
         assert skipped["Result"] == "skipped"
         assert skipped["Error"] == (f"the scheduled backup of volume db planned for {clock.now:%Y-%m-%dT%H:%M:%SZ} "
                                     f"was made already: backup {made['Id']} (begun {made['Created']})")
+        # The host that skipped knows that backup: its health is not stale for want of its own.
+        [health] = hosts[1].backups.board.healths()[0]["db"]
+        assert (health.last_success, health.last_result) == (datetime.fromisoformat(made["Created"]), "skipped")
+        assert hosts[1].backups.status("db")["Backups"] == day + 1
     listed = first.backups.api_list("db")
     assert [(b["Origin"], b["Id"]) for b in listed] == [(SCHEDULE, "20261123T020000Z"), (SCHEDULE, "20261124T020000Z")]
     # Neither host counts its skip as a failure: each plans the next day's run.
