@@ -1,10 +1,11 @@
 """The work of off-site copies: copy a volume to a target, restore one from it, verify a target.
 
-Each reports to the ``CopyBoard`` (what runs, what happened) and says what it did in the
-log; a failure is a ``VolumeError`` that names the volume and the target, recorded in
-the board before it is raised. A copy made by a schedule then applies the copy's
-retention on the target; a retention that fails is the copy's last error, not its
-failure (the copy stands).
+Each reports to the ``CopyBoard`` (what runs, what happened; it tells operations) and
+says what it did in the log; a failure is a ``VolumeError`` that names the volume and the
+target, recorded in the board before it is raised. A copy made by a schedule then applies
+the copy's retention on the target; a retention that fails is the copy's last error, not
+its failure (the copy stands). After a copy the copies of the volume on the target are
+counted (their listing).
 """
 
 import logging
@@ -56,10 +57,21 @@ class CopyRuns:
             log.error("volume %s: %s copy to backup target %s failed: %s", volume.name, origin, label, err)
             raise
         failed = self._retain(target, volume.name, keep) if keep is not None and origin == SCHEDULE else None
-        self.board.copied(volume.name, label, record)       # once the run is over, retention included
+        seconds = max(0.0, (self.clock() - started).total_seconds())
+        # once the run is over, retention included
+        self.board.copied(volume.name, label, record, seconds, self._count(target, volume.name))
         if failed:
             self.board.error(volume.name, label, f"the copy was made, but its retention failed: {failed}")
         return record
+
+    def _count(self, target, name):
+        """How many copies of ``name`` ``target`` holds now (None: it could not say)."""
+        try:
+            with target.lock(name, "counting its copies"):
+                return len(target.records(name))
+        except VolumeError as err:
+            log.warning("volume %s: cannot count its copies on backup target %s: %s", name, target.label, err)
+            return None
 
     def _retain(self, target, name, keep):
         """Apply ``keep``; the error when that failed (the copy stands), else None."""

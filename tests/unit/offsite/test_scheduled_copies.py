@@ -37,3 +37,4 @@ def test_a_scheduled_copy_of_a_volume_with_a_local_schedule_copies_its_own_local
     assert target.files[record.id] == {"f": b"day one"} and record.created == clock.now
     local = [(b["Origin"], b["Created"]) for b in driver.backups.api_list("db")]
     assert local == [("schedule", "2026-11-23T02:00:00Z"), ("schedule", "2026-11-23T03:00:00Z")]
+
