@@ -80,7 +80,8 @@ class OffsiteCopies:
                                self.offsite)
         self.board.load()
         self.runs = CopyRuns(self.targets, self.unavailable, self.board, Views(service), service.board,
-                             os.path.join(self.state_dir, SCRATCH_DIR), self.clock)
+                             os.path.join(self.state_dir, SCRATCH_DIR), self.clock, service.operations.turns,
+                             service.operations.holder)
         executor = service.scheduler.executor
         self.copy_schedule = BackupScheduler(self.clock, self._scheduled_copy, self.concurrency,
                                              JsonFileStateStore(os.path.join(self.state_dir, COPY_PLAN)), self.tz,
@@ -148,7 +149,8 @@ class OffsiteCopies:
         copy = next((c for c in self._copies_of(volume) if c.target == label), None) if volume else None
         if copy is None:
             return None
-        return self.runs.copy(volume, label, SCHEDULE, keep=copy.keep).id
+        planned = self.service.operations.turns.planned(volume, SCHEDULE, copy.schedule, key)
+        return self.runs.copy(volume, label, SCHEDULE, keep=copy.keep, planned=planned).id
 
     def _scheduled_verify(self, label):
         self.runs.verify(label)
