@@ -21,7 +21,7 @@ from ..backup.contract import EMPTY_RESULTS, OK
 from ..backup.lease import LeaseHeld
 from ..errors import BackupError, NotFound, VolumeError
 from ..policy.retention import SCHEDULE
-from .errors import CheckFailed
+from .errors import CheckFailed, RepositoryMissing
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,10 @@ class CopyRuns:
     def _check_not_made(self, volume, label, target, planned, what):
         """AlreadyMade when ``target`` holds a scheduled copy of ``volume`` for ``planned``
         (its catalog, read under the volume's lock there); what it holds is counted."""
-        records = target.records(volume.name)
+        try:
+            records = target.records(volume.name)
+        except RepositoryMissing:
+            records = []                     # nothing was copied there yet: the copy makes it
         if records:
             self.board.counted(volume.name, label, len(records), max(r.created for r in records))
         self.turns.check_not_made(volume, planned, [(r.id, r.origin, r.created) for r in records], what, "copy")

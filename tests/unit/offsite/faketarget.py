@@ -1,7 +1,9 @@
 """A backup target in memory (``contract.Target``) for the tests of the copies' logic: a
 copy reads the files of the point in time its source gives (so what is copied is real),
 keeps them as a Record, and counts every call; ``fail`` makes the next calls raise it.
-Shared by several plugin instances, it is the one target two hosts copy to."""
+As restic's, its repository is made by the first copy: until then a listing raises
+RepositoryMissing. Shared by several plugin instances, it is the one target two hosts
+copy to."""
 
 import os
 import threading
@@ -9,6 +11,7 @@ from contextlib import contextmanager
 
 from plugin.backup.contract import DAMAGED, OK, Found, Record, Target, Verification
 from plugin.errors import NotFound
+from plugin.offsite.errors import RepositoryMissing
 from plugin.policy import ids
 
 
@@ -23,6 +26,7 @@ class FakeTarget(Target):
         self.calls = []
         self.fail = None             # an error the next calls raise
         self.damaged = ()            # what the next verification finds
+        self.made = False            # its repository: made by the first copy
         self._lock = threading.Lock()
 
     def _called(self, what):
@@ -42,10 +46,13 @@ class FakeTarget(Target):
                             size=sum(len(b) for b in files.values()), added=7, facts={"Host": "fake"})
         self.kept.append(record)
         self.files[copy_id] = files
+        self.made = True
         return record
 
     def records(self, volume=None):
         self._called("records")
+        if not self.made:
+            raise RepositoryMissing(f"backup target {self.label}: there is no restic repository there")
         return [r for r in self.kept if volume in (None, r.volume)]
 
     def find(self, volume, ref):
