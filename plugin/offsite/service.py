@@ -195,7 +195,8 @@ class OffsiteCopies:
 
     def count_copies(self):
         """Count the copies of every volume on each off-site target, from its listing (one
-        per target): the copies kept there, and the newest, for operations. A target that
+        per target): the copies kept there, and the newest, for operations (not recorded
+        for Status: the listing holds volumes this host may never know). A target that
         cannot list them is logged; its counts come with its next copies."""
         for label in self.offsite:
             try:
@@ -209,7 +210,7 @@ class OffsiteCopies:
             for record in records:
                 by_volume.setdefault(record.volume, []).append(record)
             for name, found in by_volume.items():
-                self.board.counted(name, label, len(found), max(r.created for r in found))
+                self.service.board.copies_counted(name, label, len(found), max(r.created for r in found))
 
     def stop(self):
         """Stop scheduling (before the backup scheduler stops the executor they share)."""

@@ -409,10 +409,11 @@ def test_after_a_restart_a_copied_volume_is_not_never_copied(env, mounter, clock
 
 def test_the_copies_on_a_target_are_counted_from_its_listing(monitored, tmp_path, clock):
     driver, monitoring, target = copying(monitored, clock)
-    driver.create("db", {"BackupCopy": "vault@daily"})
-    write(tmp_path, "db", "data")
-    for _ in range(3):                                  # copies made (by another host, say)
-        target.put(driver.backups.copies.runs.views.source(driver.find("db"), "schedule"), "schedule")
+    for name in ("db", "web"):
+        driver.create(name, {"BackupCopy": "vault@daily"} if name == "db" else {})
+        write(tmp_path, name, "data")
+    for name in ("db", "db", "db", "web"):              # copies made (by another host, say)
+        target.put(driver.backups.copies.runs.views.source(driver.find(name), "schedule"), "schedule")
         clock.advance(hours=1)
     assert value(monitoring, "backups_kept", volume="db", target="vault") == 0
 
@@ -420,4 +421,6 @@ def test_the_copies_on_a_target_are_counted_from_its_listing(monitored, tmp_path
 
     assert value(monitoring, "backups_kept", volume="db", target="vault") == 3
     assert value(monitoring, "backup_last_success_timestamp_seconds", volume="db", target="vault") == \
-        target.kept[-1].created.timestamp()
+        target.kept[2].created.timestamp()
+    assert value(monitoring, "backups_kept", volume="web", target="vault") == 1
+    assert "Copies" not in driver.get("web")["Status"]["Backup"]       # counted for operations, not for Status
