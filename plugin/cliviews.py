@@ -1,7 +1,8 @@
 """How the ``vsphere-volume`` command shows things: aligned tables, and the status.
 
 ``status_text(status, colour)`` is ``vsphere-volume status``: the volume stores, a table
-of the volumes with their backup health (the plugin's ``Health``: state, last success
+of the volumes with their backup health (the plugin's ``Health``, a row per volume and
+backup target, with a TARGET column once one is not the local tier: state, last success
 and its age, next run, last error), and what operations do (metrics, notifications,
 settings that are off and why). ``colour``: the health word in colour (green ok, red
 failed or stale, yellow never or unknown), for a terminal.
@@ -49,12 +50,14 @@ def age(seconds):
 
 
 def health_rows(volumes):
-    """One row per volume and backup target: the volume's fields and its ``Health``'s."""
+    """One row per volume and backup target: the volume's fields and its ``Health``'s (the
+    BACKUP column the schedule of the backups on that target: an off-site copy's own)."""
     rows = []
     for volume in volumes:
         for health in volume.get("Health") or [{}]:
             error = "" if health.get("State") == "ok" else health.get("LastError") or health.get("Verification", "")
             rows.append({**volume, **health, "Age": age(health.get("AgeSeconds")),
+                         "Backup": health.get("Schedule") or volume.get("Backup"),
                          "LastError": error if len(error) <= ERROR_SHOWN else error[:ERROR_SHOWN - 1] + "…"})
     return rows
 

@@ -5,9 +5,10 @@ driver's state (``opsstate.DriverSnapshot``) as the METRICS_* and NOTIFY_* setti
 and routes what happens to its metrics:
 
 - the backup status board's observer (``backup_ended``, ``restore_ended``,
-  ``verification_ended``): backups by target, kind and result, with duration and bytes;
-  restores and verifications by result. Each one ended makes the notification watcher
-  look at the state at once;
+  ``verification_ended``): backups (and off-site copies) by target, kind and result, with
+  duration and bytes; restores and verifications by result. Each one ended makes the
+  notification watcher look at the state at once. The counters of every off-site target
+  are there from the start;
 - ``plugin_call``, the protocol's observer: plugin calls by endpoint and result, with
   their latency;
 - the vSphere session's observer (``Metrics`` itself): round trips by method, faults by
@@ -55,6 +56,8 @@ class Monitoring:
         board = getattr(driver.backups, "board", None)
         if board is not None:
             board.observe(monitoring)
+            for label in driver.backups.copies.offsite:
+                ops.metrics.declare_target(label)
         if session is not None:
             session.observe(ops.metrics)
         return monitoring
@@ -68,8 +71,11 @@ class Monitoring:
 
     # --- what the backup status board tells -------------------------------------------------
     def backup_ended(self, event):
-        volume = self.driver.find(event.volume)
-        kind = backup_kind(event.origin, volume.options.backup if volume is not None else None)
+        schedule = event.schedule
+        if schedule is None:
+            volume = self.driver.find(event.volume)
+            schedule = volume.options.backup if volume is not None else None
+        kind = backup_kind(event.origin, schedule)
         self.metrics.backup_finished(event.target, kind, event.result, event.seconds, event.added)
 
     def restore_ended(self, volume, result):
@@ -84,24 +90,32 @@ class Monitoring:
 
     # --- vsphere-volume status ------------------------------------------------------------------
     def describe(self):
-        """The driver's status, with each volume's backup ``Health`` (one entry per target)
-        and ``Operations``: where metrics go, how many notification destinations, and
+        """The driver's status, with each volume's backup ``Health`` (one entry per target:
+        the local tier's first, ``unknown`` while its backup store has not answered) and
+        ``Operations``: where metrics go, how many notification destinations, and
         which settings are off and why."""
         status = self.driver.describe()
         now = self.clock()
         found = {}
         for entry in self.snapshot().volumes:
             found.setdefault(entry.volume, []).append(entry)
-        scheduler = getattr(self.driver.backups, "scheduler", None)
         for volume in status["Volumes"]:
-            entries = found.get(volume["Name"])
-            next_run = (scheduler.status(volume["Name"]) if scheduler is not None else {}).get("NextRun")
+            name, entries = volume["Name"], found.get(volume["Name"], [])
             volume["Health"] = [dict(backup_health(entry, now, self.ops.deadlines.deadline(entry)),
-                                     NextRun=next_run if entry.target == LOCAL else None)
-                                for entry in entries] if entries else [
-                {"Target": LOCAL, "State": "unknown", "NextRun": next_run, "LastError": NOT_KNOWN}]
+                                     NextRun=self._next_run(name, entry.target)) for entry in entries]
+            if not any(entry.target == LOCAL for entry in entries):
+                volume["Health"].insert(0, {"Target": LOCAL, "State": "unknown", "NextRun": self._next_run(name, LOCAL),
+                                            "LastError": NOT_KNOWN})
         status["Operations"] = self.described()
         return status
+
+    def _next_run(self, name, target):
+        """The next scheduled backup of volume ``name`` on ``target`` (a copy off-site)."""
+        service = self.driver.backups
+        if target == LOCAL:
+            scheduler = getattr(service, "scheduler", None)
+            return scheduler.status(name).get("NextRun") if scheduler is not None else None
+        return service.copies.next_run(name, target)
 
     def described(self):
         ops = self.ops

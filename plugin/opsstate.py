@@ -19,6 +19,12 @@ A volume that never had a good backup counts as stale from its creation (``Creat
 or, when that is not known, from the start of this process. Its last attempt is the
 board's; before any attempt since start, the scheduler's last run (persisted across
 restarts).
+
+Each volume has one entry per backup target: the local tier's (``LOCAL``, its ``Backup``
+policy and the backups counted in its catalogs), then one per off-site target the board
+knows for it (its copies there, by the schedule of its ``BackupCopy``, the copies kept
+there, the target's last verification). Those are known from the start: the off-site
+copies recorded them before the restart (``offsite.board``).
 """
 
 import threading
@@ -77,15 +83,16 @@ class DriverSnapshot:
         last_runs = scheduler.last_runs() if scheduler is not None else {}
         entries = []
         for volume in sorted(self.driver.registry.all(), key=lambda v: v.name):
-            if volume.options.backup_store not in read:
-                continue
             since = _time(volume.created_at) or self.started
-            for health in healths.get(volume.name) or (VolumeBackup(volume.name, LOCAL),):
-                result, error = health.last_result, health.last_error
-                if result is None and health.target == LOCAL:
+            by_target = {health.target: health for health in healths.get(volume.name, ())}
+            local = by_target.pop(LOCAL, None) or VolumeBackup(volume.name, LOCAL)
+            if volume.options.backup_store in read:
+                result, error = local.last_result, local.last_error
+                if result is None:
                     result, error = last_runs.get(volume.name, (None, ""))
-                entries.append(replace(health, schedule=volume.options.backup, since=since, last_result=result,
+                entries.append(replace(local, schedule=volume.options.backup, since=since, last_result=result,
                                        last_error=error, kept=kept.get(volume.name, 0)))
+            entries += [replace(health, since=since) for _, health in sorted(by_target.items())]
         return tuple(entries)
 
     def _stores(self, errors):

@@ -14,6 +14,7 @@ class NoCopies:
     """No off-site copies: every hook does nothing; a restore from a target is refused."""
 
     api = None      # the /Backup.* calls that name a target (offsite.api.CopyApi)
+    offsite = ()    # the labels of the off-site targets (operations has series for them)
 
     def bind(self, volumes, service):
         pass
@@ -42,6 +43,9 @@ class NoCopies:
 
     def status(self, name):
         return {}
+
+    def next_run(self, name, label):
+        return None
 
     def resolve(self, ref):
         return ref

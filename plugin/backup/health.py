@@ -7,7 +7,8 @@ have failed since the newest good one), and the last verification; the policy, i
 start and the count of backups kept are the reader's to fill in. ``BackupEnded`` is a
 backup that ended; ``backup_kind`` says what metrics call it; ``added_bytes`` what it
 copied. The target of the backups in a volume store's catalog is ``ops.state.LOCAL``;
-off-site targets are named by their own labels.
+off-site targets are named by their own labels: there the health is of the volume's
+copies, its schedule the copy's (``BackupCopy``), set by the off-site copies.
 """
 
 from dataclasses import dataclass, replace
@@ -45,16 +46,25 @@ def added_bytes(manifest):
 
 def with_newest(health, manifest):
     """``health`` with ``manifest``'s backup as its newest, unless it holds a newer one."""
-    if health.last_success is not None and health.last_success > manifest.created:
+    return with_success(health, manifest.created, max(0.0, (manifest.finished - manifest.started).total_seconds()),
+                        manifest.size, added_bytes(manifest))
+
+
+def with_success(health, when, seconds, size, added):
+    """``health`` with a good backup (or copy) of the point in time ``when`` as its newest,
+    unless it holds a newer one: ``seconds`` it took, the ``size`` and ``added`` bytes
+    (None: not known)."""
+    if health.last_success is not None and health.last_success > when:
         return health
-    return replace(health, last_success=manifest.created, size=manifest.size, added=added_bytes(manifest),
-                   last_duration=max(0.0, (manifest.finished - manifest.started).total_seconds()))
+    return replace(health, last_success=when, size=size, added=added, last_duration=seconds)
 
 
 @dataclass(frozen=True)
 class BackupEnded:
     """A backup of ``volume`` on ``target`` ended: ``origin`` (the manifest's), ``result``
-    (ok, failed, skipped), ``seconds`` it took, ``added`` bytes it copied (None: unknown)."""
+    (ok, failed, skipped), ``seconds`` it took, ``added`` bytes it copied (None: unknown);
+    ``schedule``: the schedule it was made by when not the volume's ``Backup`` (an
+    off-site copy's), for ``backup_kind``."""
 
     volume: str
     target: str
@@ -62,6 +72,7 @@ class BackupEnded:
     result: str
     seconds: float
     added: int = None
+    schedule: object = None
 
 
 class NoObserver:

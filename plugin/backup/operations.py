@@ -18,7 +18,7 @@ from ..stores.base import docker_metadata
 from .failures import storage_errors
 from .lease import BACKING_UP, LeaseHeld
 from .manifest import UNCHANGED, Manifest
-from .turns import ScheduledTurns
+from .turns import AlreadyMade, ScheduledTurns
 from .volumes import existing
 
 log = logging.getLogger(__name__)
@@ -50,12 +50,14 @@ class BackupOperations:
         self.turns = ScheduledTurns(clock, tz)
 
     # --- backing up ----------------------------------------------------------------------
-    def backup(self, volume, origin):
-        """Back ``volume`` up now; return the committed Manifest. Raises VolumeError."""
+    def backup(self, volume, origin, one_per_run=True):
+        """Back ``volume`` up now; return the committed Manifest. Raises VolumeError.
+        ``one_per_run``: a scheduled backup follows ``turns`` (False: the work it is part
+        of did, an off-site copy's run)."""
         started = self.clock()
         try:
             with storage_errors(f"{origin} backup of volume {volume.name} failed"):
-                manifest = self._copy(volume, origin, started)
+                manifest = self._copy(volume, origin, started, one_per_run)
         except LeaseHeld as err:
             # Another host is backing it up: its backup does the work; not a failure.
             self.board.attempted(volume.name, started, origin, "skipped", err)
@@ -70,20 +72,30 @@ class BackupOperations:
                  manifest.backup_id, manifest.method, manifest.size)
         return manifest
 
-    def _copy(self, volume, origin, started):
+    def holder(self, volume):
+        """The running VM other than this host's that has ``volume``'s disk ("" for none)."""
+        self.volumes.store(volume.store)          # it answers (or this says why not)
+        store = self.stores[volume.store]
+        return engine_for(self.engines, store).attached_elsewhere(volume, store)
+
+    def _copy(self, volume, origin, started, one_per_run):
         self.volumes.store(volume.store)          # it answers (or this says why not)
         store = self.stores[volume.store]         # the store the engines copy from
         engine = engine_for(self.engines, store)
-        planned = self.turns.planned(volume, origin)          # hosts sharing it: one backup per run
+        planned = self.turns.planned(volume, origin) if one_per_run else None   # hosts sharing it: one per run
         if planned is not None:
-            self.turns.check_turn(volume, planned, engine.attached_elsewhere(volume, store))
+            self.turns.check_turn(volume, planned, self.holder(volume))
         target = self.targets.get(volume.options.backup_store)
         repository = target.repository
         with target.hold(volume.name, BACKING_UP) as held, \
                 self.board.reporting(volume.name, "backup") as progress:
             repository.cleanup_incomplete(volume=volume.name)
             backups = repository.list(volume.name)
-            self.turns.check_not_made(volume, planned, backups)
+            try:
+                self.turns.check_not_made(volume, planned, [(m.backup_id, m.origin, m.started) for m in backups])
+            except AlreadyMade:
+                self.board.found(volume.name, [target.scan(volume.name)])    # another host's backup: the newest
+                raise
             previous = backups[-1] if backups else None
             staging = repository.begin(volume.name, started)
             try:

@@ -10,7 +10,11 @@ its running backup or restore is doing, and which of its backups restores are re
 For operations (metrics, alerts, ``vsphere-volume status``) it also keeps, per volume
 and backup target, an ``ops.state.VolumeBackup`` (``backup.health``): the newest
 committed backup apart from the last attempt (which may have failed since), and the
-last verification. ``changes`` counts
+last verification. On the local tier that is what the backups above made; on an
+off-site target, what the off-site copies tell (``copy_schedules``, ``copied``,
+``copy_attempted``, ``copies_counted``, ``target_verified``, and ``recalled`` for what
+they recorded before a restart): one definition of a volume's backup health, whichever
+target holds the backups. ``changes`` counts
 every change of what it holds but progress, so readers can cache what they derive.
 An ``observer`` is told every backup, restore and verification that ended
 (``BackupEnded``; ``restore_ended``; ``verification_ended``), outside the lock; what it
@@ -24,7 +28,7 @@ from dataclasses import replace
 
 from ..timefmt import rfc3339
 from ..ops.state import FAILED, LOCAL, OK, VolumeBackup
-from .health import BackupEnded, NoObserver, added_bytes, with_newest
+from .health import BackupEnded, NoObserver, added_bytes, with_newest, with_success
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +42,7 @@ class StatusBoard:
         self.observer = observer or NoObserver()
         self.changes = 0         # counts changes of everything but progress
         self._health = {}        # (volume, target) -> VolumeBackup (what the board knows of it)
+        self._checks = {}        # off-site target -> its last verification, as VolumeBackup fields
         self._read = set()       # stores whose catalogs were read since start
         self._lock = threading.Lock()
         self._counts = {}        # volume -> number of committed, usable backups
@@ -57,10 +62,14 @@ class StatusBoard:
         except Exception:   # the backup's outcome stands; the observer's bug is logged
             log.exception("the backup status observer failed on %s", what)
 
+    def _entry(self, name, target):
+        """The health of ``name`` on ``target`` (lock held): a new one carries the target's
+        last verification."""
+        return self._health.get((name, target)) or VolumeBackup(name, target, **self._checks.get(target, {}))
+
     def _update(self, name, target, **fields):
         """Set ``fields`` of the health of ``name`` on ``target`` (lock held)."""
-        key = (name, target)
-        self._health[key] = replace(self._health.get(key) or VolumeBackup(name, target), **fields)
+        self._health[(name, target)] = replace(self._entry(name, target), **fields)
 
     # --- what a volume has ----------------------------------------------------------------
     def counted(self, name, scan):
@@ -114,6 +123,69 @@ class StatusBoard:
                          verification_error="" if ok else str(error))
             self.changes += 1
         self._tell("verification_ended", name, target, OK if ok else FAILED)
+
+    # --- copies on off-site targets --------------------------------------------------------
+    def copy_schedules(self, name, schedules):
+        """``name`` is copied to the targets of ``schedules`` ({target: (Schedule, the name
+        its runs are timed by)}) by those schedules; to its other off-site targets, by none."""
+        with self._lock:
+            for volume, target in list(self._health):
+                if volume == name and target != LOCAL and target not in schedules:
+                    self._update(name, target, schedule="off", schedule_name="")
+            for target, (schedule, timed_by) in schedules.items():
+                self._update(name, target, schedule=schedule, schedule_name=timed_by)
+            self.changes += 1
+
+    def copied(self, name, target, origin, when, seconds, size=None, added=None, kept=None):
+        """A copy of ``name`` (its data's point in time ``when``) was made on ``target`` in
+        ``seconds``: ``size`` bytes, ``added`` to the target; ``kept``: the copies there now."""
+        with self._lock:
+            health = with_success(self._entry(name, target), when, seconds, size, added)
+            health = replace(health, last_result=OK, last_error="", kept=health.kept if kept is None else kept)
+            self._health[(name, target)] = health
+            self.changes += 1
+        self._tell("backup_ended", BackupEnded(name, target, origin, OK, seconds, added, health.schedule))
+
+    def copy_attempted(self, name, target, started, origin, result, error):
+        """A copy of ``name`` to ``target`` begun at ``started`` was not made: ``result``
+        (failed, skipped) and the error that says why."""
+        with self._lock:
+            self._update(name, target, last_result=result, last_error=str(error))
+            schedule = self._health[(name, target)].schedule
+            self.changes += 1
+        seconds = max(0.0, (self.clock() - started).total_seconds())
+        self._tell("backup_ended", BackupEnded(name, target, origin, result, seconds, schedule=schedule))
+
+    def copies_counted(self, name, target, kept, newest=None):
+        """``target`` holds ``kept`` copies of ``name``, the newest of the point in time
+        ``newest`` (None: not known); what is known of that newest copy is kept."""
+        with self._lock:
+            health = self._entry(name, target)
+            if newest is not None:
+                health = with_success(health, newest, None, None, None)
+            self._health[(name, target)] = replace(health, kept=kept)
+            self.changes += 1
+
+    def recalled(self, name, target, **fields):
+        """What was recorded of the copies of ``name`` on ``target`` before a restart
+        (``VolumeBackup`` fields): the health it starts from, told to nobody."""
+        with self._lock:
+            self._update(name, target, **fields)
+            self.changes += 1
+
+    def target_verified(self, target, when, ok, error="", tell=True):
+        """All of off-site ``target`` was verified at ``when``: ``ok``, or the ``error`` that
+        says what is wrong; the last verification of every volume's health there.
+        ``tell``: False for one recorded before a restart."""
+        check = {"verified_at": when, "verification_ok": bool(ok), "verification_error": "" if ok else str(error)}
+        with self._lock:
+            self._checks[target] = check
+            for volume, on in list(self._health):
+                if on == target:
+                    self._update(volume, target, **check)
+            self.changes += 1
+        if tell:
+            self._tell("verification_ended", None, target, OK if ok else FAILED)
 
     def catalog_read(self, label):
         """The backups in store ``label`` were counted (at its first answer since start):

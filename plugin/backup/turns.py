@@ -19,6 +19,11 @@ none has. Decided when a scheduled run starts (the planned run it is for is
 Both are ``LeaseHeld``: skipped, with the reason, never failed (``scheduler``); the
 scheduler runs a ``NotOurTurn`` again at its ``retry_at`` (never later than the next
 regular run). Backups of any other origin (manual, final, on-unmount) are never held back.
+
+The same rules keep scheduled off-site copies (``offsite``) to one per planned run: the
+planned run is that of the copy's own schedule (``BackupCopy``, timed by
+``<volume>@<target>``), and "made already" reads the target's catalog under its lock
+for the volume. ``what`` and ``noun`` name the work in the messages.
 """
 
 from datetime import timedelta
@@ -51,14 +56,16 @@ class ScheduledTurns:
         self.tz = tz
         self.grace = grace
 
-    def planned(self, volume, origin):
+    def planned(self, volume, origin, schedule=None, timed_by=None):
         """The planned run a backup of ``origin`` starting now is for, or None (not a
-        scheduled one, or a schedule not fired by the clock: ``on-unmount``)."""
+        scheduled one, or a schedule not fired by the clock: ``on-unmount``).
+        ``schedule``: the schedule it is made by (default the volume's ``Backup``), its runs
+        timed by the name ``timed_by`` (default the volume's)."""
         if origin != SCHEDULE:
             return None
-        return previous_run(volume.options.backup, self.clock(), volume.name, self.tz)
+        return previous_run(schedule or volume.options.backup, self.clock(), timed_by or volume.name, self.tz)
 
-    def check_turn(self, volume, planned, holder):
+    def check_turn(self, volume, planned, holder, what=None):
         """Raise NotOurTurn while the running VM ``holder`` (its name; "" for none other
         than this host's) has the volume and the planned run is less than ``grace`` old."""
         if planned is None or not holder:
@@ -66,16 +73,21 @@ class ScheduledTurns:
         retry_at = planned + self.grace
         if self.clock() < retry_at:
             raise NotOurTurn(
-                f"the scheduled backup of volume {volume.name} planned for {rfc3339(planned)} is made by the Docker "
+                f"{what or _backup_of(volume)} planned for {rfc3339(planned)} is made by the Docker "
                 f"host of VM {holder}, which has the volume attached; this host makes it at {rfc3339(retry_at)} "
                 "if none was made by then", retry_at)
 
-    def check_not_made(self, volume, planned, backups):
-        """Raise AlreadyMade when ``backups`` (the volume's Manifests, read under its lease)
-        hold a scheduled backup that began at or after the planned run."""
+    def check_not_made(self, volume, planned, made, what=None, noun="backup"):
+        """Raise AlreadyMade when ``made`` ((id, origin, begun) of the volume's backups,
+        read under its lease) holds a scheduled one begun at or after the planned run."""
         if planned is None:
             return
-        made = [m for m in backups if m.origin == SCHEDULE and m.started >= planned]
-        if made:
-            raise AlreadyMade(f"the scheduled backup of volume {volume.name} planned for {rfc3339(planned)} was "
-                              f"made already: backup {made[-1].backup_id} (begun {rfc3339(made[-1].started)})")
+        found = [(made_id, begun) for made_id, origin, begun in made if origin == SCHEDULE and begun >= planned]
+        if found:
+            made_id, begun = found[-1]
+            raise AlreadyMade(f"{what or _backup_of(volume)} planned for {rfc3339(planned)} was made already: "
+                              f"{noun} {made_id} (begun {rfc3339(begun)})")
+
+
+def _backup_of(volume):
+    return f"the scheduled backup of volume {volume.name}"

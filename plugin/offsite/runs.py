@@ -1,19 +1,27 @@
 """The work of off-site copies: copy a volume to a target, restore one from it, verify a target.
 
-Each reports to the ``CopyBoard`` (what runs, what happened) and says what it did in the
-log; a failure is a ``VolumeError`` that names the volume and the target, recorded in
-the board before it is raised. A copy made by a schedule then applies the copy's
-retention on the target; a retention that fails is the copy's last error, not its
-failure (the copy stands).
+Each reports to the ``CopyBoard`` (what runs, what happened; it tells operations) and
+says what it did in the log; a failure is a ``VolumeError`` that names the volume and the
+target, recorded in the board before it is raised. A copy made by a schedule then applies
+the copy's retention on the target; a retention that fails is the copy's last error, not
+its failure (the copy stands). After a copy the copies of the volume on the target are
+counted (their listing).
+
+A scheduled copy of a volume other hosts know too is made once per planned run
+(``backup.turns.ScheduledTurns``, the local tier's rules): while another running VM has
+the volume attached its host makes it; under the target's lock for the volume, a
+scheduled copy there begun at or after the planned run means it was made already. Both
+are ``LeaseHeld``: recorded as ``skipped`` with the reason, never as a failure.
 """
 
 import logging
 import os
 
 from ..backup.contract import EMPTY_RESULTS, OK
+from ..backup.lease import LeaseHeld
 from ..errors import BackupError, NotFound, VolumeError
 from ..policy.retention import SCHEDULE
-from .errors import CheckFailed
+from .errors import CheckFailed, RepositoryMissing
 
 log = logging.getLogger(__name__)
 
@@ -21,9 +29,11 @@ log = logging.getLogger(__name__)
 class CopyRuns:
     """``targets``: {label: contract.Target}; ``unavailable``: {label: why}; ``board``:
     CopyBoard; ``views``: views.Views; ``local_board``: the backup service's StatusBoard
-    (a restore's RestoredFrom); ``scratch``: the folder test restores use; ``clock``."""
+    (a restore's RestoredFrom); ``scratch``: the folder test restores use; ``clock``;
+    ``turns``: the ScheduledTurns; ``holder(volume)``: the running VM other than this
+    host's that has the volume ("" for none)."""
 
-    def __init__(self, targets, unavailable, board, views, local_board, scratch, clock):
+    def __init__(self, targets, unavailable, board, views, local_board, scratch, clock, turns, holder):
         self.targets = targets
         self.unavailable = unavailable
         self.board = board
@@ -31,6 +41,8 @@ class CopyRuns:
         self.local_board = local_board
         self.scratch = scratch
         self.clock = clock
+        self.turns = turns
+        self.holder = holder
 
     def target(self, label):
         """The target ``label``; BackupError saying why not when it cannot be used."""
@@ -42,24 +54,56 @@ class CopyRuns:
         raise NotFound(f"no backup target is labelled {label} (targets: {', '.join(sorted(self.targets)) or 'none'}; "
                        "see BACKUP_TARGETS)")
 
-    def copy(self, volume, label, origin, keep=None):
+    def copy(self, volume, label, origin, keep=None, planned=None):
         """Copy ``volume`` to target ``label`` now; with ``keep`` (a Retention), apply it to
-        its scheduled copies there after. Returns the Record."""
+        its scheduled copies there after. ``planned``: the planned run a scheduled copy is
+        for (one per run, see the module docstring). Returns the Record."""
         target = self.target(label)
         started = self.clock()
+        what = f"the scheduled copy of volume {volume.name} to backup target {label}"
         try:
+            if planned is not None:
+                self.turns.check_turn(volume, planned, self.holder(volume), what)
             with self.board.reporting(volume.name, label, "copy") as progress, \
                     target.lock(volume.name, "copying it"):
+                if planned is not None:
+                    self._check_not_made(volume, label, target, planned, what)
                 record = target.put(self.views.source(volume, origin), origin, progress)
+        except LeaseHeld as err:
+            self.board.skipped(volume.name, label, started, origin, err)
+            log.info("volume %s: %s copy to backup target %s skipped: %s", volume.name, origin, label, err)
+            raise
         except VolumeError as err:
             self.board.failed(volume.name, label, started, origin, err)
             log.error("volume %s: %s copy to backup target %s failed: %s", volume.name, origin, label, err)
             raise
         failed = self._retain(target, volume.name, keep) if keep is not None and origin == SCHEDULE else None
-        self.board.copied(volume.name, label, record)       # once the run is over, retention included
+        seconds = max(0.0, (self.clock() - started).total_seconds())
+        # once the run is over, retention included
+        self.board.copied(volume.name, label, record, seconds, self._count(target, volume.name))
         if failed:
             self.board.error(volume.name, label, f"the copy was made, but its retention failed: {failed}")
         return record
+
+    def _check_not_made(self, volume, label, target, planned, what):
+        """AlreadyMade when ``target`` holds a scheduled copy of ``volume`` for ``planned``
+        (its catalog, read under the volume's lock there); what it holds is counted."""
+        try:
+            records = target.records(volume.name)
+        except RepositoryMissing:
+            records = []                     # nothing was copied there yet: the copy makes it
+        if records:
+            self.board.counted(volume.name, label, len(records), max(r.created for r in records))
+        self.turns.check_not_made(volume, planned, [(r.id, r.origin, r.created) for r in records], what, "copy")
+
+    def _count(self, target, name):
+        """How many copies of ``name`` ``target`` holds now (None: it could not say)."""
+        try:
+            with target.lock(name, "counting its copies"):
+                return len(target.records(name))
+        except VolumeError as err:
+            log.warning("volume %s: cannot count its copies on backup target %s: %s", name, target.label, err)
+            return None
 
     def _retain(self, target, name, keep):
         """Apply ``keep``; the error when that failed (the copy stands), else None."""

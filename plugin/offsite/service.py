@@ -13,7 +13,11 @@ names a backup target (``copyhooks.NoCopies`` is the same seam doing nothing):
 - both schedulers run their work on the backup scheduler's executor: copies, checks and
   local backups together are bounded by ``BACKUP_CONCURRENCY``, off Docker's request path;
 - ``RestoreFrom=<target>:<volume>@<ref>`` (``restore_defaults``, ``restore_into``), the
-  ``/Backup.*`` calls that name a target (``api``) and what inspect shows (``status``).
+  ``/Backup.*`` calls that name a target (``api``) and what inspect shows (``status``);
+- operations: every copy, verification and count of copies on an off-site target is the
+  volume's backup health on that target (the backup service's ``StatusBoard``, told by the
+  ``CopyBoard``), its schedule the copy's (``volume_added``); at start, the copies on each
+  off-site target are counted from its listing, off the request path (``count_copies``).
 
 A target that does not answer makes its copies and checks fail with the reason in
 Status; nothing here waits for one on start, and the other targets go on.
@@ -31,6 +35,7 @@ from ..policy.schedule import ON_UNMOUNT
 from .api import CopyApi
 from .board import CopyBoard
 from .copypolicy import parse_copies
+from .errors import RepositoryMissing
 from .runs import CopyRuns
 from .views import Views
 
@@ -59,9 +64,8 @@ class OffsiteCopies:
         self.clock = clock
         self.tz = tz
         self.concurrency = concurrency
-        self.board = CopyBoard(os.path.join(state_dir, STATUS_FILE), clock,
-                               {label: target.describe().get("Location", "") for label, target in self.targets.items()})
-        self.service = self.volumes = self.runs = self.api = None
+        self.offsite = tuple(label for label, target in self.targets.items() if not isinstance(target, LocalTier))
+        self.service = self.volumes = self.board = self.runs = self.api = None
         self.copy_schedule = self.verify_schedule = None
         self._threads = False
 
@@ -71,9 +75,13 @@ class OffsiteCopies:
         for target in self.targets.values():
             if isinstance(target, LocalTier):
                 target.bind(service)
+        where = {label: target.describe().get("Location", "") for label, target in self.targets.items()}
+        self.board = CopyBoard(os.path.join(self.state_dir, STATUS_FILE), self.clock, where, service.board,
+                               self.offsite)
         self.board.load()
         self.runs = CopyRuns(self.targets, self.unavailable, self.board, Views(service), service.board,
-                             os.path.join(self.state_dir, SCRATCH_DIR), self.clock)
+                             os.path.join(self.state_dir, SCRATCH_DIR), self.clock, service.operations.turns,
+                             service.operations.holder)
         executor = service.scheduler.executor
         self.copy_schedule = BackupScheduler(self.clock, self._scheduled_copy, self.concurrency,
                                              JsonFileStateStore(os.path.join(self.state_dir, COPY_PLAN)), self.tz,
@@ -112,6 +120,8 @@ class OffsiteCopies:
                 self.copy_schedule.remove(key)
         for key, copy in wanted.items():
             self.copy_schedule.set(key, copy.schedule)
+        self.service.board.copy_schedules(volume.name, {copy.target: (copy.schedule, key)
+                                                        for key, copy in wanted.items() if copy.target in self.offsite})
 
     def volume_removed(self, volume):
         for key in self._keys_of(volume.name):
@@ -139,7 +149,8 @@ class OffsiteCopies:
         copy = next((c for c in self._copies_of(volume) if c.target == label), None) if volume else None
         if copy is None:
             return None
-        return self.runs.copy(volume, label, SCHEDULE, keep=copy.keep).id
+        planned = self.service.operations.turns.planned(volume, SCHEDULE, copy.schedule, key)
+        return self.runs.copy(volume, label, SCHEDULE, keep=copy.keep, planned=planned).id
 
     def _scheduled_verify(self, label):
         self.runs.verify(label)
@@ -180,6 +191,26 @@ class OffsiteCopies:
         if self._threads:
             self.copy_schedule.start()
             self.verify_schedule.start()
+            self.service.scheduler.executor.submit(self.count_copies)
+
+    def count_copies(self):
+        """Count the copies of every volume on each off-site target, from its listing (one
+        per target): the copies kept there, and the newest, for operations (not recorded
+        for Status: the listing holds volumes this host may never know). A target that
+        cannot list them is logged; its counts come with its next copies."""
+        for label in self.offsite:
+            try:
+                records = self.targets[label].records()
+            except RepositoryMissing:
+                continue                        # nothing was copied there yet
+            except VolumeError as err:
+                log.warning("backup target %s: cannot count its copies now: %s", label, err)
+                continue
+            by_volume = {}
+            for record in records:
+                by_volume.setdefault(record.volume, []).append(record)
+            for name, found in by_volume.items():
+                self.service.board.copies_counted(name, label, len(found), max(r.created for r in found))
 
     def stop(self):
         """Stop scheduling (before the backup scheduler stops the executor they share)."""
@@ -187,7 +218,11 @@ class OffsiteCopies:
             self.copy_schedule.stop()
             self.verify_schedule.stop()
 
-    # --- what docker volume inspect shows ----------------------------------------------------
+    # --- what docker volume inspect and vsphere-volume status show ------------------------------
+    def next_run(self, name, label):
+        """When the next scheduled copy of volume ``name`` to target ``label`` runs (None: none)."""
+        return self.copy_schedule.status(copy_key(name, label)).get("NextRun")
+
     def status(self, name):
         """``{"Copies": {target: ...}}`` of volume ``name`` (memory only); {} without copies."""
         volume = self.volumes.find(name)

@@ -38,8 +38,9 @@ class LocalPointInTime:
     @contextmanager
     def backup(self, volume, origin):
         """Take a local backup of ``volume`` now; give ``(its data Manifest, where that
-        data is)`` in the backup store's own terms while the block runs."""
-        manifest = self.service.operations.backup(volume, origin)
+        data is)`` in the backup store's own terms while the block runs. A scheduled copy's
+        backup is not held back by the local tier's turns: the copy run followed its own."""
+        manifest = self.service.operations.backup(volume, origin, one_per_run=False)
         repository = self.service.targets.get(volume.options.backup_store).repository
         data = repository.data_manifest(manifest)
         with self.service.board.reading(data.volume, data.backup_id):

@@ -11,7 +11,7 @@ answers again, the volume was removed.
 from dataclasses import dataclass
 
 from ..errors import cut
-from .state import FAILED
+from .state import FAILED, LOCAL
 from ..timefmt import rfc3339
 
 BACKUP_FAILED = "backup-failed"
@@ -40,6 +40,14 @@ class Condition:
         return (self.cause, self.volume, self.store, self.target)
 
 
+def _stale(entry, deadline):
+    """What a stale condition says: the newest backup (or copy, on an off-site target) and
+    the policy that wanted a newer one."""
+    what, policy = ("backup", f"Backup={entry.schedule.text}") if entry.target == LOCAL else \
+        ("copy", f"BackupCopy={entry.target}@{entry.schedule.text}")
+    newest = f"the newest {what} is from {rfc3339(entry.last_success)}" if entry.last_success \
+        else f"no {what} since the policy was set ({rfc3339(entry.since)})"
+    return f"{newest}; {policy} wanted a newer one by {rfc3339(deadline)}"
 
 
 def current_conditions(state, now, deadlines):
@@ -52,10 +60,7 @@ def current_conditions(state, now, deadlines):
             found.append(Condition(BACKUP_FAILED, error=cut(entry.last_error, ERROR_LIMIT), **about))
         deadline = deadlines.deadline(entry)
         if deadline is not None and now > deadline:
-            newest = f"the newest backup is from {rfc3339(entry.last_success)}" if entry.last_success \
-                else f"no backup since the policy was set ({rfc3339(entry.since)})"
-            found.append(Condition(BACKUP_STALE, error=(
-                f"{newest}; Backup={entry.schedule.text} wanted a newer one by {rfc3339(deadline)}"), **about))
+            found.append(Condition(BACKUP_STALE, error=_stale(entry, deadline), **about))
         if entry.verification_ok is False:
             found.append(Condition(VERIFICATION_FAILED, error=cut(entry.verification_error, ERROR_LIMIT), **about))
     for store in state.stores:

@@ -1,9 +1,10 @@
 """A volume's backup health as ``vsphere-volume status`` shows it: a pure function.
 
-``backup_health(entry, now, deadline)`` says, of one ``ops.state.VolumeBackup``, in one
-word how its backups are (``State``) and what that rests on: the newest good backup
-and its age, the last attempt's result and error, when it becomes stale. The words, in
-the order they win:
+``backup_health(entry, now, deadline)`` says, of one ``ops.state.VolumeBackup`` (a
+volume's backups on one target: the local tier's, or its copies on an off-site target),
+in one word how its backups are (``State``) and what that rests on: the schedule they
+are made by, the newest good backup and its age, the last attempt's result and error,
+when it becomes stale. The words, in the order they win:
 
 - ``failed``: the last attempt failed (the error says why);
 - ``verification-failed``: the last verification of a backup failed;
@@ -38,6 +39,7 @@ def backup_health(entry, now, deadline):
     age = (now - entry.last_success).total_seconds() if entry.last_success is not None else None
     return {
         "Target": entry.target,
+        "Schedule": entry.schedule.text,
         "State": state,
         "LastSuccess": rfc3339(entry.last_success),
         "AgeSeconds": None if age is None else max(0, int(age)),

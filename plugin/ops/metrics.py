@@ -18,10 +18,10 @@ and when the state changed, ``StateText`` formats again only the volumes whose s
 changed (each volume's sample lines, formatted by prometheus_client, are kept per
 volume and joined under each series' header).
 
-Per-volume series carry ``volume`` and ``target`` (``local`` for today's tier); the
-backup duration histogram is per target and kind, with the last duration per volume as
-a gauge (a histogram per volume would be 12 series each, 12,000 for 1,000 volumes).
-The list of series is in monitoring/README.md.
+Per-volume series carry ``volume`` and ``target`` (``local`` for the local tier, an
+off-site target's label for the copies there); the backup duration histogram is per
+target and kind, with the last duration per volume as a gauge (a histogram per volume
+would be 12 series each, 12,000 for 1,000 volumes). The list of series is in monitoring/README.md.
 """
 
 import threading
@@ -84,9 +84,7 @@ class Metrics:
                                  registry=r)
         self._notifications = Counter(PREFIX + "notifications", "Notifications, by result (sent, failed, dropped)",
                                       ["result"], registry=r)
-        for kind in KINDS:   # present from the start, so that increase() sees the first failure
-            for result in RESULTS:
-                self._backups.labels(LOCAL, kind, result)
+        self.declare_target(LOCAL)
         for result in RESTORE_RESULTS:
             self._restores.labels(result)
         self.on_change = on_change or (lambda: None)
@@ -99,6 +97,13 @@ class Metrics:
         self.registry.register(self.events)
         if state is not None:
             self.registry.register(_Current(self._collector, state))
+
+    def declare_target(self, target):
+        """Make the counters of backup target ``target`` present from now on (at 0), so that
+        ``increase()`` sees its first failure."""
+        for kind in KINDS:
+            for result in RESULTS:
+                self._backups.labels(target, kind, result)
 
     # --- events --------------------------------------------------------------------------
     def backup_finished(self, target, kind, result, seconds, added=None):

@@ -54,12 +54,12 @@ class DeadlineCache:
     def deadline(self, entry):
         """The deadline of an ``ops.state.VolumeBackup`` (None: never stale)."""
         key = (entry.volume, entry.target)
-        basis = (entry.schedule, entry.last_success or entry.since)
+        basis = (entry.schedule, entry.timed_by, entry.last_success or entry.since)
         with self._lock:
             cached = self._cached.get(key)
         if cached is not None and cached[0] == basis:
             return cached[1]
-        deadline = backup_deadline(entry.schedule, basis[1], entry.volume, self.tz, self.grace)
+        deadline = backup_deadline(entry.schedule, basis[2], entry.timed_by, self.tz, self.grace)
         with self._lock:
             self._cached[key] = (basis, deadline)
         return deadline

@@ -35,7 +35,10 @@ RESULTS = (OK, FAILED, SKIPPED)
 class VolumeBackup:
     """One volume's backup status on one target.
 
-    - ``schedule``: the volume's ``Backup`` policy (a ``Schedule`` or its text);
+    - ``schedule``: when its backups are made there (a ``Schedule`` or its text): the
+      volume's ``Backup`` policy on the local tier, its ``BackupCopy`` schedule on an
+      off-site target; ``schedule_name``: the name that schedule's runs are timed by (its
+      offset in each period), when not the volume's (``timed_by``);
     - ``since``: when the volume got that policy (its creation): a volume that never had
       a successful backup is stale counted from then; None: never stale until it has one;
     - ``last_success``, ``last_duration`` (seconds), ``size`` and ``added`` (bytes the
@@ -50,6 +53,7 @@ class VolumeBackup:
     volume: str
     target: str = LOCAL
     schedule: object = "off"
+    schedule_name: str = ""
     since: datetime = None
     last_success: datetime = None
     last_duration: float = None
@@ -67,6 +71,11 @@ class VolumeBackup:
             raise ValueError(f"last_result {self.last_result!r} is not one of {', '.join(RESULTS)}")
         if not isinstance(self.schedule, Schedule):
             object.__setattr__(self, "schedule", parse_schedule(str(self.schedule)))
+
+    @property
+    def timed_by(self):
+        """The name the schedule's runs are timed by: ``schedule_name``, else the volume's."""
+        return self.schedule_name or self.volume
 
 
 @dataclass(frozen=True)

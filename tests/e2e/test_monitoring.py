@@ -1,8 +1,9 @@
 """Operations through the real Docker engine: the plugin enabled with METRICS_ADDRESS, a
 real Prometheus (Debian's, started here on loopback with the shipped alert rules)
 scraping it, a webhook receiver getting its notifications (NOTIFY_URLS_FILE in the
-plugin's data folder), node_exporter's textfile written through the plugin's mount, and
-a datastore store made unavailable (vCenter cut off) and available again."""
+plugin's data folder), node_exporter's textfile written through the plugin's mount, a
+datastore store made unavailable (vCenter cut off) and available again, and an off-site
+copy to the embedded target with that target's verification failing (a pack damaged)."""
 
 import collections
 import json
@@ -20,7 +21,7 @@ from .dockercli import docker
 from .project import PLUGIN_DATA_DIR, REPO_ROOT
 from .tcpproxy import TcpRelay
 from .test_vmdk_volumes import wait_for_log
-from .user import backups, run_on, vv
+from .user import backups, inspect, run_on, vv
 
 STORES = f"{FOLDER_STORES};LocalDS_0/volumes/monitored:ds0"
 RULES = REPO_ROOT / "monitoring" / "alerts.yml"
@@ -94,12 +95,19 @@ def monitored(plugin, tmp_path):
         relay.stop()
 
 
-def health_row(plugin, name):
-    """The status table's row of volume ``name``, split in columns, and its JSON Health."""
+def health_rows(plugin, name):
+    """The status table's rows of volume ``name`` (one per backup target), its JSON
+    Health, and the whole text."""
     _, out, _ = vv(plugin, "status")
-    [row] = [line for line in out.splitlines() if line.split()[:1] == [name]]
+    rows = [line for line in out.splitlines() if line.split()[:1] == [name]]
     [volume] = [v for v in json.loads(vv(plugin, "status", "--json")[1])["Volumes"] if v["Name"] == name]
-    return row, volume["Health"], out
+    return rows, volume["Health"], out
+
+
+def health_row(plugin, name):
+    """The status table's one row of volume ``name``, its JSON Health, the whole text."""
+    [row], health, out = health_rows(plugin, name)
+    return row, health, out
 
 
 def test_prometheus_sees_the_backup_then_the_failure_alerts_and_one_notification_each_way(
@@ -168,6 +176,45 @@ def test_prometheus_sees_the_backup_then_the_failure_alerts_and_one_notification
         else:
             assert (body["volume"], body["target"]) == (None, None) and "cannot be reached" in body["error"]
     assert not [line for line in plugin.log_lines() if TOKEN in line]
+
+    # An off-site copy (to the embedded target offsite) is the volume's health on that target
+    copied = volume("watched-copy")
+    docker("volume", "create", "-d", plugin.name, "--opt", "BackupCopy=offsite@daily", copied)
+    run_on(test_image, copied, "echo 'copied off-site' > /data/doc && sync")
+    vv(plugin, "copy", copied)
+    last = inspect(copied)["Status"]["Backup"]["Copies"]["offsite"]["LastCopy"]
+    offsite = f'{{volume="{copied}",target="offsite"}}'
+    assert monitored.value(f"vsphere_volume_backup_last_success_timestamp_seconds{offsite}") \
+        == datetime.fromisoformat(last["Time"]).timestamp()
+    assert monitored.value(f"vsphere_volume_backup_last_status{offsite}") == 1
+    assert monitored.value(f"vsphere_volume_backups_kept{offsite}") == 1
+    assert monitored.value('vsphere_volume_backups_total{kind="manual",result="ok",target="offsite"} == 1') == 1
+    rows, health, _ = health_rows(plugin, copied)
+    assert [(h["Target"], h["State"]) for h in health] == [("local", "off"), ("offsite", "ok")]
+    assert [row.split()[5:7] for row in rows] == [["local", "off"], ["offsite", "ok"]]     # a TARGET column
+
+    # that target damaged: its verification fails, for every volume copied there
+    pack = max((p for p in (Path(plugin.state_dir) / "offsite" / "data").rglob("*") if p.is_file()),
+               key=lambda p: p.stat().st_size)
+    original = pack.read_bytes()
+    try:
+        pack.write_bytes(original[:len(original) // 2] + bytes(64) + original[len(original) // 2 + 64:])
+        code, _, err = vv(plugin, "verify", "offsite", "--read", "100%", check=False)
+        assert code == 1 and "verification of backup target offsite damaged" in err
+        assert monitored.value(f"vsphere_volume_verification_last_status{offsite}") == 0
+    finally:
+        pack.write_bytes(original)
+    assert monitored.value('vsphere_volume_verifications_total{target="offsite",result="failed"} == 1') == 1
+    assert monitored.alerting("VsphereVolumeVerificationFailed", volume=copied, target="offsite") \
+        <= {"pending", "firing"}
+    [damaged] = monitored.notifications(5)[4:]
+    assert (damaged["event"], damaged["volume"], damaged["target"]) == ("verification-failed", copied, "offsite")
+    assert "damaged" in damaged["error"]
+    vv(plugin, "verify", "offsite", "--read", "100%")                      # whole again
+    assert monitored.value(f"vsphere_volume_verification_last_status{offsite} == 1") == 1
+    [recovered] = monitored.notifications(6)[5:]
+    assert (recovered["event"], recovered["cause"], recovered["target"]) == \
+        ("recovered", "verification-failed", "offsite")
 
 
 def test_a_bad_monitoring_setting_leaves_the_plugin_serving_and_status_says_why(plugin, volume, test_image):

@@ -222,3 +222,27 @@ def test_detach_of_a_volume_no_vm_holds():
     client = FencingClient([])
     assert detach(client, ["db"]) == (0, "volume db is not attached to any VM: nothing to detach\n", "")
     assert len(client.calls) == 1
+
+
+def test_status_shows_a_row_per_backup_target_with_the_copys_schedule(monkeypatch):
+    copied = {"Name": "db", "VolumeStore": "default", "Capacity": "1024MB", "Backup": "hourly", "Mounts": 0,
+              "Health": [{"Target": "local", "Schedule": "hourly", "State": "ok", "LastSuccess": "2026-11-23T04:10:00Z",
+                          "AgeSeconds": 750, "NextRun": "2026-11-23T05:10:00Z", "LastError": ""},
+                         {"Target": "offsite", "Schedule": "daily", "State": "verification-failed",
+                          "LastSuccess": "2026-11-23T03:00:00Z", "AgeSeconds": 4950, "NextRun": "2026-11-24T03:00:00Z",
+                          "LastError": "", "Verification": "failed 2026-11-23T04:00:00Z: verification of backup "
+                                                           "target offsite damaged: pack 1 is damaged"}]}
+
+    class Client(StatusClient):
+        def call(self, path, body=None, timeout=None):
+            return dict(STATUS, Volumes=[copied])
+    _, out, _ = run(monkeypatch, Client(), ["status"])
+    lines = out.splitlines()
+    header = lines.index("Volumes:") + 1
+    assert lines[header].split()[:7] == ["NAME", "VOLUMESTORE", "CAPACITY", "BACKUP", "MOUNTS", "TARGET", "HEALTH"]
+    local, offsite = lines[header + 1:header + 3]
+    assert local.split()[:9] == ["db", "default", "1024MB", "hourly", "0", "local", "ok", "2026-11-23T04:10:00Z",
+                                 "12m"]
+    assert offsite.split()[:10] == ["db", "default", "1024MB", "daily", "0", "offsite", "verification-failed",
+                                    "2026-11-23T03:00:00Z", "1h22m", "2026-11-24T03:00:00Z"]
+    assert "verification of backup target offsite damaged" in offsite

@@ -272,3 +272,155 @@ def test_verification_results_are_ready_for_the_verifier(monitored, clock, sent)
     assert notified(monitoring, sent) == [("verification-failed", "verification-failed", "db")]
     [health] = monitoring.describe()["Volumes"][0]["Health"]
     assert health["State"] == "verification-failed" and "checksum mismatch" in health["Verification"]
+
+
+# --- off-site copies: the volume's backup health on each target -------------------------------
+
+TARGETS = {"BACKUP_TARGETS": "local:local;file:///srv/vault:vault", "BACKUP_TARGET_VAULT_PASSWORD": "p"}
+
+
+def copying(monitored, clock, **settings):
+    """A monitored driver whose target ``vault`` is a FakeTarget (copies in memory)."""
+    from tests.unit.offsite.faketarget import FakeTarget
+    driver, monitoring = monitored(**TARGETS, **settings)
+    target = FakeTarget("vault", clock)
+    driver.backups.copies.targets["vault"] = target
+    return driver, monitoring, target
+
+
+def health_of(monitoring, name, target):
+    [volume] = [v for v in monitoring.describe()["Volumes"] if v["Name"] == name]
+    return next(h for h in volume["Health"] if h["Target"] == target)
+
+
+def test_a_copy_is_the_volumes_last_success_on_its_target_by_the_copys_own_schedule(monitored, tmp_path, clock):
+    driver, monitoring, target = copying(monitored, clock)
+    assert value(monitoring, "backups_total", target="vault", kind="scheduled", result="failed") == 0  # from start
+    driver.create("db", {"Backup": "daily", "BackupCopy": "vault@weekly"})
+    write(tmp_path, "db", "x" * 1000)
+    clock.advance(seconds=30)
+    [copy] = driver.backups.api_copy("db")
+    series = {"volume": "db", "target": "vault"}
+    assert value(monitoring, "backup_last_success_timestamp_seconds", **series) == \
+        datetime.fromisoformat(copy["Created"]).timestamp() == clock().timestamp()
+    assert value(monitoring, "backup_last_status", **series) == 1
+    assert value(monitoring, "backup_size_bytes", **series) == 1000
+    assert value(monitoring, "backup_added_bytes", **series) == 7              # what the target says it added
+    assert value(monitoring, "backups_kept", **series) == 1
+    assert value(monitoring, "backup_last_duration_seconds", **series) == 0
+    assert value(monitoring, "backups_total", target="vault", kind="manual", result="ok") == 1
+    assert value(monitoring, "backup_written_bytes_total", target="vault") == 7
+    # the local backup the copy run took first (Backup=daily) is the local tier's, counted there once
+    assert value(monitoring, "backups_total", target="local", kind="manual", result="ok") == 1
+    assert value(monitoring, "backups_kept", volume="db", target="local") == 1
+    # stale by the copy's schedule, weekly, timed by db@vault as the copies are scheduled
+    from plugin.ops.stale import backup_deadline
+    from plugin.policy.schedule import parse_schedule
+    deadline = backup_deadline(parse_schedule("weekly"), clock(), "db@vault", grace=timedelta(hours=1))
+    assert value(monitoring, "backup_deadline_timestamp_seconds", **series) == deadline.timestamp()
+    assert deadline != backup_deadline(parse_schedule("weekly"), clock(), "db", grace=timedelta(hours=1))
+    health = health_of(monitoring, "db", "vault")
+    assert (health["State"], health["Schedule"], health["Backups"]) == ("ok", "weekly", 1)
+    assert health["NextRun"] == driver.get("db")["Status"]["Backup"]["Copies"]["vault"]["NextRun"]
+    assert health_of(monitoring, "db", "local")["State"] == "ok"
+
+
+def test_a_failed_copy_and_a_damaged_target_notify_per_target_and_recover(monitored, tmp_path, clock, sent):
+    from plugin.offsite.errors import TargetUnreachable
+    driver, monitoring, target = copying(monitored, clock)
+    for name in ("db", "web"):
+        driver.create(name, {"BackupCopy": "vault@daily"})
+        write(tmp_path, name, name)
+    driver.backups.api_copy("db")
+    driver.backups.api_copy("web")
+    target.fail = TargetUnreachable("backup target vault: the server cannot be reached")
+    clock.advance(minutes=10)
+    with pytest.raises(BackupError, match="cannot be reached"):
+        driver.backups.api_copy("db")
+    assert value(monitoring, "backup_last_status", volume="db", target="vault") == 0
+    assert value(monitoring, "backups_total", target="vault", kind="manual", result="failed") == 1
+    assert notified(monitoring, sent) == [("backup-failed", "backup-failed", "db")]
+    assert sent[0]["target"] == "vault" and "cannot be reached" in sent[0]["error"]
+    assert health_of(monitoring, "db", "vault")["State"] == "failed"
+    assert "LastBackup" not in driver.get("db")["Status"]["Backup"]          # the local tier's status untouched
+
+    target.fail, target.damaged = None, ("pack 3f2a is damaged",)
+    with pytest.raises(BackupError, match="verification of backup target vault damaged"):
+        driver.backups.api_verify("vault")
+    for name in ("db", "web"):
+        assert value(monitoring, "verification_last_status", volume=name, target="vault") == 0
+        assert value(monitoring, "verification_last_timestamp_seconds", volume=name, target="vault") == \
+            clock().timestamp()
+    assert value(monitoring, "verifications_total", target="vault", result="failed") == 1
+    assert notified(monitoring, sent)[1:] == [("verification-failed", "verification-failed", "db"),
+                                              ("verification-failed", "verification-failed", "web")]
+    assert "pack 3f2a is damaged" in sent[1]["error"] and sent[1]["target"] == "vault"
+
+    target.damaged = ()
+    driver.backups.api_copy("db")
+    driver.backups.api_verify("vault")
+    assert value(monitoring, "verification_last_status", volume="web", target="vault") == 1
+    assert sorted(notified(monitoring, sent)[3:]) == [("recovered", "backup-failed", "db"),
+                                                      ("recovered", "verification-failed", "db"),
+                                                      ("recovered", "verification-failed", "web")]
+
+
+def test_a_volume_never_copied_is_stale_by_its_copy_schedule(monitored, clock, sent):
+    driver, monitoring, _ = copying(monitored, clock)
+    driver.create("new", {"Backup": "daily@02:00", "BackupCopy": "vault@daily@03:00"})
+    clock.advance(days=1, hours=4, minutes=1)          # the copies' second run, 03:00 the next day, plus grace
+    driver.backups.api_create("new")                   # the local tier is fine
+    assert notified(monitoring, sent) == [("backup-stale", "backup-stale", "new")]
+    assert sent[0]["target"] == "vault" and sent[0]["error"] == (
+        "no copy since the policy was set (2026-11-23T00:00:00Z); BackupCopy=vault@daily@03:00 wanted a newer one "
+        "by 2026-11-24T04:00:00Z")
+    assert health_of(monitoring, "new", "vault")["State"] == "stale"
+    assert health_of(monitoring, "new", "local")["State"] == "ok"
+
+
+def test_after_a_restart_a_copied_volume_is_not_never_copied(env, mounter, clock, tmp_path, monitored):
+    driver, monitoring, target = copying(monitored, clock)
+    driver.create("db", {"BackupCopy": "vault@daily"})
+    write(tmp_path, "db", "data")
+    [copy] = driver.backups.api_copy("db")
+    target.damaged = ("pack 1 is damaged",)
+    with pytest.raises(BackupError):
+        driver.backups.api_verify("vault")
+    clock.advance(minutes=5)
+    target.fail = BackupError("backup target vault: the server cannot be reached")
+    with pytest.raises(BackupError):
+        driver.backups.api_copy("db")
+    monitoring.stop()
+    driver.stop()
+
+    again, watching = build_monitored(from_env({**env, **TARGETS}), mounter=mounter, clock=clock,
+                                      executor=InlineExecutor(), scheduler_thread=False)
+    try:
+        offsite = [e for e in watching.snapshot().volumes if e.target == "vault"]   # before the store answered
+        assert [(e.volume, e.last_success, e.kept, e.size) for e in offsite] == \
+            [("db", datetime.fromisoformat(copy["Created"]), 1, 4)]
+        [entry] = offsite
+        assert (entry.last_result, entry.verification_ok, entry.schedule.text) == ("failed", False, "daily")
+        assert "cannot be reached" in entry.last_error and "pack 1 is damaged" in entry.verification_error
+    finally:
+        watching.stop()
+        again.stop()
+
+
+def test_the_copies_on_a_target_are_counted_from_its_listing(monitored, tmp_path, clock):
+    driver, monitoring, target = copying(monitored, clock)
+    for name in ("db", "web"):
+        driver.create(name, {"BackupCopy": "vault@daily"} if name == "db" else {})
+        write(tmp_path, name, "data")
+    for name in ("db", "db", "db", "web"):              # copies made (by another host, say)
+        target.put(driver.backups.copies.runs.views.source(driver.find(name), "schedule"), "schedule")
+        clock.advance(hours=1)
+    assert value(monitoring, "backups_kept", volume="db", target="vault") == 0
+
+    driver.backups.copies.count_copies()                # at start, off the request path
+
+    assert value(monitoring, "backups_kept", volume="db", target="vault") == 3
+    assert value(monitoring, "backup_last_success_timestamp_seconds", volume="db", target="vault") == \
+        target.kept[2].created.timestamp()
+    assert value(monitoring, "backups_kept", volume="web", target="vault") == 1
+    assert "Copies" not in driver.get("web")["Status"]["Backup"]       # counted for operations, not for Status

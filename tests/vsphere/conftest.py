@@ -163,14 +163,14 @@ def snapshot_deltas(monkeypatch):
 
 @pytest.fixture
 def plugins(vcsim, tmp_path, store_path, clock):
-    """plugins(instance="a", vm=the harness's host VM) -> a started assembled.Plugin. The
-    same ``instance`` again is a restart of that instance; everything is undone after the
-    test."""
+    """plugins(instance="a", vm=the harness's host VM, **settings) -> a started
+    assembled.Plugin (``settings``: more plugin settings). The same ``instance`` again is
+    a restart of that instance; everything is undone after the test."""
     started = []
 
-    def make(instance="a", vm=None):
+    def make(instance="a", vm=None, **settings):
         folder = tmp_path / f"plugin-{instance}"
-        env = plugin_env(vcsim, folder, store_path, vm or vcsim.host_vm)
+        env = {**plugin_env(vcsim, folder, store_path, vm or vcsim.host_vm), **settings}
         plugin = Plugin(assemble(env, clock, f"docker-{instance}"), env, folder, f"docker-{instance}")
         started.append(plugin)
         return plugin

@@ -97,3 +97,48 @@ def test_kinds_and_bytes_copied():
     assert added_bytes(manifest(method=mf.UNCHANGED, data="", base="20261122T020000Z")) == 0
     assert added_bytes(manifest(method=mf.SNAPSHOT_CLONE, data="disk.vmdk", extra={})) == 1000
     assert added_bytes(manifest(extra={})) is None          # a folder backup of an older plugin
+
+
+def test_off_site_copies_are_the_volumes_health_on_their_target_by_the_copys_schedule():
+    clock = FakeClock(T0)
+    board, seen = StatusBoard(clock), Recording()
+    board.observe(seen)
+    board.committed("db", manifest())
+    board.copy_schedules("db", {"vault": (parse_schedule("weekly"), "db@vault")})
+    clock.advance(minutes=3)
+    board.copied("db", "vault", "schedule", T0 + timedelta(minutes=1), 120.0, size=1000, added=40, kept=3)
+    clock.advance(minutes=30)
+    board.copy_attempted("db", "vault", T0 + timedelta(minutes=30), "manual", "failed", "the server cannot be reached")
+    local, vault = board.healths()[0]["db"]
+    assert (local.target, local.last_success, local.last_result) == ("local", T0, "ok")     # untouched
+    assert (vault.target, vault.schedule.text, vault.timed_by) == ("vault", "weekly", "db@vault")
+    assert (vault.last_success, vault.last_duration, vault.size, vault.added, vault.kept) == \
+        (T0 + timedelta(minutes=1), 120.0, 1000, 40, 3)
+    assert (vault.last_result, vault.last_error) == ("failed", "the server cannot be reached")
+    assert seen.told[1:] == [BackupEnded("db", "vault", "schedule", "ok", 120.0, 40, parse_schedule("weekly")),
+                             BackupEnded("db", "vault", "manual", "failed", 180.0, None, parse_schedule("weekly"))]
+    # a count from the target's listing: an older newest copy changes nothing known of the newest
+    board.copies_counted("db", "vault", 2, newest=T0)
+    [_, vault] = board.healths()[0]["db"]
+    assert (vault.kept, vault.last_success, vault.size) == (2, T0 + timedelta(minutes=1), 1000)
+    # its copy policy gone: no schedule there any more (never stale), what is known stays
+    board.copy_schedules("db", {})
+    [_, vault] = board.healths()[0]["db"]
+    assert (vault.schedule.text, vault.timed_by, vault.kept) == ("off", "db", 2)
+
+
+def test_a_verification_of_a_target_is_every_volumes_last_on_that_target_and_only_there():
+    board, seen = StatusBoard(FakeClock(T0)), Recording()
+    board.observe(seen)
+    board.committed("db", manifest())
+    for name in ("db", "web"):
+        board.copy_schedules(name, {"vault": (parse_schedule("daily"), f"{name}@vault")})
+    board.target_verified("vault", T0, False, "verification of backup target vault damaged: pack 1 is damaged")
+    board.copy_schedules("new", {"vault": (parse_schedule("daily"), "new@vault")})      # copied there later
+    healths = board.healths()[0]
+    assert [(h.target, h.verification_ok) for h in healths["db"]] == [("local", None), ("vault", False)]
+    assert [h.verification_error for h in healths["web"] + healths["new"]] == \
+        ["verification of backup target vault damaged: pack 1 is damaged"] * 2
+    assert seen.told[1:] == [("verification", None, "vault", "failed")]
+    board.target_verified("vault", T0 + timedelta(days=7), True, tell=False)     # recorded before a restart
+    assert {h.verification_ok for h in board.healths()[0]["web"]} == {True} and len(seen.told) == 2

@@ -19,11 +19,9 @@ class Volume:
     options: object
 
 
-@dataclass
-class Made:
-    backup_id: str
-    origin: str
-    started: datetime
+def made(backup_id, origin, started):
+    """What check_not_made reads of a backup: (id, origin, begun)."""
+    return (backup_id, origin, started)
 
 
 def volume(backup="daily@02:00"):
@@ -55,12 +53,12 @@ def test_a_host_leaves_the_run_to_the_host_that_has_the_volume_for_the_grace(mak
 def test_a_run_made_already_is_not_made_again(make_clock):
     clock = make_clock(PLANNED + timedelta(minutes=7))
     turns = ScheduledTurns(clock)
-    earlier = [Made("20261122T020000Z", SCHEDULE, PLANNED - timedelta(days=1)),
-               Made("20261123T015900Z", MANUAL, PLANNED - timedelta(minutes=1)),
-               Made("20261123T020500Z", MANUAL, PLANNED + timedelta(minutes=5))]
+    earlier = [made("20261122T020000Z", SCHEDULE, PLANNED - timedelta(days=1)),
+               made("20261123T015900Z", MANUAL, PLANNED - timedelta(minutes=1)),
+               made("20261123T020500Z", MANUAL, PLANNED + timedelta(minutes=5))]
     turns.check_not_made(volume(), PLANNED, earlier)          # yesterday's, and manual ones, do not count
     with pytest.raises(AlreadyMade) as skipped:
-        turns.check_not_made(volume(), PLANNED, [*earlier, Made("20261123T020001Z", SCHEDULE,
+        turns.check_not_made(volume(), PLANNED, [*earlier, made("20261123T020001Z", SCHEDULE,
                                                                 PLANNED + timedelta(seconds=1))])
     assert str(skipped.value) == ("the scheduled backup of volume db planned for 2026-11-23T02:00:00Z was made "
                                   "already: backup 20261123T020001Z (begun 2026-11-23T02:00:01Z)")
@@ -85,6 +83,10 @@ def test_two_hosts_make_one_backup_per_planned_run_and_the_other_records_why_it_
         assert skipped["Result"] == "skipped"
         assert skipped["Error"] == (f"the scheduled backup of volume db planned for {clock.now:%Y-%m-%dT%H:%M:%SZ} "
                                     f"was made already: backup {made['Id']} (begun {made['Created']})")
+        # The host that skipped knows that backup: its health is not stale for want of its own.
+        [health] = hosts[1].backups.board.healths()[0]["db"]
+        assert (health.last_success, health.last_result) == (datetime.fromisoformat(made["Created"]), "skipped")
+        assert hosts[1].backups.status("db")["Backups"] == day + 1
     listed = first.backups.api_list("db")
     assert [(b["Origin"], b["Id"]) for b in listed] == [(SCHEDULE, "20261123T020000Z"), (SCHEDULE, "20261124T020000Z")]
     # Neither host counts its skip as a failure: each plans the next day's run.

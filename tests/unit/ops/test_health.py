@@ -31,7 +31,8 @@ def test_what_it_rests_on():
     entry = VolumeBackup("v", schedule="daily", last_success=GOOD, last_result="failed", last_error="the store is full",
                          kept=4, verified_at=GOOD, verification_ok=True)
     assert backup_health(entry, NOW, NOW + timedelta(hours=2)) == {
-        "Target": "local", "State": "failed", "LastSuccess": "2026-11-25T08:55:00Z", "AgeSeconds": 3 * 3600 + 300,
+        "Target": "local", "Schedule": "daily", "State": "failed", "LastSuccess": "2026-11-25T08:55:00Z",
+        "AgeSeconds": 3 * 3600 + 300,
         "LastResult": "failed", "LastError": "the store is full", "StaleAt": "2026-11-25T14:00:00Z", "Backups": 4,
         "Verification": "passed 2026-11-25T08:55:00Z"}
     never = backup_health(VolumeBackup("v", schedule="daily"), NOW, None)
