@@ -224,7 +224,7 @@ def test_detach_of_a_volume_no_vm_holds():
     assert len(client.calls) == 1
 
 
-def test_status_shows_a_row_per_backup_target_with_the_copys_schedule(monkeypatch):
+def test_status_shows_a_row_per_backup_target_with_the_copys_schedule():
     copied = {"Name": "db", "VolumeStore": "default", "Capacity": "1024MB", "Backup": "hourly", "Mounts": 0,
               "Health": [{"Target": "local", "Schedule": "hourly", "State": "ok", "LastSuccess": "2026-11-23T04:10:00Z",
                           "AgeSeconds": 750, "NextRun": "2026-11-23T05:10:00Z", "LastError": ""},
@@ -236,7 +236,7 @@ def test_status_shows_a_row_per_backup_target_with_the_copys_schedule(monkeypatc
     class Client(StatusClient):
         def call(self, path, body=None, timeout=None):
             return dict(STATUS, Volumes=[copied])
-    _, out, _ = run(monkeypatch, Client(), ["status"])
+    _, out, _ = run(Client(), ["status"])
     lines = out.splitlines()
     header = lines.index("Volumes:") + 1
     assert lines[header].split()[:7] == ["NAME", "VOLUMESTORE", "CAPACITY", "BACKUP", "MOUNTS", "TARGET", "HEALTH"]
