@@ -23,7 +23,7 @@ Failures of vCenter itself raise the session's VSphereError subclasses.
 
 from ..errors import FileNotFoundOnDatastore
 from ..vsphere.folders import DatastoreFolder
-from .lease import LEASES_DIR, OWNER_FILE, LeaseFolder
+from .lease import LEASES_DIR, OWNER_FILE, LeaseFolder, subfolder
 from .repository import BACKUPS_DIR
 
 
@@ -34,9 +34,16 @@ class DatastoreLeaseFolder(LeaseFolder):
     ``DatastoreBackupRepository``; ``inventory`` and ``files`` are shared with it if given.
     """
 
-    def __init__(self, session, datastore, root_path, inventory=None, files=None):
-        self.folder = DatastoreFolder(session, datastore, f"{root_path.strip('/')}/{BACKUPS_DIR}/{LEASES_DIR}",
-                                      inventory=inventory, files=files)
+    def __init__(self, session, datastore, root_path, inventory=None, files=None, folder=None):
+        self.folder = folder or DatastoreFolder(session, datastore,
+                                                f"{root_path.strip('/')}/{BACKUPS_DIR}/{LEASES_DIR}",
+                                                inventory=inventory, files=files)
+
+    def within(self, name):
+        outer = self.folder
+        return DatastoreLeaseFolder(None, None, None, folder=DatastoreFolder(
+            outer.session, outer.datastore, outer.path(subfolder(name)), inventory=outer.inventory,
+            files=outer.files))
 
     def __repr__(self):
         return f"DatastoreLeaseFolder({self.folder.ds()!r})"

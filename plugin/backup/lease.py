@@ -140,6 +140,12 @@ class LeaseFolder(abc.ABC):
     def names(self):
         """Names of the lease folders."""
 
+    # within is the LeaseFolder of the subfolder name (beginning with "."), for leases on
+    # another kind of work than backups; the subfolder is made with its first lease.
+    @abc.abstractmethod
+    def within(self, name):
+        """The LeaseFolder below this one's subfolder ``name``."""
+
 
 class LocalLeaseFolder(LeaseFolder):
     """Leases in ``<backup root>/backups/.leases/`` on a folder this host sees.
@@ -147,8 +153,11 @@ class LocalLeaseFolder(LeaseFolder):
     Failures of the folder (full, read-only, I/O) raise BackupStorageError.
     """
 
-    def __init__(self, backup_root):
-        self.root = Path(backup_root) / BACKUPS_DIR / LEASES_DIR
+    def __init__(self, backup_root, root=None):
+        self.root = Path(root) if root is not None else Path(backup_root) / BACKUPS_DIR / LEASES_DIR
+
+    def within(self, name):
+        return LocalLeaseFolder(None, root=self.root / subfolder(name))
 
     def make(self, name):
         with storage_errors(f"cannot make the backup lease folder {self.root / name}"):
@@ -197,6 +206,14 @@ class LocalLeaseFolder(LeaseFolder):
                 return []
 
 
+def subfolder(name):
+    """``name``, checked to be a lease subfolder: beginning with "." (no volume's name
+    does, so the backup leases' listing passes over it), one folder deep."""
+    if not name.startswith(".") or "/" in name:
+        raise ValueError(f"{name!r} is no lease subfolder: a name beginning with '.', without '/'")
+    return name
+
+
 def _new_token():
     return uuid.uuid4().hex
 
@@ -217,6 +234,11 @@ class Leases:
         self.clock = clock
         self.ttl = ttl
         self.new_token = new_token
+
+    def within(self, name):
+        """The Leases of the same host kept in subfolder ``name`` (``LeaseFolder.within``):
+        leases on other work than backups, taken apart from the backup leases."""
+        return Leases(self.folder.within(name), self.owner, self.clock, self.ttl, self.new_token, self.host)
 
     def holder(self, volume):
         """The lease on ``volume`` as stored, or None when there is none.

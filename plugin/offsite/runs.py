@@ -10,12 +10,19 @@ counted (their listing).
 A scheduled copy of a volume other hosts know too is made once per planned run
 (``backup.turns.ScheduledTurns``, the local tier's rules): while another running VM has
 the volume attached its host makes it; under the target's lock for the volume, a
-scheduled copy there begun at or after the planned run means it was made already. Both
-are ``LeaseHeld``: recorded as ``skipped`` with the reason, never as a failure.
+scheduled copy there begun at or after the planned run means it was made already. The
+target's lock is this process's; across hosts a scheduled copy holds the volume's copy
+lease for that target (``leases(volume, label)``: a lease beside the volume's backup
+leases, on its backup store, which every host sharing the volume sees) from that check
+to the end of the copy, so two hosts firing at once make one copy: the other finds the
+lease held. All three are ``LeaseHeld``: recorded as ``skipped`` with the reason, never
+as a failure. A backup store that cannot hold the lease now does not stop the copy (an
+off-site copy is most needed when local storage fails): it goes on without, logged.
 """
 
 import logging
 import os
+from contextlib import nullcontext
 
 from ..backup.contract import EMPTY_RESULTS, OK
 from ..backup.lease import LeaseHeld
@@ -31,9 +38,11 @@ class CopyRuns:
     CopyBoard; ``views``: views.Views; ``local_board``: the backup service's StatusBoard
     (a restore's RestoredFrom); ``scratch``: the folder test restores use; ``clock``;
     ``turns``: the ScheduledTurns; ``holder(volume)``: the running VM other than this
-    host's that has the volume ("" for none)."""
+    host's that has the volume ("" for none); ``leases(volume, label)``: the Leases of the
+    volume's copies to target ``label`` (BackupError when its store cannot hold them now)."""
 
-    def __init__(self, targets, unavailable, board, views, local_board, scratch, clock, turns, holder):
+    def __init__(self, targets, unavailable, board, views, local_board, scratch, clock, turns, holder,
+                 leases):
         self.targets = targets
         self.unavailable = unavailable
         self.board = board
@@ -43,6 +52,7 @@ class CopyRuns:
         self.clock = clock
         self.turns = turns
         self.holder = holder
+        self.leases = leases
 
     def target(self, label):
         """The target ``label``; BackupError saying why not when it cannot be used."""
@@ -64,7 +74,8 @@ class CopyRuns:
         try:
             if planned is not None:
                 self.turns.check_turn(volume, planned, self.holder(volume), what)
-            with self.board.reporting(volume.name, label, "copy") as progress, \
+            with self._copy_lease(volume, label, planned), \
+                    self.board.reporting(volume.name, label, "copy") as progress, \
                     target.lock(volume.name, "copying it"):
                 if planned is not None:
                     self._check_not_made(volume, label, target, planned, what)
@@ -84,6 +95,19 @@ class CopyRuns:
         if failed:
             self.board.error(volume.name, label, f"the copy was made, but its retention failed: {failed}")
         return record
+
+    def _copy_lease(self, volume, label, planned):
+        """Hold the volume's copy lease for ``label`` while a scheduled copy runs (see the
+        module docstring); nothing for a copy asked by hand."""
+        if planned is None:
+            return nullcontext()
+        try:
+            leases = self.leases(volume, label)
+        except BackupError as err:
+            log.warning("volume %s: the scheduled copy to backup target %s goes on without its copy lease "
+                        "(another host may copy it too): %s", volume.name, label, err)
+            return nullcontext()
+        return leases.hold(volume.name, f"making its scheduled copy to backup target {label}")
 
     def _check_not_made(self, volume, label, target, planned, what):
         """AlreadyMade when ``target`` holds a scheduled copy of ``volume`` for ``planned``

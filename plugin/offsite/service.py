@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 STATUS_FILE, COPY_PLAN, VERIFY_PLAN = "offsite-status.json", "copy-schedule.json", "verify-schedule.json"
 SCRATCH_DIR = "verify-scratch"
+COPY_LEASES = ".copies-"     # + a target's label: the folder of its copy leases, beside the backup leases
 
 
 def copy_key(volume, label):
@@ -81,7 +82,7 @@ class OffsiteCopies:
         self.board.load()
         self.runs = CopyRuns(self.targets, self.unavailable, self.board, Views(service), service.board,
                              os.path.join(self.state_dir, SCRATCH_DIR), self.clock, service.operations.turns,
-                             service.operations.holder)
+                             service.operations.holder, self._copy_leases)
         executor = service.scheduler.executor
         self.copy_schedule = BackupScheduler(self.clock, self._scheduled_copy, self.concurrency,
                                              JsonFileStateStore(os.path.join(self.state_dir, COPY_PLAN)), self.tz,
@@ -95,6 +96,10 @@ class OffsiteCopies:
                 self.verify_schedule.set(label, verify)
         self.api = CopyApi(self, volumes, service)
         self._threads = service.scheduler_thread
+
+    def _copy_leases(self, volume, label):
+        """The Leases of ``volume``'s copies to ``label``: beside its backup leases."""
+        return self.service.targets.get(volume.options.backup_store).leases.within(COPY_LEASES + label)
 
     # --- policies ------------------------------------------------------------------------
     def policies(self, options):

@@ -237,6 +237,17 @@ def test_a_lease_held_by_another_host_is_refused_with_who_and_until_when(hosts, 
     assert host_2.take("pgdata").owner.startswith("host-2")
 
 
+def test_leases_within_a_subfolder_live_beside_the_backup_leases_on_the_datastore(hosts, vcsim, store_path):
+    host_1, host_2 = hosts
+    copying = host_1.within(".copies-offsite").take("pgdata", "making its scheduled copy to backup target offsite")
+    assert local(vcsim, store_path, ".leases", ".copies-offsite", "pgdata", "owner.json").is_file()
+    with pytest.raises(LeaseHeld, match="is making its scheduled copy to backup target offsite"):
+        host_2.within(".copies-offsite").take("pgdata")
+    assert host_2.take("pgdata").owner.startswith("host-2")        # the backup lease is another one
+    assert host_1.within(".copies-offsite").release(copying)
+    assert not local(vcsim, store_path, ".leases", ".copies-offsite", "pgdata").exists()
+
+
 def test_an_expired_lease_is_broken_and_its_holder_finds_out(hosts, clock):
     host_1, host_2 = hosts
     stale = host_1.take("v")

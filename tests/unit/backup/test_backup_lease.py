@@ -265,3 +265,20 @@ def test_a_failed_release_never_hides_the_work_and_is_logged(tmp_path, clock, ca
     folder.failures.clear()
     clock.advance(minutes=11)
     assert leases.take("v").owner == "host-a"          # it expired on its own
+
+
+def test_leases_within_a_subfolder_are_apart_from_the_backup_leases(host_a, host_b, folder):
+    backing_up = host_a.take("pgdata")
+    copying = host_a.within(".copies-offsite").take("pgdata", "making its scheduled copy to backup target offsite")
+    assert (folder.root / ".copies-offsite" / "pgdata" / "owner.json").is_file()
+    with pytest.raises(LeaseHeld, match="host-a .* is making its scheduled copy to backup target offsite"):
+        host_b.within(".copies-offsite").take("pgdata")
+    assert host_a.break_left_by_this_host() == []          # the backup leases' listing passes over it
+    assert host_a.release(backing_up) and host_a.within(".copies-offsite").release(copying)
+    assert host_b.within(".copies-offsite").take("pgdata").owner.startswith("host-b")
+
+
+@pytest.mark.parametrize("name", ["copies", ".a/b", ""])
+def test_a_lease_subfolder_is_a_dot_name_one_folder_deep(folder, name):
+    with pytest.raises(ValueError, match="is no lease subfolder"):
+        folder.within(name)

@@ -84,3 +84,20 @@ class FakeTarget(Target):
 
     def describe(self):
         return {"Label": self.label, "Kind": self.kind, "Location": f"fake:{self.label}"}
+
+
+class SeenFromAnotherHost:
+    """``target`` as another host's plugin sees it: the same copies, but a lock of its own
+    (the lock of a restic target is one process's)."""
+
+    def __init__(self, target):
+        self._target = target
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name):
+        return getattr(self._target, name)
+
+    @contextmanager
+    def lock(self, volume, purpose):
+        with self._lock:
+            yield

@@ -1,10 +1,12 @@
 """Scheduled off-site copies through the assembled driver, to a target in memory
 (``faketarget.FakeTarget``): what a copy run makes of a volume with a local schedule."""
 
+import os
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .faketarget import FakeTarget
+from .faketarget import FakeTarget, SeenFromAnotherHost
 
 TARGETS = {"BACKUP_TARGETS": "file:///srv/a:a", "BACKUP_TARGET_A_PASSWORD": "p"}
 
@@ -42,8 +44,9 @@ def test_a_scheduled_copy_of_a_volume_with_a_local_schedule_copies_its_own_local
 # --- one copy per planned run, whichever hosts know the volume --------------------------------
 
 def two_hosts(make_driver, clock, tmp_path, options):
-    """Two plugin instances (hosts) on the same folder store, copying to one target; the
-    first made volume ``db`` with ``options`` before the second started (so it found it)."""
+    """Two plugin instances (hosts) on the same folder store, copying to one target (each
+    with its own process lock on it); the first made volume ``db`` with ``options`` before
+    the second started (so it found it)."""
     def host(name):
         return make_driver(clock=clock, DATA_DIR=str(tmp_path / f"host-{name}"),
                            MOUNT_ROOT=str(tmp_path / f"mnt-{name}"), **TARGETS)
@@ -51,7 +54,7 @@ def two_hosts(make_driver, clock, tmp_path, options):
     a.create("db", options)
     b = host("b")
     shared = with_target(a, clock)
-    b.backups.copies.targets["a"] = shared
+    b.backups.copies.targets["a"] = SeenFromAnotherHost(shared)
     return (a, b), shared
 
 
@@ -101,3 +104,31 @@ def test_a_host_leaves_the_copy_to_the_host_whose_vm_has_the_volume_then_makes_i
     a.backups.copies.copy_schedule.tick(clock())
     assert last_copy(a, "db")["Result"] == "ok"
     assert scheduled_copies(target) == [("20261123T030500Z", "schedule")]
+
+
+def test_two_hosts_firing_at_once_make_one_copy_the_other_finds_the_copy_lease_held(make_driver, clock, tmp_path):
+    (a, b), target = two_hosts(make_driver, clock, tmp_path, {"BackupCopy": "a@daily@03:00"})
+    clock.now = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
+    copying, finish = threading.Event(), threading.Event()
+    put = target.put
+
+    def first_put_waits(*args, **kwargs):
+        target.put = put                      # only host a's copy waits
+        copying.set()
+        finish.wait(60)
+        return put(*args, **kwargs)
+    target.put = first_put_waits
+    on_a = threading.Thread(target=a.backups.copies.copy_schedule.tick, args=(clock(),))
+    on_a.start()
+    try:
+        assert copying.wait(60)               # host a is copying db: nothing on the target yet
+        assert b.backups.copies.copy_schedule.tick(clock()) == ["db@a"]
+        skipped = last_copy(b, "db")
+        assert skipped["Result"] == "skipped", skipped
+        assert "is making its scheduled copy to backup target a" in skipped["Error"]
+    finally:
+        finish.set()
+        on_a.join(60)
+    assert last_copy(a, "db")["Result"] == "ok"
+    assert len(scheduled_copies(target)) == 1
+    assert not os.listdir(tmp_path / "fast" / "backups" / ".leases" / ".copies-a")      # released
