@@ -9,7 +9,8 @@ snapshots are the catalog. Each snapshot is tagged with what a restore needs:
 ``volume``      the volume's name
 ``backup``      the copy's id, in the plugin's id format (``20261123T020000Z``)
 ``kind``        why it was made: ``schedule``, ``manual``, ``pre-restore`` (retention
-                forgets only ``schedule`` copies)
+                forgets only ``schedule`` copies, whichever host made them: the nodes
+                of a swarm copy a volume by turns)
 ``format``      ``vmdk`` or ``folder``: what kind of volume it was
 ``capacity``    the volume's Capacity in MB (a restore as a new volume takes it)
 ``store``       the volume store's label, when a tag can hold it
@@ -172,7 +173,7 @@ class ResticTier(Target):
     def retain(self, volume, keep):
         with self._repository.exclusive():
             by_snapshot = {r.handle.id: r.id for r in self.records(volume)}
-            done = self.restic.forget(keep, tags={VOLUME: volume, KIND: SCHEDULE}, host=self.host)
+            done = self.restic.forget(keep, tags={VOLUME: volume, KIND: SCHEDULE})
         return sorted((by_snapshot[s] for s in done.removed if s in by_snapshot), key=ids.sort_key)
 
     def verify(self, scratch, read=None):

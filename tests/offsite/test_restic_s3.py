@@ -138,7 +138,8 @@ def test_forget_applies_keep_rules_to_one_volume_and_prunes(make_restic, repo_lo
     for index, when in enumerate(times):
         (tree / "changing.bin").write_bytes(bytes([index]) * 50_000 + index.to_bytes(4, "big"))
         tags = {"volume": "a", "backup": when.strftime("%Y%m%dT%H%M%SZ"), "kind": "schedule"}
-        ids[when] = restic.backup(str(tree), tags, host="h1", taken_at=when).snapshot_id
+        host = "h2" if index in (3, 4) else "h1"          # the volume moved to another host
+        ids[when] = restic.backup(str(tree), tags, host=host, taken_at=when).snapshot_id
     manual = restic.backup(str(tree), {"volume": "a", "backup": "m1", "kind": "manual"}, host="h1",
                            taken_at=day - timedelta(days=30)).snapshot_id
     other = restic.backup(str(tree), {"volume": "b", "backup": "x", "kind": "schedule"},
@@ -148,7 +149,8 @@ def test_forget_applies_keep_rules_to_one_volume_and_prunes(make_restic, repo_lo
     result = restic.forget("daily=2", tags={"volume": "a", "kind": "schedule"})
 
     left = {s.short_id for s in restic.snapshots()}
-    # The newest of each of the last 2 days that have snapshots: Nov 22 05:00 and Nov 21.
+    # The newest of each of the last 2 days that have snapshots, whichever host made them:
+    # Nov 22 05:00 (h2) and Nov 21 (h1).
     assert left == {ids[times[4]], ids[times[2]], manual, other}
     assert {i[:8] for i in result.removed} == {ids[times[0]], ids[times[1]], ids[times[3]]}
     assert result.pruned

@@ -117,12 +117,13 @@ def test_a_copy_is_tagged_names_its_parent_and_an_empty_volume_holds_a_marker(tm
     assert (record.id, record.added, record.size) == ("20261123T020000Z-1", 10, 100)
 
 
-def test_retention_forgets_only_this_hosts_scheduled_copies_and_says_which():
+def test_retention_forgets_the_volumes_scheduled_copies_of_every_host_and_says_which():
     restic = StubRestic([snapshot("a", "mydata", "20261123T010000Z"), snapshot("b", "mydata", "20261123T020000Z")])
 
     deleted = tier(restic).retain("mydata", parse_keep("daily=7"))
 
-    assert restic.calls[-1] == ("forget", "daily=7", {"volume": "mydata", "kind": "schedule"}, "docker-a")
+    # a volume of a swarm is copied by whichever node has it: its retention is the volume's
+    assert restic.calls[-1] == ("forget", "daily=7", {"volume": "mydata", "kind": "schedule"}, None)
     assert deleted == ["20261123T010000Z"]
 
 
