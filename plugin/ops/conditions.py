@@ -3,7 +3,10 @@
 A condition is active while the state shows it: a volume whose last backup attempt
 failed (``backup-failed``), whose newest good backup is older than its schedule allows
 (``backup-stale``, see ``ops.stale``), whose last verification failed
-(``verification-failed``); a store that is unavailable (``store-unavailable``). It ends
+(``verification-failed``: of the volume's backups on the local tier, or of the whole
+off-site target, which ``restic check`` verifies as one: then one condition for the
+target, not one per volume copied there); a store that is unavailable
+(``store-unavailable``). It ends
 ("recovers") when the state no longer shows it: the next backup succeeded, the store
 answers again, the volume was removed.
 """
@@ -25,7 +28,8 @@ ERROR_LIMIT = 500   # characters of an error text a notification carries
 
 @dataclass(frozen=True)
 class Condition:
-    """``cause`` (one of CAUSES) of a ``volume`` (on ``target``) or of a ``store``;
+    """``cause`` (one of CAUSES) of a ``volume`` (on ``target``), of a ``store``, or of an
+    off-site ``target`` alone (its verification);
     ``error``: the text that says what is wrong (no secrets: the product's own messages)."""
 
     cause: str
@@ -53,7 +57,7 @@ def _stale(entry, deadline):
 def current_conditions(state, now, deadlines):
     """Every active Condition of ``state`` (an ``OpsState``) at ``now``; ``deadlines`` is
     the ``ops.stale.DeadlineCache`` the metrics use too."""
-    found = []
+    found, targets = [], {}
     for entry in state.volumes:
         about = {"volume": entry.volume, "target": entry.target}
         if entry.last_result == FAILED:
@@ -62,7 +66,12 @@ def current_conditions(state, now, deadlines):
         if deadline is not None and now > deadline:
             found.append(Condition(BACKUP_STALE, error=_stale(entry, deadline), **about))
         if entry.verification_ok is False:
-            found.append(Condition(VERIFICATION_FAILED, error=cut(entry.verification_error, ERROR_LIMIT), **about))
+            error = cut(entry.verification_error, ERROR_LIMIT)
+            if entry.target == LOCAL:
+                found.append(Condition(VERIFICATION_FAILED, error=error, **about))
+            else:
+                targets.setdefault(entry.target, Condition(VERIFICATION_FAILED, target=entry.target, error=error))
+    found.extend(targets[label] for label in sorted(targets))
     for store in state.stores:
         if not store.available:
             found.append(Condition(STORE_UNAVAILABLE, store=store.store,

@@ -60,6 +60,8 @@ class Notification:
             return f"volume {self.volume}"
         if self.store is not None:
             return f"store {self.store}"
+        if self.target is not None:
+            return f"backup target {self.target}"
         return f"{self.count} events"
 
     def title(self):

@@ -193,7 +193,8 @@ def test_prometheus_sees_the_backup_then_the_failure_alerts_and_one_notification
     assert [(h["Target"], h["State"]) for h in health] == [("local", "off"), ("offsite", "ok")]
     assert [row.split()[5:7] for row in rows] == [["local", "off"], ["offsite", "ok"]]     # a TARGET column
 
-    # that target damaged: its verification fails, for every volume copied there
+    # that target damaged: its verification fails, for every volume copied there (one notification:
+    # the target's)
     pack = max((p for p in (Path(plugin.state_dir) / "offsite" / "data").rglob("*") if p.is_file()),
                key=lambda p: p.stat().st_size)
     original = pack.read_bytes()
@@ -208,7 +209,7 @@ def test_prometheus_sees_the_backup_then_the_failure_alerts_and_one_notification
     assert monitored.alerting("VsphereVolumeVerificationFailed", volume=copied, target="offsite") \
         <= {"pending", "firing"}
     [damaged] = monitored.notifications(5)[4:]
-    assert (damaged["event"], damaged["volume"], damaged["target"]) == ("verification-failed", copied, "offsite")
+    assert (damaged["event"], damaged["volume"], damaged["target"]) == ("verification-failed", None, "offsite")
     assert "damaged" in damaged["error"]
     vv(plugin, "verify", "offsite", "--read", "100%")                      # whole again
     assert monitored.value(f"vsphere_volume_verification_last_status{offsite} == 1") == 1

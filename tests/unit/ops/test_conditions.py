@@ -48,3 +48,12 @@ def test_never_backed_up_is_stale_counted_from_its_policy():
     (condition,) = conditions(VolumeBackup("new", schedule="daily@02:00", since=since))
     assert condition.cause == BACKUP_STALE
     assert condition.error.startswith("no backup since the policy was set (2026-11-20T00:00:00Z)")
+
+
+def test_a_failed_verification_of_an_offsite_target_is_one_condition_for_the_target():
+    damaged = {"verification_ok": False, "verification_error": "pack 3f2a is damaged"}
+    found = conditions(VolumeBackup("db", "vault", **damaged), VolumeBackup("web", "vault", **damaged),
+                       VolumeBackup("db", "local", verification_ok=False, verification_error="checksum"))
+    assert [(c.cause, c.volume, c.target, c.error) for c in found] == [
+        (VERIFICATION_FAILED, "db", "local", "checksum"),
+        (VERIFICATION_FAILED, None, "vault", "pack 3f2a is damaged")]
