@@ -57,13 +57,21 @@ class LocalTier(Target):
 
     def verify(self, scratch, read=None):
         """Every manifest of the known volumes' backups read and checked (a damaged one is
-        damage); the copies themselves are read only by a restore."""
+        damage); the copies themselves are read only by a restore. Each volume with
+        backups gets the result of its own as its last verification (operations)."""
         now = self.service.clock()
         try:
-            damaged = [r for r in self.records() if r.state != OK]
+            records = self.records()
         except VolumeError as err:
             return Verification(self.label, now, FAILED, error=str(err))
-        problems = tuple(f"backup {r.id} of volume {r.volume} is {r.state}: {r.problem}" for r in damaged)
+        said = {}
+        for record in records:
+            found = said.setdefault(record.volume, [])
+            if record.state != OK:
+                found.append(f"backup {record.id} of volume {record.volume} is {record.state}: {record.problem}")
+        for volume, problems in said.items():
+            self.service.board.verified(volume, LOCAL, now, not problems, "; ".join(problems))
+        problems = tuple(problem for found in said.values() for problem in found)
         return Verification(self.label, now, DAMAGED if problems else OK, read="manifests", problems=problems)
 
     def lock(self, volume, purpose):

@@ -423,3 +423,23 @@ def test_the_copies_on_a_target_are_counted_from_its_listing(monitored, tmp_path
         target.kept[2].created.timestamp()
     assert value(monitoring, "backups_kept", volume="web", target="vault") == 1
     assert "Copies" not in driver.get("web")["Status"]["Backup"]       # counted for operations, not for Status
+
+
+def test_verifying_the_local_tier_is_each_volumes_last_verification_there(monitored, clock, sent, tmp_path):
+    driver, monitoring = monitored()
+    for name in ("db", "web"):
+        driver.create(name, {"Backup": "daily"})
+        driver.backups.api_create(name)
+    [damaged] = (tmp_path / "fast" / "backups" / "db").iterdir()
+    (damaged / "manifest.json").write_text("{ not json")
+    clock.advance(minutes=1)
+
+    with pytest.raises(BackupError, match="verification of backup target local damaged"):
+        driver.backups.api_verify("local")
+
+    assert value(monitoring, "verification_last_status", volume="db", target="local") == 0
+    assert value(monitoring, "verification_last_status", volume="web", target="local") == 1
+    assert value(monitoring, "verification_last_timestamp_seconds", volume="web", target="local") == \
+        clock().timestamp()
+    assert notified(monitoring, sent) == [("verification-failed", "verification-failed", "db")]
+    assert "is damaged" in sent[0]["error"] and sent[0]["target"] == "local"
