@@ -64,6 +64,8 @@ from .progress import RestoreMeter, tree_size
 
 log = logging.getLogger(__name__)
 
+SIZE_AFTER = 10.0   # seconds a restore runs before its size is asked for its percentage
+
 STALLED = "stalled"
 RETRY_GAP = 90.0    # seconds: more than restic's backoff waits between two tries of a call
 SNAPSHOT_ID_RE = re.compile(r"^[0-9a-f]{8,64}$")
@@ -279,7 +281,7 @@ class Restic:
 
     def __init__(self, config, *, runner=None, restic="restic", cache_dir=None,
                  timeouts=Timeouts(), retry_budget=60.0, tz="UTC", progress_fps=2,
-                 unlock_stale=True, clock=time.monotonic):
+                 unlock_stale=True, clock=time.monotonic, size_after=SIZE_AFTER):
         self.config = config
         self._runner = runner or ProcessRunner()
         self._restic = restic
@@ -290,6 +292,7 @@ class Restic:
         self._fps = progress_fps
         self._unlock_stale = unlock_stale
         self._clock = clock
+        self._size_after = size_after
 
     def __repr__(self):
         return f"Restic({self.config.location!r})"
@@ -379,8 +382,10 @@ class Restic:
         ``target_dir`` must be missing or empty unless ``overwrite`` (files there with the
         same names are then replaced). ``progress`` gets ``Progress`` about once a second;
         its percentage is of ``total_bytes`` (what the backup recorded), read from the
-        repository when not given (``restore_size``, one more restic call, run beside the
-        restore: the percentage shows once it answered; a failure of it only leaves it out).
+        repository when not given and the restore still runs ``size_after`` seconds on
+        (``restore_size``, one more restic call, run beside the restore: the percentage
+        shows once it answered; a failure of it only leaves it out; a short restore needs
+        no percentage and is not slowed by it).
         Returns RestoreResult: the regular files and bytes now under the target (under
         ``target_dir/include`` for a sub-path).
         """
@@ -396,14 +401,17 @@ class Restic:
         if include is not None:
             pattern, sub = include_pattern(include)
             args.append(f"--include={pattern}")
-        meter = None
+        meter, restored = None, threading.Event()
         if progress:
             meter = RestoreMeter(total_bytes)
             if total_bytes is None and not sub:
-                self._size_beside(snapshot_id, meter)
+                self._size_beside(snapshot_id, meter, restored)
         what = f"restore of snapshot {snapshot_id}"
         watch = _Watch(self._clock, self._budget, progress, meter)
-        self._call(what, args, self._timeouts.data, watch)
+        try:
+            self._call(what, args, self._timeouts.data, watch)
+        finally:
+            restored.set()
         root = os.path.join(target, sub) if sub else target
         if sub and not os.path.lexists(root):
             raise PathNotInSnapshot(f"{what} on {self.config.title}: the snapshot has no "
@@ -413,9 +421,12 @@ class Restic:
             progress(RestoreMeter.final(size, files))
         return RestoreResult(snapshot_id=snapshot_id, target=target, files=files, bytes=size)
 
-    def _size_beside(self, snapshot_id, meter):
-        """Give ``meter`` the snapshot's restore size once a restic call beside it says."""
+    def _size_beside(self, snapshot_id, meter, restored):
+        """Give ``meter`` the snapshot's restore size once a restic call beside it says,
+        unless ``restored`` is set within ``size_after`` seconds."""
         def size():
+            if restored.wait(self._size_after):
+                return
             try:
                 meter.total = self.restore_size(snapshot_id)[0]
             except OffsiteError as err:

@@ -258,7 +258,7 @@ def test_restore_with_progress_sizes_the_snapshot_beside_it_and_counts_what_it_w
         "stats": Answer(lines=out(json.dumps({"total_size": 500, "total_file_count": 2})),
                         effect=lambda argv, cwd: sized.set()),
         "restore": Answer(effect=write_files)})
-    restic = Restic(RepositoryConfig(location="/srv/repo", password="pw-123456"), runner=runner)
+    restic = Restic(RepositoryConfig(location="/srv/repo", password="pw-123456"), runner=runner, size_after=0)
     seen = []
 
     result = restic.restore("a" * 64, str(target), progress=seen.append)
@@ -280,6 +280,26 @@ def test_a_restore_meter_shows_a_percentage_once_the_size_is_known(tmp_path):
     meter.total = 400
     io.write_text("rchar: 1\nwchar: 200\n")
     assert meter.read().percent == 50.0
+
+
+def test_a_restore_over_before_its_size_is_asked_makes_no_stats_call(tmp_path):
+    target = tmp_path / "target"
+
+    def write_file(argv, cwd):
+        target.mkdir()
+        (target / "f").write_bytes(b"z" * 40)
+
+    runner = FakeRunner(by_command={"restore": Answer(effect=write_file),
+                                    "stats": Answer(lines=out(json.dumps({"total_size": 40})))})
+    restic = Restic(RepositoryConfig(location="/srv/repo", password="pw-123456"), runner=runner, size_after=3600)
+    seen = []
+    restic.restore("a" * 64, str(target), progress=seen.append)
+    sizing = [t for t in threading.enumerate() if t.name == f"size of {'a' * 64}"]
+    for thread in sizing:                  # released by the restore's end: it asks nothing
+        thread.join(10)
+
+    assert runner.commands == ["restore"]
+    assert (seen[-1].percent, seen[-1].bytes_done) == (100.0, 40)
 
 
 def test_restore_with_the_size_known_makes_no_stats_call(tmp_path):
