@@ -79,7 +79,9 @@ class Record:
     final; ``size``: bytes of the data (0: not known here); ``added``: bytes it added to
     the target (0: not known); ``facts``: what else the target knows of it, as shown
     (``Capacity``, ``VolumeStore``, ``Snapshot``, ``Method``...); ``state``: ok or damaged,
-    with the ``problem``; ``handle``: the target's own reference to it.
+    with the ``problem``; ``handle``: the target's own reference to it; ``kept``: for a
+    backup just put, how many the target holds of the volume with it, when the target
+    knows without listing them again (None: not known).
     """
 
     target: str
@@ -93,6 +95,7 @@ class Record:
     state: str = OK
     problem: str = ""
     handle: object = field(default=None, compare=False, repr=False)
+    kept: int = field(default=None, compare=False, repr=False)
 
     def summary(self):
         """As the ``/Backup.*`` calls and the CLI show it."""

@@ -88,10 +88,12 @@ class CopyRuns:
             self.board.failed(volume.name, label, started, origin, err)
             log.error("volume %s: %s copy to backup target %s failed: %s", volume.name, origin, label, err)
             raise
-        failed = self._retain(target, volume.name, keep) if keep is not None and origin == SCHEDULE else None
+        retained = keep is not None and origin == SCHEDULE
+        failed = self._retain(target, volume.name, keep) if retained else None
         seconds = max(0.0, (self.clock() - started).total_seconds())
-        # once the run is over, retention included
-        self.board.copied(volume.name, label, record, seconds, self._count(target, volume.name))
+        # once the run is over, retention included (then the copies are listed again)
+        kept = record.kept if record.kept is not None and not retained else self._count(target, volume.name)
+        self.board.copied(volume.name, label, record, seconds, kept)
         if failed:
             self.board.error(volume.name, label, f"the copy was made, but its retention failed: {failed}")
         return record

@@ -133,9 +133,11 @@ class ResticTier(Target):
                     ignore_ctime=not tree.ctime_kept)
         log.info("volume %s: copy %s made on backup target %s (snapshot %s, %d bytes added of %d)", volume.name,
                  copy_id, self.label, done.snapshot_id, done.bytes_added, done.total_bytes)
+        # The volume's copies were listed under its lock: with this one, one more.
         return Record(self.label, volume.name, copy_id, tree.taken, origin, size=done.total_bytes,
                       added=done.bytes_added, facts={"Snapshot": done.snapshot_id[:8], "Files": done.files,
-                                                     "Host": self.host, "Capacity": f"{tags[CAPACITY]}MB"})
+                                                     "Host": self.host, "Capacity": f"{tags[CAPACITY]}MB"},
+                      kept=len(earlier) + 1)
 
     def records(self, volume=None):
         snapshots = self.restic.snapshots(tags={VOLUME: volume} if volume else None)

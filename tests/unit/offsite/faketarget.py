@@ -43,7 +43,8 @@ class FakeTarget(Target):
             taken = {r.id for r in self.kept}
             copy_id = next(i for i in ids.candidates(self.clock()) if i not in taken)
             record = Record(self.label, source.volume.name, copy_id, tree.taken, origin,
-                            size=sum(len(b) for b in files.values()), added=7, facts={"Host": "fake"})
+                            size=sum(len(b) for b in files.values()), added=7, facts={"Host": "fake"},
+                            kept=1 + sum(r.volume == source.volume.name for r in self.kept))
         self.kept.append(record)
         self.files[copy_id] = files
         self.made = True

@@ -115,6 +115,7 @@ def test_a_copy_is_tagged_names_its_parent_and_an_empty_volume_holds_a_marker(tm
                     "capacity": "64", "store": "fast"}
     assert host == "docker-a" and parent == "a" * 8
     assert (record.id, record.added, record.size) == ("20261123T020000Z-1", 10, 100)
+    assert record.kept == 2                    # the listing made for its id and parent, and this one
 
 
 def test_retention_forgets_the_volumes_scheduled_copies_of_every_host_and_says_which():

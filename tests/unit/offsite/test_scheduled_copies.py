@@ -132,3 +132,15 @@ def test_two_hosts_firing_at_once_make_one_copy_the_other_finds_the_copy_lease_h
     assert last_copy(a, "db")["Result"] == "ok"
     assert len(scheduled_copies(target)) == 1
     assert not os.listdir(tmp_path / "fast" / "backups" / ".leases" / ".copies-a")      # released
+
+
+def test_a_copy_by_hand_counts_the_copies_kept_without_listing_them_again(make_driver, clock):
+    driver = make_driver(clock=clock, **TARGETS)
+    target = with_target(driver, clock)
+    driver.create("db", {"BackupCopy": "a@daily"})
+    for _ in range(2):
+        clock.advance(minutes=1)
+        driver.backups.api_copy("db", "a")
+    assert target.calls == ["put", "put"]
+    [health] = [e for e in driver.backups.board.healths()[0]["db"] if e.target == "a"]
+    assert health.kept == 2
