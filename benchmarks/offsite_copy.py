@@ -13,8 +13,9 @@ distinct random bytes is made in the store, and timed, each step after a ``sync`
    (rsync, its unchanged files hard links) and copies that point-in-time copy;
 3. after 1% of the files were rewritten, the second copy: bytes added as a share of the
    volume (goal <= 3%) and its time as a share of the first copy's (goal <= 20%);
-4. a restore of the first copy into a new volume (the sink: a staging folder of the
-   store, then swapped in) against ``restic restore`` by hand (twice, the best; goal <= 1.15x).
+4. a restore of the first copy into a new volume (the copy found in the target's catalog,
+   restored into a staging folder of the store, then swapped in) against ``restic restore``
+   by hand (three of each, alternating, the best; goal <= 1.15x).
 
 Repositories are initialised before the clock starts (restic's init calibrates its key
 derivation once per repository). Prints; it is not a test.
@@ -126,11 +127,13 @@ def main():
             first.remove(name)
             return seconds
 
-        restore_hand_1 = restore_by_hand(work / "restore-1")
-        restore_1 = restore_plugin("restored-1")
-        restore_2 = restore_plugin("restored-2")
-        restore_hand_2 = restore_by_hand(work / "restore-2")
-        hand_restore, plugin_restore = min(restore_hand_1, restore_hand_2), min(restore_1, restore_2)
+        # Alternating, three of each: the first restores read the packs from disk, later
+        # ones from the page cache, so the order must favour neither side.
+        restores_by_hand, restores = [], []
+        for round_ in range(3):
+            restores_by_hand.append(restore_by_hand(work / f"restore-{round_}"))
+            restores.append(restore_plugin(f"restored-{round_}"))
+        hand_restore, plugin_restore = min(restores_by_hand), min(restores)
 
         print(f"restic backup by hand:               {hand_backup:8.2f} s   (runs {hand_1:.2f}, {hand_2:.2f} s; "
               f"{hand_summary['data_added'] / 1e6:.0f} MB added)")
@@ -141,10 +144,11 @@ def main():
         print(f"second copy, 1% of the files rewritten: {copy_again:8.2f} s = {100 * copy_again / plugin_copy:.1f}% "
               f"of the first (goal <= 20%); {again['BytesAdded'] / 1e6:.1f} MB added = "
               f"{100 * again['BytesAdded'] / total:.2f}% of the volume (goal <= 3%; {changed / 1e6:.1f} MB rewritten)")
-        print(f"restic restore by hand:              {hand_restore:8.2f} s   (runs {restore_hand_1:.2f}, "
-              f"{restore_hand_2:.2f} s)")
-        print(f"restore through the plugin:          {plugin_restore:8.2f} s   (runs {restore_1:.2f}, "
-              f"{restore_2:.2f} s) ratio {plugin_restore / hand_restore:.3f}x (goal <= 1.15x)")
+        print(f"restic restore by hand:              {hand_restore:8.2f} s   (runs "
+              f"{', '.join(f'{r:.2f}' for r in restores_by_hand)} s)")
+        print(f"restore through the plugin:          {plugin_restore:8.2f} s   (runs "
+              f"{', '.join(f'{r:.2f}' for r in restores)} s; the copy found in the catalog, then restored) "
+              f"ratio {plugin_restore / hand_restore:.3f}x (goal <= 1.15x)")
     finally:
         for driver in drivers:
             driver.stop()
