@@ -23,8 +23,6 @@ import threading
 import urllib.parse
 from dataclasses import dataclass, field
 
-import requests
-
 from ..errors import ConfigError, shown
 from ..redact import Redactor
 
@@ -150,6 +148,7 @@ class DeliveryError(Exception):
 
 
 def post_webhook(destination, notification):
+    import requests    # loaded only when a webhook is notified: a plugin without one does not carry it
     try:
         response = requests.post(destination.url, json=notification.body(), timeout=WEBHOOK_TIMEOUT)
     except requests.RequestException as err:
