@@ -68,6 +68,7 @@ class OffsiteCopies:
         self.offsite = tuple(label for label, target in self.targets.items() if not isinstance(target, LocalTier))
         self.service = self.volumes = self.board = self.runs = self.api = None
         self.copy_schedule = self.verify_schedule = None
+        self._parsed = {}          # (BackupCopy, BackupCopyKeep, BackupKeep) -> its CopyPolicy tuple
         self._threads = False
 
     def bind(self, volumes, service):
@@ -103,8 +104,14 @@ class OffsiteCopies:
 
     # --- policies ------------------------------------------------------------------------
     def policies(self, options):
-        """The CopyPolicy tuple of ``options`` (InvalidOption when it cannot be followed)."""
-        return parse_copies(options.copies or None, options.copy_keep or None, self.specs, options.keep)
+        """The CopyPolicy tuple of ``options`` (InvalidOption when it cannot be followed);
+        parsed once per distinct policy (Get shows them: it must not parse them each time)."""
+        key = (options.copies, options.copy_keep, options.keep.text)
+        parsed = self._parsed.get(key)
+        if parsed is None:
+            parsed = self._parsed[key] = parse_copies(options.copies or None, options.copy_keep or None, self.specs,
+                                                      options.keep)
+        return parsed
 
     def check_policy(self, options):
         """Refuse a BackupCopy that names no usable off-site target, or a bad BackupCopyKeep."""
