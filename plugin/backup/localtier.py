@@ -69,8 +69,7 @@ class LocalTier(Target):
             found = said.setdefault(record.volume, [])
             if record.state != OK:
                 found.append(f"backup {record.id} of volume {record.volume} is {record.state}: {record.problem}")
-        for volume, problems in said.items():
-            self.service.board.verified(volume, LOCAL, now, not problems, "; ".join(problems))
+        self.service.board.volumes_verified(LOCAL, now, {volume: "; ".join(found) for volume, found in said.items()})
         problems = tuple(problem for found in said.values() for problem in found)
         return Verification(self.label, now, DAMAGED if problems else OK, read="manifests", problems=problems)
 

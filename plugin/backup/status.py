@@ -124,6 +124,17 @@ class StatusBoard:
             self.changes += 1
         self._tell("verification_ended", name, target, OK if ok else FAILED)
 
+    def volumes_verified(self, target, when, problems):
+        """One verification of ``target`` checked the backups of each volume in
+        ``problems`` ({volume: what is wrong, "" when nothing}) at ``when``: each volume's
+        last verification there; told once, as one verification."""
+        with self._lock:
+            for name, problem in problems.items():
+                self._update(name, target, verified_at=when, verification_ok=not problem,
+                             verification_error=str(problem))
+            self.changes += 1
+        self._tell("verification_ended", None, target, FAILED if any(problems.values()) else OK)
+
     # --- copies on off-site targets --------------------------------------------------------
     def copy_schedules(self, name, schedules):
         """``name`` is copied to the targets of ``schedules`` ({target: (Schedule, the name

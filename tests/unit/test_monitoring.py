@@ -441,5 +441,6 @@ def test_verifying_the_local_tier_is_each_volumes_last_verification_there(monito
     assert value(monitoring, "verification_last_status", volume="web", target="local") == 1
     assert value(monitoring, "verification_last_timestamp_seconds", volume="web", target="local") == \
         clock().timestamp()
+    assert value(monitoring, "verifications_total", target="local", result="failed") == 1   # one verification
     assert notified(monitoring, sent) == [("verification-failed", "verification-failed", "db")]
     assert "is damaged" in sent[0]["error"] and sent[0]["target"] == "local"
