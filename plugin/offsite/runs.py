@@ -5,7 +5,7 @@ says what it did in the log; a failure is a ``VolumeError`` that names the volum
 target, recorded in the board before it is raised. A copy made by a schedule then applies
 the copy's retention on the target; a retention that fails is the copy's last error, not
 its failure (the copy stands). After a copy the copies of the volume on the target are
-counted (their listing).
+counted: from the listing the put made and what retention deleted, or listed again.
 
 A scheduled copy of a volume other hosts know too is made once per planned run
 (``backup.turns.ScheduledTurns``, the local tier's rules): while another running VM has
@@ -88,11 +88,13 @@ class CopyRuns:
             self.board.failed(volume.name, label, started, origin, err)
             log.error("volume %s: %s copy to backup target %s failed: %s", volume.name, origin, label, err)
             raise
-        retained = keep is not None and origin == SCHEDULE
-        failed = self._retain(target, volume.name, keep) if retained else None
+        deleted, failed = self._retain(target, volume.name, keep) if keep is not None and origin == SCHEDULE \
+            else ((), None)
         seconds = max(0.0, (self.clock() - started).total_seconds())
-        # once the run is over, retention included (then the copies are listed again)
-        kept = record.kept if record.kept is not None and not retained else self._count(target, volume.name)
+        # once the run is over, retention included; the copies kept are those the put
+        # counted less what retention deleted, else listed again
+        known = record.kept is not None and failed is None
+        kept = record.kept - len(deleted) if known else self._count(target, volume.name)
         self.board.copied(volume.name, label, record, seconds, kept)
         if failed:
             self.board.error(volume.name, label, f"the copy was made, but its retention failed: {failed}")
@@ -132,17 +134,18 @@ class CopyRuns:
             return None
 
     def _retain(self, target, name, keep):
-        """Apply ``keep``; the error when that failed (the copy stands), else None."""
+        """Apply ``keep``: (the copies it deleted, None), or ((), the error) when it failed
+        (the copy stands)."""
         try:
             with target.lock(name, "applying its retention"):
                 deleted = target.retain(name, keep)
         except VolumeError as err:
             log.error("volume %s: retention on backup target %s failed: %s", name, target.label, err)
-            return err
+            return (), err
         if deleted:
             log.info("volume %s: retention deleted copies %s on backup target %s", name, ", ".join(deleted),
                      target.label)
-        return None
+        return deleted, None
 
     def restore(self, volume, found, label, include=None):
         """Fill ``volume`` (its lock held, unmounted) from Found copy ``found`` of target ``label``."""
